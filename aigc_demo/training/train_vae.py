@@ -1,0 +1,459 @@
+"""Train the exploration VAE (global 32-d latent) on the emoji corpus.
+
+    python -m aigc_demo.training.train_vae --minutes 30 --threads 1
+
+Resumes from runs/vae-emoji/checkpoint, else from weights/vae-emoji (weights
+only), else starts from scratch. At the end it evaluates on the held-out split
+and publishes to weights/vae-emoji/ only if the held-out negative ELBO beats
+the one in weights/vae-emoji/metrics.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from aigc_demo.data.corpus import Corpus, load_corpus
+from aigc_demo.pipelines.vae_model import EmojiVAE, EmojiVAEConfig
+from aigc_demo.training import common
+from aigc_demo.training.common import TrainState
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "vae-emoji"
+LOG2PI = math.log(2 * math.pi)
+LOG256 = math.log(256)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--minutes", type=float, default=30.0, help="training time budget")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--beta", type=float, default=0.7, help="KL weight after warm-up")
+    p.add_argument("--warmup-steps", type=int, default=500, help="linear KL warm-up")
+    p.add_argument(
+        "--edge-weight",
+        type=float,
+        default=0.5,
+        help="weight of the image-gradient likelihood term (sharper edges)",
+    )
+    p.add_argument("--latent-dim", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--autocast",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="bf16 autocast; 'auto' enables it only if oneDNN has bf16 kernels",
+    )
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--run-dir", type=Path, default=common.RUNS_DIR / MODEL_NAME)
+    p.add_argument("--weights-dir", type=Path, default=common.WEIGHTS_DIR / MODEL_NAME)
+    p.add_argument("--log-every", type=int, default=10)
+    return p.parse_args(argv)
+
+
+# -- objective -------------------------------------------------------------------
+def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """Per-image continuous Gaussian NLL (nats), shared scalar sigma."""
+    d = x[0].numel()
+    sq = (x - mean).pow(2).flatten(1).sum(1)
+    return 0.5 * sq * torch.exp(-2 * log_sigma) + d * (log_sigma + 0.5 * LOG2PI)
+
+
+def edge_nll(x: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """Gradient images scored with the same sigma: penalises blurred outlines."""
+    gx, gy = common.image_gradients(x)
+    mx, my = common.image_gradients(mean)
+    sq = (gx - mx).pow(2).flatten(1).sum(1) + (gy - my).pow(2).flatten(1).sum(1)
+    return 0.5 * sq * torch.exp(-2 * log_sigma)
+
+
+def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+
+
+def train_step(
+    model: EmojiVAE,
+    x: torch.Tensor,
+    beta: float,
+    edge_weight: float,
+    autocast: bool,
+    generator: torch.Generator,
+) -> dict[str, torch.Tensor]:
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        recon, mean, logvar = model(x, generator)
+    recon, mean, logvar = recon.float(), mean.float(), logvar.float()
+    log_sigma = model.log_sigma.clamp(min=model.config.min_log_sigma)
+    nll = gaussian_nll(x, recon, log_sigma)
+    edge = edge_nll(x, recon, log_sigma)
+    kl = kl_divergence(mean, logvar)
+    d = x[0].numel()
+    loss = (nll + edge_weight * edge + beta * kl).mean() / d  # per-dim for a stable lr
+    return {
+        "loss": loss,
+        "nll": nll.mean(),
+        "kl": kl.mean(),
+        "sigma": log_sigma.exp(),
+        "mse": (x - recon).pow(2).mean(),
+    }
+
+
+# -- evaluation ------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(model: EmojiVAE, images: np.ndarray, batch_size: int = 128) -> dict[str, float]:
+    """Held-out negative ELBO (beta=1, no edge term) for 8-bit data, plus PSNR."""
+    model.eval()
+    gen = torch.Generator().manual_seed(1234)
+    nelbo, kls, psnrs, psnr_sampled = [], [], [], []
+    for start in range(0, len(images), batch_size):
+        x = common.to_tensor(images[start : start + batch_size])
+        mean, logvar = model.encode(x)
+        z = model.reparameterize(mean, logvar, gen)
+        recon = model.decode(z)
+        log_sigma = model.log_sigma.clamp(min=model.config.min_log_sigma)
+        # 8-bit pixels: P(bin) ~= density * (1/256) per dim  =>  +D*log(256) nats.
+        nll = gaussian_nll(x, recon, log_sigma) + x[0].numel() * LOG256
+        kl = kl_divergence(mean, logvar)
+        nelbo.append(nll + kl)
+        kls.append(kl)
+        psnrs.append(common.psnr(model.decode(mean).clamp(0, 1), x))
+        psnr_sampled.append(common.psnr(recon.clamp(0, 1), x))
+    model.train()
+    nelbo_t = torch.cat(nelbo)
+    d = images[0].size
+    return {
+        "heldout_nelbo_nats": float(nelbo_t.mean()),
+        "heldout_bits_per_dim": float(nelbo_t.mean() / (d * math.log(2))),
+        "heldout_kl_nats": float(torch.cat(kls).mean()),
+        "heldout_psnr_db": float(torch.cat(psnrs).mean()),
+        "heldout_psnr_sampled_z_db": float(torch.cat(psnr_sampled).mean()),
+        "decoder_sigma": float(model.sigma()),
+        "heldout_items": len(images),
+    }
+
+
+# -- model setup -------------------------------------------------------------------
+def load_model(args: argparse.Namespace) -> tuple[EmojiVAE, TrainState, str]:
+    ckpt = args.run_dir / "checkpoint"
+    state = common.load_state(args.run_dir)
+    if (ckpt / "model.safetensors").exists() and state is not None:
+        return EmojiVAE.from_pretrained(ckpt).train(), state, f"resumed from {ckpt}"
+    if (args.weights_dir / "model.safetensors").exists():
+        model = EmojiVAE.from_pretrained(args.weights_dir).train()
+        prior = (
+            json.loads((args.weights_dir / "metrics.json").read_text())
+            if (args.weights_dir / "metrics.json").exists()
+            else {}
+        )
+        state = TrainState(
+            wall_seconds=prior.get("cumulative_train_seconds", 0.0),
+            step=prior.get("steps", 0),
+            runs=prior.get("runs", 0),
+        )
+        return model, state, f"initialised from committed {args.weights_dir}"
+    config = EmojiVAEConfig(latent_dim=args.latent_dim)
+    return EmojiVAE(config), TrainState(), "from scratch"
+
+
+def lr_at(base: float, frac: float) -> float:
+    """Cosine decay to 10 % over this run's time budget (time-based: steps are unknown)."""
+    frac = min(max(frac, 0.0), 1.0)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def train(args: argparse.Namespace, corpus: Corpus) -> tuple[EmojiVAE, TrainState]:
+    model, state, origin = load_model(args)
+    model = model.to(memory_format=torch.channels_last)
+    logger.info(
+        "model %s (%.2fM params)",
+        origin,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    opt_path = args.run_dir / "checkpoint" / "optimizer.pt"
+    if origin.startswith("resumed") and opt_path.exists():
+        opt.load_state_dict(torch.load(opt_path, weights_only=True))
+    autocast = common.resolve_autocast(args.autocast)
+    logger.info("bf16 autocast: %s", autocast)
+
+    train_idx = corpus.split_indices("train")
+    sampler = common.BatchSampler(train_idx, args.batch_size, args.seed, state.epoch)
+    gen = torch.Generator().manual_seed(args.seed + state.step)
+    log = common.LossLog(args.run_dir / "loss.csv", ["loss", "nll", "kl", "sigma", "mse", "lr"])
+    timer = common.Timer(args.minutes)
+    wall0 = state.wall_seconds
+    state.runs += 1
+
+    def checkpoint() -> None:
+        state.epoch = sampler.epoch
+        state.wall_seconds = wall0 + timer.elapsed()
+        common.save_checkpoint(args.run_dir, model.save_pretrained, opt, state)
+
+    bar = tqdm(
+        total=int(args.minutes * 60),
+        desc="vae",
+        unit="s",
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}s {postfix}",
+    )
+    while not timer.done():
+        lr = lr_at(args.lr, timer.elapsed() / timer.budget)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x = common.hflip_augment(common.to_tensor(corpus.images[sampler.next()]), gen)
+        beta = args.beta * min(1.0, (state.step + 1) / max(1, args.warmup_steps))
+        out = train_step(model, x, beta, args.edge_weight, autocast, gen)
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        state.step += 1
+        if state.step % args.log_every == 0:
+            vals = {k: float(v.detach()) for k, v in out.items()}
+            log.append(
+                {
+                    "step": state.step,
+                    "wall_seconds": wall0 + timer.elapsed(),
+                    "lr": lr,
+                    **vals,
+                }
+            )
+            bar.set_postfix(
+                step=state.step,
+                loss=f"{vals['loss']:.3f}",
+                kl=f"{vals['kl']:.1f}",
+                sigma=f"{vals['sigma']:.3f}",
+            )
+        bar.n = min(timer.elapsed(), timer.budget)
+        bar.refresh()
+        if timer.checkpoint_due():
+            checkpoint()
+    bar.close()
+    checkpoint()
+    return model.to(memory_format=torch.contiguous_format).eval(), state
+
+
+# -- artifacts ------------------------------------------------------------------------
+@torch.no_grad()
+def corpus_latents(
+    model: EmojiVAE, images: np.ndarray, batch_size: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    means, logvars = [], []
+    for start in range(0, len(images), batch_size):
+        m, lv = model.encode(common.to_tensor(images[start : start + batch_size]))
+        means.append(m)
+        logvars.append(lv)
+    return torch.cat(means), torch.cat(logvars)
+
+
+def pca(z: torch.Tensor) -> dict[str, torch.Tensor]:
+    """PCA of the posterior means: components are rows, sorted by variance."""
+    mean = z.mean(0)
+    centred = z - mean
+    _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+    var = s.pow(2) / (len(z) - 1)
+    return {
+        "pca_mean": mean,
+        "pca_components": vh,
+        "pca_explained_variance": var,
+        "pca_explained_variance_ratio": var / var.sum(),
+    }
+
+
+def write_latents(model: EmojiVAE, corpus: Corpus, out: Path) -> dict:
+    mean, logvar = corpus_latents(model, corpus.images)
+    stats = pca(mean.double())
+    styles = sorted({r["style"] for r in corpus.rows})
+    style_idx = torch.tensor([styles.index(r["style"]) for r in corpus.rows])
+    style_means = torch.stack([mean[style_idx == i].mean(0) for i in range(len(styles))])
+    centred = mean.double() - stats["pca_mean"]
+    tensors = {
+        "mean": mean.half(),
+        "logvar": logvar.half(),
+        "pca_coords": (centred @ stats["pca_components"][:2].T).half(),
+        "style_means": style_means.float(),
+        **{k: v.float() for k, v in stats.items()},
+    }
+    save_file(
+        {k: v.contiguous() for k, v in tensors.items()},
+        str(out / "latents.safetensors"),
+    )
+    index = {
+        "model": MODEL_NAME,
+        "latent_dim": model.config.latent_dim,
+        "rows": len(corpus.rows),
+        "styles": styles,
+        "items": [
+            {
+                k: r[k]
+                for k in (
+                    "row",
+                    "id",
+                    "char",
+                    "name",
+                    "caption",
+                    "style",
+                    "split",
+                    "group",
+                    "keywords",
+                )
+            }
+            for r in corpus.rows
+        ],
+    }
+    (out / "index.json").write_text(json.dumps(index, ensure_ascii=False) + "\n", encoding="utf-8")
+    return {
+        "explained_variance_ratio_top4": [
+            round(float(v), 4) for v in stats["pca_explained_variance_ratio"][:4]
+        ]
+    }
+
+
+@torch.no_grad()
+def write_grids(model: EmojiVAE, corpus: Corpus, out: Path, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    common.save_grid(model.sample(64, gen), out / "samples.png", nrow=8)
+    held = corpus.split_indices("heldout")
+    pick = held[np.linspace(0, len(held) - 1, 16).round().astype(int)]
+    x = common.to_tensor(corpus.images[pick]).contiguous()
+    recon = model.decode(model.encode(x)[0]).clamp(0, 1)
+    # rows alternate: originals, reconstructions
+    pairs = torch.cat([x[:8], recon[:8], x[8:], recon[8:]])
+    common.save_grid(pairs, out / "reconstructions.png", nrow=8)
+    a, b = model.encode(x[[0, 2, 4, 6]])[0], model.encode(x[[1, 3, 5, 7]])[0]
+    t = torch.linspace(0, 1, 8).view(1, 8, 1)
+    z = (a[:, None] * (1 - t) + b[:, None] * t).reshape(-1, a.shape[1])
+    common.save_grid(model.decode(z).clamp(0, 1), out / "interpolation.png", nrow=8)
+
+
+def model_card(metrics: dict, command: str, corpus: Corpus) -> str:
+    styles = {}
+    for r in corpus.rows:
+        styles[r["style_label"]] = styles.get(r["style_label"], 0) + 1
+    style_list = ", ".join(f"{k} ({v})" for k, v in styles.items())
+    return f"""# vae-emoji: exploration VAE with a global {metrics["latent_dim"]}-d latent
+
+A small convolutional VAE (`aigc_demo.pipelines.vae_model.EmojiVAE`, {metrics["params_m"]:.2f} M
+parameters, fp16 safetensors) trained from scratch on this project's emoji corpus. It powers the
+Latent tab: prior samples, interpolation, PCA sliders and nearest neighbours.
+
+- **Data**: {len(corpus)} captioned 64x64 emoji tiles on white ({style_list}), built by
+  `python -m aigc_demo.data.build_corpus`; {metrics["heldout_items"]} held-out items (split by
+  subject, so no subject is seen in training in any style).
+- **Objective**: Gaussian decoder with a learned shared sigma (sigma-VAE) + image-gradient term
+  (weight {metrics["edge_weight"]}), KL weight beta={metrics["beta"]} after a linear warm-up.
+- **Command** (last run): `{command}`
+- **Training**: {metrics["steps"]} steps of batch {metrics["batch_size"]} over
+  {metrics["runs"]} run(s); cumulative wall time on this machine (1 CPU thread, fp32):
+  {common.format_minutes(metrics["cumulative_train_seconds"])}.
+
+## Held-out metrics
+
+| metric | value |
+|---|---|
+| negative ELBO (beta=1, 8-bit data) | {metrics["heldout_nelbo_nats"]:.1f} nats/image ({metrics["heldout_bits_per_dim"]:.3f} bits/dim) |
+| KL | {metrics["heldout_kl_nats"]:.1f} nats/image |
+| reconstruction PSNR (posterior mean) | {metrics["heldout_psnr_db"]:.2f} dB |
+| decoder sigma | {metrics["decoder_sigma"]:.4f} |
+
+Prior samples, held-out reconstructions (odd rows: input, even rows: reconstruction),
+interpolations between held-out pairs, and the training loss:
+
+![samples](samples.png) ![reconstructions](reconstructions.png)
+
+![interpolation](interpolation.png)
+
+![loss](loss.png)
+
+## Files
+
+- `model.safetensors`, `config.json`: `EmojiVAE.from_pretrained(dir)`.
+- `latents.safetensors`: `mean`/`logvar` (N x {metrics["latent_dim"]}, fp16, posterior of every
+  corpus row), `pca_mean`, `pca_components` (rows = directions), `pca_explained_variance(_ratio)`,
+  `pca_coords` (N x 2), `style_means` (styles x {metrics["latent_dim"]}, order in `index.json`).
+- `index.json`: row -> corpus item id, emoji, name, caption, style, split, group, keywords.
+
+## License
+
+{common.DATA_LICENSE_NOTE}
+"""
+
+
+def publish(
+    model: EmojiVAE,
+    corpus: Corpus,
+    metrics: dict,
+    args: argparse.Namespace,
+    command: str,
+) -> None:
+    out = args.weights_dir
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, dtype=torch.float16)
+    # Artifacts come from the fp16 weights actually shipped, not the fp32 copy.
+    shipped = EmojiVAE.from_pretrained(out)
+    metrics.update(write_latents(shipped, corpus, out))
+    write_grids(shipped, corpus, out, args.seed)
+    common.LossLog(args.run_dir / "loss.csv", []).plot(
+        out / "loss.png", ["loss", "kl", "sigma"], "vae-emoji training"
+    )
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "README.md").write_text(model_card(metrics, command, corpus), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    common.setup(args.threads, args.seed)
+    command = "python -m aigc_demo.training.train_vae " + shlex.join(sys.argv[1:] if argv is None else argv)
+    corpus = load_corpus(args.data_dir)
+    model, state = train(args, corpus)
+
+    fp16 = EmojiVAE.from_pretrained(args.run_dir / "checkpoint").half().float().eval()
+    metrics = evaluate(fp16, corpus.images[corpus.split_indices("heldout")])
+    metrics.update(
+        {
+            "steps": state.step,
+            "runs": state.runs,
+            "batch_size": args.batch_size,
+            "cumulative_train_seconds": round(state.wall_seconds, 1),
+            "beta": args.beta,
+            "edge_weight": args.edge_weight,
+            "latent_dim": model.config.latent_dim,
+            "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+            "command": command,
+        }
+    )
+    logger.info(
+        "held-out: %s",
+        json.dumps({k: v for k, v in metrics.items() if k.startswith("heldout")}),
+    )
+    old = common.previous_metric(args.weights_dir, "heldout_nelbo_nats")
+    if common.is_better(metrics["heldout_nelbo_nats"], old, higher_is_better=False):
+        publish(model, corpus, metrics, args, command)
+        logger.info(
+            "published to %s (nelbo %.1f < previous %s)",
+            args.weights_dir,
+            metrics["heldout_nelbo_nats"],
+            old,
+        )
+    else:
+        logger.info(
+            "NOT published: nelbo %.1f does not beat %s",
+            metrics["heldout_nelbo_nats"],
+            old,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""The Blocks app: a header and one builder per tab. No model code here."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from aigc_demo.config import AppConfig
+from aigc_demo.registry import PipelineRegistry
+from aigc_demo.ui.strings import t
+from aigc_demo.ui.text_tab import build_text_tab
+
+CSS = """
+#chatbot { min-height: 420px; }
+footer { visibility: hidden; }
+"""
+
+
+def build_demo(registry: PipelineRegistry, cfg: AppConfig) -> gr.Blocks:
+    with gr.Blocks(title="AIGC Studio") as demo:
+        gr.Markdown(f"# {t('app_title')}")
+        gr.Markdown(t("app_subtitle"))
+        with gr.Tabs():
+            with gr.Tab(t("tab_text"), id="text"):
+                build_text_tab(registry.get("text"), registry.failures.get("text"), cfg)
+    # A bounded queue: beyond max_size visitors get "busy, try again" instead of an endless wait.
+    demo.queue(
+        max_size=cfg.server.queue_max_size,
+        default_concurrency_limit=cfg.server.heavy_concurrency,
+    )
+    return demo

@@ -1,0 +1,153 @@
+"""Text benchmark: the app's pipeline vs plain library calls on the same model file, side by side.
+
+    python bench/text.py [--new-tokens 128] [--threads 2]
+
+(a) the app's TextPipeline exactly as the Text tab calls it (default engine, streaming included),
+(b) plain transformers `model.generate` with default settings (fp32) on the GGUF,
+(c) llama.cpp on the same GGUF through llama-cpp-python's `create_completion`,
+(d) the app's transformers engine (the path for hub models and GPUs) on the same weights.
+Prints load time, time to first token, decode tokens/s, ratios, and the first 32 greedy tokens of each.
+Not a test: run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+PROMPT = "Write a detailed essay about the history of the printing press and how it changed Europe."
+SYSTEM = "You are a helpful, concise assistant."
+
+
+def bench_pipeline(engine: str, threads: int, new_tokens: int, cache_dir: Path | None = None):
+    from aigc_demo.config import TextConfig
+    from aigc_demo.pipelines.text import GenerationParams, TextPipeline
+
+    kwargs = {"cache_dir": cache_dir} if cache_dir else {}
+    t0 = time.perf_counter()
+    pipe = TextPipeline.from_config(TextConfig(engine=engine, threads=threads, **kwargs))
+    load = time.perf_counter() - t0
+    params = GenerationParams(max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.0, seed=0)
+    for _ in pipe.chat("Hi", system_prompt=SYSTEM, params=GenerationParams(max_new_tokens=2, temperature=0)):
+        pass  # warm-up, as the app does at start
+    warm = time.perf_counter() - t0
+    # Record the ids the engine yields, to compare tokens with the plain calls.
+    ids: list[int] = []
+    original = pipe.engine.generate_ids
+
+    def recording(prompt_ids, p):
+        for i in original(prompt_ids, p):
+            ids.append(i)
+            yield i
+
+    pipe.engine.generate_ids = recording
+    last = None
+    for last in pipe.chat(PROMPT, system_prompt=SYSTEM, params=params):
+        pass
+    s = last.stats
+    return dict(
+        load=load, start=warm, ttft=s.time_to_first_token_s, tps=s.tokens_per_s, n=s.new_tokens,
+        ids=ids[: s.new_tokens], prompt_tokens=s.prompt_tokens,
+    )
+
+
+def chat_prompt_text() -> str:
+    from aigc_demo.config import TextConfig
+    from aigc_demo.pipelines.text import LlamaCppEngine
+
+    eng = LlamaCppEngine.from_config(TextConfig(threads=1, context_length=512))
+    return eng.render_chat([{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}])
+
+
+def bench_plain_transformers(prompt: str, threads: int, new_tokens: int):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from aigc_demo.config import DEFAULT_TEXT_MODEL
+    from aigc_demo.pipelines.text import resolve_model_path
+
+    torch.set_num_threads(threads)
+    folder, gguf = resolve_model_path(DEFAULT_TEXT_MODEL)
+    t0 = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf)
+    load = time.perf_counter() - t0
+    ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    model.generate(**ids, max_new_tokens=2, do_sample=False)  # warm-up
+    t1 = time.perf_counter()
+    model.generate(**ids, max_new_tokens=1, do_sample=False)
+    ttft = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    out = model.generate(**ids, max_new_tokens=new_tokens, do_sample=False)
+    total = time.perf_counter() - t2
+    new = out[0, ids["input_ids"].shape[1] :].tolist()
+    eos = model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [eos])
+    n = next((i for i, t in enumerate(new) if t in eos), len(new))
+    return dict(load=load, ttft=ttft, tps=(len(new) - 1) / max(total - ttft, 1e-9), n=n, ids=new[:n])
+
+
+def bench_llama_cpp(prompt: str, threads: int, new_tokens: int):
+    import llama_cpp
+
+    from aigc_demo.config import DEFAULT_TEXT_MODEL
+    from aigc_demo.pipelines.text import resolve_model_path
+
+    folder, gguf = resolve_model_path(DEFAULT_TEXT_MODEL)
+    t0 = time.perf_counter()
+    llm = llama_cpp.Llama(str(Path(folder) / gguf), n_ctx=4096, n_threads=threads, verbose=False)
+    load = time.perf_counter() - t0
+    llm.create_completion(prompt, max_tokens=2, temperature=0.0)  # warm-up
+    llm.reset()
+    t1 = time.perf_counter()
+    first = None
+    pieces = []
+    for chunk in llm.create_completion(prompt, max_tokens=new_tokens, temperature=0.0, stream=True):
+        if first is None:
+            first = time.perf_counter() - t1
+        pieces.append(chunk["choices"][0]["text"])
+    total = time.perf_counter() - t1
+    text = "".join(pieces)
+    ids = llm.tokenize(text.encode(), add_bos=False, special=False)
+    n = len(pieces)
+    return dict(load=load, ttft=first, tps=(n - 1) / max(total - first, 1e-9), n=n, ids=ids, text=text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    prompt = chat_prompt_text()
+
+    results = {
+        "(a) app pipeline (default engine)": bench_pipeline("auto", args.threads, args.new_tokens),
+        "(b) plain transformers generate fp32": bench_plain_transformers(prompt, args.threads, args.new_tokens),
+        "(c) llama-cpp-python create_completion": bench_llama_cpp(prompt, args.threads, args.new_tokens),
+        "(d) app pipeline, transformers engine": bench_pipeline("transformers", args.threads, args.new_tokens),
+    }
+    print(f"\nprompt: {results['(a) app pipeline (default engine)']['prompt_tokens']} tokens (chat template), "
+          f"{args.new_tokens} new greedy tokens max, {args.threads} threads\n")
+    print(f"{'':42} {'load s':>8} {'start s':>8} {'TTFT ms':>8} {'tok/s':>8} {'tokens':>7}")
+    for name, r in results.items():
+        start = f"{r['start']:8.2f}" if "start" in r else f"{'':>8}"
+        print(f"{name:42} {r['load']:8.2f} {start} {r['ttft'] * 1000:8.1f} {r['tps']:8.1f} {r['n']:7d}")
+    a, b, c, d = results.values()
+    print(f"\nratio decode tok/s  a/c = {a['tps'] / c['tps']:.2f}   a/b = {a['tps'] / b['tps']:.2f}   "
+          f"d/b = {d['tps'] / b['tps']:.2f}")
+    print(f"ratio TTFT          a/c = {a['ttft'] / c['ttft']:.2f}   d/b = {d['ttft'] / b['ttft']:.2f}")
+    print(f"app start (load + warm-up): {a['start']:.2f} s")
+    print(f"greedy tokens identical: a==c (first 32): {a['ids'][:32] == c['ids'][:32]}   "
+          f"d==b (all): {d['ids'] == b['ids']}")
+    for name, r in results.items():
+        print(f"{name:42} first 32 ids: {r['ids'][:32]}")
+
+
+if __name__ == "__main__":
+    main()

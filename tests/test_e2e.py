@@ -1,0 +1,99 @@
+"""End to end: the real app in a subprocess, driven through gradio_client like any API user."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from gradio_client import Client
+
+CHAT = dict(max_new_tokens=32, temperature=0.0, seed=1)
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def test_chat_streams_a_reply(client):
+    job = client.submit("Name three colours.", api_name="/chat", **CHAT)
+    updates = list(job)
+    final = job.result()
+    assert final["text"].strip(), final
+    assert final["finish_reason"] in ("stop", "length")
+    assert final["new_tokens"] >= 3 and final["seed"] == 1
+    assert len(updates) >= 2, "the reply should arrive in several streamed steps"
+
+
+def test_greedy_is_reproducible_through_the_api(client):
+    a = client.predict("Say hello in French.", api_name="/chat", **CHAT)
+    b = client.predict("Say hello in French.", api_name="/chat", **CHAT)
+    assert a["text"] == b["text"] and a["text"].strip()
+
+
+def test_completion_streams(client):
+    final = client.predict(
+        "Once upon a time",
+        api_name="/complete",
+        max_new_tokens=16,
+        temperature=0.0,
+        seed=0,
+    )
+    assert final["text"].strip() and final["new_tokens"] >= 1
+
+
+def test_stop_frees_the_worker(client):
+    job = client.submit(
+        "Write a very long story about the sea.",
+        api_name="/chat",
+        max_new_tokens=1500,
+        temperature=0.8,
+        repetition_penalty=1.0,
+        min_p=0.0,
+        seed=5,
+    )
+    deadline = time.time() + 60
+    while not job.outputs() and time.time() < deadline:
+        time.sleep(0.05)
+    assert job.outputs(), "no streamed output arrived"
+    job.cancel()
+    t0 = time.time()
+    reply = client.predict("Hi", api_name="/chat", max_new_tokens=4, temperature=0.0, seed=0)
+    waited = time.time() - t0
+    assert reply["new_tokens"] >= 1
+    # 1500 tokens would take >10 s; the next request must not wait for them.
+    assert waited < 8, f"next request waited {waited:.1f} s: the stopped generation kept running"
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(message=""), "empty"),
+        (dict(message="   \n "), "empty"),
+        (dict(message="x" * 100_000), "limit"),
+        (dict(message="hi", temperature=-1), "temperature"),
+        (dict(message="hi", top_p=5), "top_p"),
+        (dict(message="hi", max_new_tokens=10**9), "max_new_tokens"),
+        (dict(message="hi", seed="abc"), "seed"),
+        (dict(message="hi", history="not a list"), "history"),
+        (dict(message="hi", history=[{"who": "me"}]), "history"),
+    ],
+)
+def test_bad_input_gets_a_clear_message(client, kwargs, words):
+    with pytest.raises(Exception, match=words):
+        client.predict(api_name="/chat", **kwargs)
+
+
+def test_control_characters_and_broken_unicode_are_served(client):
+    reply = client.predict(
+        "hello\x00\x07 wor\ud800ld",
+        api_name="/chat",
+        max_new_tokens=4,
+        temperature=0,
+        seed=0,
+    )
+    assert reply["new_tokens"] >= 1
+
+
+def test_server_still_serves_after_bad_input(client):
+    assert client.predict("Hi", api_name="/chat", **CHAT)["text"].strip()

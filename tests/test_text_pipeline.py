@@ -1,0 +1,194 @@
+"""Text pipeline on a tiny random Llama loaded from a local folder (the same path hub models take)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from aigc_demo.config import AppConfig, TextConfig
+from aigc_demo.pipelines.text import (
+    GenerationParams,
+    TextPipeline,
+    clean_text,
+    parse_messages,
+)
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_llama_dir):
+    return TextPipeline.from_config(
+        TextConfig(model=str(tiny_llama_dir), engine="transformers", context_length=256)
+    )
+
+
+def run(stream):
+    last = None
+    for last in stream:
+        pass
+    return last
+
+
+def test_greedy_matches_plain_generate(pipe):
+    params = GenerationParams(max_new_tokens=24, temperature=0, repetition_penalty=1.0, seed=0)
+    ours = run(pipe.complete("Hello world", params))
+    engine = pipe.engine
+    ids = torch.tensor([engine.tokenize("Hello world", add_special=True)])
+    ref = engine.model.generate(ids, max_new_tokens=24, do_sample=False, eos_token_id=None, pad_token_id=0)
+    ref_text = engine.tokenizer.decode(ref[0, ids.shape[1] :], skip_special_tokens=True)
+    # The tiny random model may emit its end-of-turn token, where we stop; compare up to there.
+    assert ours.text and ref_text.startswith(ours.text)
+    assert ours.stats.finish_reason in ("length", "stop")
+
+
+def test_same_seed_same_text_and_seed_reported(pipe):
+    params = GenerationParams(max_new_tokens=20, temperature=1.0, top_k=0, min_p=0.0, seed=1234)
+    a, b = (
+        run(pipe.chat("Tell me a story", params=params)),
+        run(pipe.chat("Tell me a story", params=params)),
+    )
+    assert a.text == b.text and a.stats.seed == 1234
+    others = {
+        run(
+            pipe.chat(
+                "Tell me a story",
+                params=GenerationParams(**{**params.__dict__, "seed": s}),
+            )
+        ).text
+        for s in range(5)
+    }
+    assert len(others) > 1, "different seeds should give different samples"
+
+
+def test_random_seed_is_chosen_and_reusable(pipe):
+    first = run(pipe.chat("Hi", params=GenerationParams(max_new_tokens=10, temperature=1.0)))
+    assert first.stats.seed is not None
+    again = run(
+        pipe.chat(
+            "Hi",
+            params=GenerationParams(max_new_tokens=10, temperature=1.0, seed=first.stats.seed),
+        )
+    )
+    assert again.text == first.text
+
+
+def test_stop_ends_the_generation_thread(pipe):
+    stream = pipe.chat(
+        "Tell me a long story",
+        params=GenerationParams(max_new_tokens=100, temperature=1.0, seed=3),
+    )
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    stream.close()  # what gradio does when the user presses Stop or the client goes away
+    deadline = time.time() + 5
+    while any(t.name == "text-generation" for t in threading.enumerate()) and time.time() < deadline:
+        time.sleep(0.01)
+    assert not any(t.name == "text-generation" for t in threading.enumerate())
+    # The model is free again at once.
+    assert run(pipe.chat("Hi", params=GenerationParams(max_new_tokens=3, seed=1))).stats.new_tokens >= 1
+
+
+def test_streams_growing_text_with_stats(pipe):
+    updates = list(pipe.chat("Hello", params=GenerationParams(max_new_tokens=12, temperature=1.0, seed=7)))
+    texts = [u.text for u in updates]
+    assert all(b.startswith(a) for a, b in zip(texts, texts[1:]))
+    final = updates[-1].stats
+    assert final.new_tokens >= 1 and final.time_to_first_token_s is not None
+    assert final.finish_reason in ("stop", "length")
+
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("temperature", -1, "temperature"),
+        ("top_p", 5, "top_p"),
+        ("max_new_tokens", 10**9, "max_new_tokens"),
+        ("seed", "abc", "seed"),
+        ("top_k", 1.5, "top_k"),
+        ("temperature", float("nan"), "temperature"),
+        ("repetition_penalty", "lots", "repetition_penalty"),
+    ],
+)
+def test_bad_parameters_are_named(pipe, field, value, words):
+    with pytest.raises(ValueError, match=words):
+        pipe.parse_params(**{field: value})
+
+
+def test_loose_types_are_coerced(pipe):
+    p = pipe.parse_params(max_new_tokens="12", temperature="0.5", seed="42", top_k=5.0)
+    assert (p.max_new_tokens, p.temperature, p.seed, p.top_k) == (12, 0.5, 42, 5)
+    assert pipe.parse_params(seed=-1).seed is None
+
+
+@pytest.mark.parametrize("message", ["", "   \n\t ", "\x00\x01"])
+def test_empty_messages_rejected(pipe, message):
+    with pytest.raises(ValueError, match="empty"):
+        next(pipe.chat(message))
+
+
+def test_huge_message_rejected(pipe):
+    with pytest.raises(ValueError, match="limit"):
+        next(pipe.chat("x" * 100_000))
+
+
+def test_control_chars_and_invalid_unicode_are_cleaned():
+    cleaned = clean_text("a\x00b\x1bc\ud800d\ne", "m", 100)
+    assert "\x00" not in cleaned and "\x1b" not in cleaned and "\ud800" not in cleaned and "\n" in cleaned
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        "not a list",
+        [1, 2],
+        [{"role": "wizard", "content": "x"}],
+        [{"content": "no role"}],
+        {"role": "user"},
+    ],
+)
+def test_history_in_wrong_shape_rejected(history):
+    with pytest.raises(ValueError, match="history"):
+        parse_messages(history, 10, 1000)
+
+
+def test_gradio_style_content_parts_accepted():
+    msgs = parse_messages([{"role": "user", "content": [{"type": "text", "text": "hi"}]}], 10, 1000)
+    assert msgs == [{"role": "user", "content": "hi"}]
+
+
+def test_long_conversation_drops_oldest_turns(pipe):
+    history = []
+    for i in range(30):
+        history += [
+            {"role": "user", "content": f"question {i} " * 5},
+            {"role": "assistant", "content": "answer " * 5},
+        ]
+    final = run(pipe.chat("last question", history, params=GenerationParams(max_new_tokens=8, seed=0)))
+    assert any("dropped" in w for w in final.stats.warnings)
+    assert final.stats.prompt_tokens <= pipe.engine.context_length - 8
+
+
+def test_single_message_longer_than_context_is_cut_with_warning(pipe):
+    final = run(pipe.chat("hello world " * 400, params=GenerationParams(max_new_tokens=8, seed=0)))
+    assert any("cut" in w for w in final.stats.warnings)
+
+
+def test_max_new_tokens_larger_than_context_is_a_clear_error(pipe):
+    with pytest.raises(ValueError, match="context"):
+        next(pipe.chat("hi", params=GenerationParams(max_new_tokens=1000)))
+
+
+def test_config_env_overrides():
+    cfg = AppConfig.from_env(
+        {
+            "AIGC_TEXT_MODEL": "/tmp/x",
+            "AIGC_PORT": "9000",
+            "AIGC_SERVER_WARMUP": "false",
+        }
+    )
+    assert cfg.text.model == "/tmp/x" and cfg.server.port == 9000 and cfg.server.warmup is False
+    with pytest.raises(ValueError, match="AIGC_SERVER_PORT"):
+        AppConfig.from_env({"AIGC_SERVER_PORT": "abc"})
