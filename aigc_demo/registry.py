@@ -74,4 +74,26 @@ def build_registry(cfg: AppConfig) -> PipelineRegistry:
         ),
         warmup=warm_text,
     )
+
+    def build_latent():
+        from aigc_demo.pipelines.latent import LatentPipeline
+
+        return LatentPipeline.from_config(cfg.latent)
+
+    def warm_latent(pipe) -> None:
+        # Draw the corpus map and decode once, so the first visitor's click is as fast as the rest.
+        if pipe.has_atlas:
+            pipe.corpus_map()
+            pipe.decode(pipe.corpus_latent(0))
+
+    registry.add(
+        "latent",
+        build_latent,
+        hint=(
+            "The exploration VAE lives in weights/vae-emoji (committed). If it is missing, rebuild it with "
+            "`python -m aigc_demo.data.build_corpus` then `python -m aigc_demo.training.train_vae`, or point "
+            "AIGC_LATENT_MODEL at a diffusers AutoencoderKL folder or hub id."
+        ),
+        warmup=warm_latent,
+    )
     return registry

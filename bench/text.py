@@ -51,8 +51,13 @@ def bench_pipeline(engine: str, threads: int, new_tokens: int, cache_dir: Path |
         pass
     s = last.stats
     return dict(
-        load=load, start=warm, ttft=s.time_to_first_token_s, tps=s.tokens_per_s, n=s.new_tokens,
-        ids=ids[: s.new_tokens], prompt_tokens=s.prompt_tokens,
+        load=load,
+        start=warm,
+        ttft=s.time_to_first_token_s,
+        tps=s.tokens_per_s,
+        n=s.new_tokens,
+        ids=ids[: s.new_tokens],
+        prompt_tokens=s.prompt_tokens,
     )
 
 
@@ -128,23 +133,33 @@ def main() -> None:
 
     results = {
         "(a) app pipeline (default engine)": bench_pipeline("auto", args.threads, args.new_tokens),
-        "(b) plain transformers generate fp32": bench_plain_transformers(prompt, args.threads, args.new_tokens),
+        "(b) plain transformers generate fp32": bench_plain_transformers(
+            prompt, args.threads, args.new_tokens
+        ),
         "(c) llama-cpp-python create_completion": bench_llama_cpp(prompt, args.threads, args.new_tokens),
-        "(d) app pipeline, transformers engine": bench_pipeline("transformers", args.threads, args.new_tokens),
+        "(d) app pipeline, transformers engine": bench_pipeline(
+            "transformers", args.threads, args.new_tokens
+        ),
     }
-    print(f"\nprompt: {results['(a) app pipeline (default engine)']['prompt_tokens']} tokens (chat template), "
-          f"{args.new_tokens} new greedy tokens max, {args.threads} threads\n")
+    print(
+        f"\nprompt: {results['(a) app pipeline (default engine)']['prompt_tokens']} tokens (chat template), "
+        f"{args.new_tokens} new greedy tokens max, {args.threads} threads\n"
+    )
     print(f"{'':42} {'load s':>8} {'start s':>8} {'TTFT ms':>8} {'tok/s':>8} {'tokens':>7}")
     for name, r in results.items():
         start = f"{r['start']:8.2f}" if "start" in r else f"{'':>8}"
         print(f"{name:42} {r['load']:8.2f} {start} {r['ttft'] * 1000:8.1f} {r['tps']:8.1f} {r['n']:7d}")
     a, b, c, d = results.values()
-    print(f"\nratio decode tok/s  a/c = {a['tps'] / c['tps']:.2f}   a/b = {a['tps'] / b['tps']:.2f}   "
-          f"d/b = {d['tps'] / b['tps']:.2f}")
+    print(
+        f"\nratio decode tok/s  a/c = {a['tps'] / c['tps']:.2f}   a/b = {a['tps'] / b['tps']:.2f}   "
+        f"d/b = {d['tps'] / b['tps']:.2f}"
+    )
     print(f"ratio TTFT          a/c = {a['ttft'] / c['ttft']:.2f}   d/b = {d['ttft'] / b['ttft']:.2f}")
     print(f"app start (load + warm-up): {a['start']:.2f} s")
-    print(f"greedy tokens identical: a==c (first 32): {a['ids'][:32] == c['ids'][:32]}   "
-          f"d==b (all): {d['ids'] == b['ids']}")
+    print(
+        f"greedy tokens identical: a==c (first 32): {a['ids'][:32] == c['ids'][:32]}   "
+        f"d==b (all): {d['ids'] == b['ids']}"
+    )
     for name, r in results.items():
         print(f"{name:42} first 32 ids: {r['ids'][:32]}")
 

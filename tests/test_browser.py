@@ -66,8 +66,9 @@ def test_text_tab_streams_and_stops(browser, app_url, artifacts_dir):
         "() => document.querySelectorAll('#chatbot .bot, #chatbot [data-testid=\"bot\"]').length >= 2",
         timeout=60_000,
     )
-    page.wait_for_selector("#chat-stats:has-text('finish: stop'), #chat-stats:has-text('finish: length')",
-                           timeout=120_000)
+    page.wait_for_selector(
+        "#chat-stats:has-text('finish: stop'), #chat-stats:has-text('finish: length')", timeout=120_000
+    )
     page.screenshot(path=str(artifacts_dir / "text-tab-second-reply.png"), full_page=True)
 
 
@@ -86,3 +87,50 @@ def test_chinese_ui(browser, app_url, artifacts_dir):
     page = open_page(browser, app_url, locale="zh-CN")
     page.wait_for_selector("text=AIGC 工作室", timeout=30_000)
     page.screenshot(path=str(artifacts_dir / "text-tab-zh.png"), full_page=True)
+
+
+def _img_src(page, selector):
+    return page.eval_on_selector(
+        selector, "el => { const i = el.querySelector('img'); return i ? i.src : ''; }"
+    )
+
+
+def test_latent_tab_slider_moves_the_image(browser, app_url, artifacts_dir):
+    page = open_page(browser, app_url)
+    page.get_by_role("tab", name="Latent").click()
+    page.locator("#latent-corpus .thumbnail-item").nth(5).click()
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#latent-steered img'); return i && i.src; }",
+        timeout=60_000,
+    )
+    before = _img_src(page, "#latent-steered")
+    page.locator("#pc-slider-0 input[type=range]").fill("2.5")
+    page.wait_for_function(
+        f"() => {{ const i = document.querySelector('#latent-steered img'); return i && i.src !== {before!r}; }}",
+        timeout=30_000,
+    )
+    assert "PSNR" in page.inner_text("#latent-psnr") or "corpus" in page.inner_text("#latent-psnr")
+    page.screenshot(path=str(artifacts_dir / "latent-tab-slider.png"), full_page=True)
+
+
+def test_latent_tab_samples_walk_and_map(browser, app_url, artifacts_dir):
+    page = open_page(browser, app_url)
+    page.get_by_role("tab", name="Latent").click()
+    # Random samples.
+    page.get_by_text("Random samples from the prior").click()
+    page.click("#latent-sample-btn")
+    page.wait_for_selector("#latent-samples .thumbnail-item img", timeout=60_000)
+    # Interpolation between two corpus items.
+    page.locator("#latent-corpus .thumbnail-item").nth(2).click()
+    page.get_by_text("Interpolate (walk from A to B)").click()
+    page.click("#latent-set-b")
+    page.locator("#latent-corpus .thumbnail-item").nth(9).click()
+    page.wait_for_timeout(1000)
+    page.click("#latent-walk-btn")
+    page.wait_for_selector("#latent-strip img", timeout=60_000)
+    page.wait_for_selector("#latent-mp4 video", timeout=60_000)
+    # Clicking the map decodes that spot and lists neighbours.
+    page.get_by_text("Map of the corpus").click()
+    page.locator("#latent-map img").click(position={"x": 250, "y": 250})
+    page.wait_for_selector("#latent-map-info li", timeout=60_000)
+    page.screenshot(path=str(artifacts_dir / "latent-tab-samples-walk-map.png"), full_page=True)

@@ -97,3 +97,25 @@ def test_control_characters_and_broken_unicode_are_served(client):
 
 def test_server_still_serves_after_bad_input(client):
     assert client.predict("Hi", api_name="/chat", **CHAT)["text"].strip()
+
+
+def test_client_that_disconnects_stops_its_generation(client, app_url):
+    """A client that vanishes mid-stream must not keep the worker busy."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, time\n"
+        "from gradio_client import Client\n"
+        f"c = Client({app_url!r}, verbose=False)\n"
+        "job = c.submit('Write a very long story.', api_name='/chat', max_new_tokens=1500, temperature=0.8,"
+        " repetition_penalty=1.0, min_p=0.0, seed=9)\n"
+        "deadline = time.time() + 60\n"
+        "while not job.outputs() and time.time() < deadline: time.sleep(0.05)\n"
+        "os._exit(0 if job.outputs() else 3)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", script], timeout=120).returncode == 0
+    t0 = time.time()
+    reply = client.predict("Hi", api_name="/chat", max_new_tokens=4, temperature=0.0, seed=0)
+    assert reply["new_tokens"] >= 1
+    assert time.time() - t0 < 8, "the abandoned generation kept the worker busy"

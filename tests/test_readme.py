@@ -14,6 +14,9 @@ def test_ci_runs_the_readme_test_command():
 
 def test_spaces_sdk_version_is_the_pinned_gradio():
     readme = (ROOT / "README.md").read_text()
-    pinned = next(line.split("==")[1] for line in (ROOT / "requirements.txt").read_text().splitlines()
-                  if line.startswith("gradio=="))
+    pinned = next(
+        line.split("==")[1]
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.startswith("gradio==")
+    )
     assert f"sdk_version: {pinned}" in readme

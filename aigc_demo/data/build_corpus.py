@@ -102,9 +102,7 @@ def render_corpus(
                 for s in sizes:
                     tiles[s].append(to_tile(art, s))
                 rows.append(manifest_row(len(rows), entry, src))
-    arrays = {
-        s: np.stack(t) if t else np.zeros((0, s, s, 3), np.uint8) for s, t in tiles.items()
-    }
+    arrays = {s: np.stack(t) if t else np.zeros((0, s, s, 3), np.uint8) for s, t in tiles.items()}
     return arrays, rows
 
 
@@ -155,8 +153,9 @@ def build(
     catalog = build_catalog(openmoji_metadata(vendor), max_flags, heldout_fraction)
     if limit:
         catalog = catalog[:limit]
-    logger.info("%d catalog emoji x %d sources: %s", len(catalog), len(sources),
-                ", ".join(s.style for s in sources))
+    logger.info(
+        "%d catalog emoji x %d sources: %s", len(catalog), len(sources), ", ".join(s.style for s in sources)
+    )
     arrays, rows = render_corpus(sources, catalog, sizes)
     stats = corpus_stats(rows)
     info = {
@@ -166,8 +165,13 @@ def build(
         "max_flags": max_flags,
         "heldout_fraction": heldout_fraction,
         "sources": [
-            {"style": s.style, "label": s.label, "package": s.package,
-             "license": s.license, "attribution": s.attribution}
+            {
+                "style": s.style,
+                "label": s.label,
+                "package": s.package,
+                "license": s.license,
+                "attribution": s.attribution,
+            }
             for s in sources
         ],
         "stats": stats,
@@ -178,8 +182,9 @@ def build(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--out", type=Path, default=None, help="output dir (default: data/emoji "
-                   "or $AIGC_DATA_DIR)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="output dir (default: data/emoji or $AIGC_DATA_DIR)"
+    )
     p.add_argument("--sizes", type=int, nargs="+", default=[64], help="tile sizes to store")
     p.add_argument("--styles", nargs="+", default=None, help="subset of noto openmoji twemoji")
     p.add_argument("--limit", type=int, default=None, help="first N catalog emoji (for tests)")
@@ -194,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out or corpus_dir()
     try:
-        stats = build(out, args.sizes, args.styles, args.limit, args.max_flags,
-                      args.heldout_fraction, args.vendor)
+        stats = build(
+            out, args.sizes, args.styles, args.limit, args.max_flags, args.heldout_fraction, args.vendor
+        )
     except RuntimeError as exc:
         logger.error("%s", exc)
         return 1

@@ -24,9 +24,7 @@ import emoji
 SKIN_TONES = range(0x1F3FB, 0x1F400)
 REGIONAL_INDICATORS = range(0x1F1E6, 0x1F200)
 TAG_CHARS = range(0xE0020, 0xE0080)
-_SKIN_TONE_WORDS = re.compile(
-    r"[,:]?\s*\b(?:medium-light|medium-dark|light|medium|dark) skin tone\b"
-)
+_SKIN_TONE_WORDS = re.compile(r"[,:]?\s*\b(?:medium-light|medium-dark|light|medium|dark) skin tone\b")
 
 
 @dataclass(frozen=True)
@@ -130,9 +128,7 @@ def build_catalog(
     for c in chars:
         if _has_skin_tone(c):
             variants.setdefault(_base_key(c), []).append(c)
-    keep_tone = {
-        base: sorted(vs)[stable_hash("tone:" + base) % len(vs)] for base, vs in variants.items()
-    }
+    keep_tone = {base: sorted(vs)[stable_hash("tone:" + base) % len(vs)] for base, vs in variants.items()}
 
     flags = sorted((c for c in chars if is_country_flag(c)), key=lambda c: stable_hash("flag:" + c))
     keep_flags = set(flags[:max_flags])

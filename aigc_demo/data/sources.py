@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from PIL import Image, ImageFont
 
@@ -129,8 +129,7 @@ def all_sources(vendor: Path | None = None) -> list[EmojiSource]:
             label="OpenMoji",
             package="npm openmoji",
             license="CC-BY-SA-4.0",
-            attribution="OpenMoji, the open-source emoji and icon project (openmoji.org), "
-            "CC BY-SA 4.0",
+            attribution="OpenMoji, the open-source emoji and icon project (openmoji.org), CC BY-SA 4.0",
             install_hint="npm install --prefix data/vendor openmoji@17.0.0",
             location=root / "openmoji" / "color" / "svg",
             renderer=_svg_dir_renderer(upper=True),

@@ -90,7 +90,7 @@ class EmojiVAE(nn.Module):
         self.from_latent = nn.Linear(cfg.latent_dim, flat)
         dec: list[nn.Module] = []
         widths = chans[::-1]
-        for c_in, c_out in zip(widths[:-1], widths[1:]):
+        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
             dec.append(_up_block(c_in, c_out, cfg.groups))
         # Last upsampling goes straight to RGB: a full-resolution conv stack
         # would double the cost of a training step on this CPU.

@@ -166,7 +166,7 @@ class LossLog:
             return
         steps = [int(r["step"]) for r in rows]
         fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3.2))
-        for ax, col in zip(np.atleast_1d(axes), columns):
+        for ax, col in zip(np.atleast_1d(axes), columns, strict=True):
             vals = [float(r[col]) for r in rows]
             ax.plot(steps, vals, lw=0.6, alpha=0.4)
             k = max(1, len(vals) // 50)  # moving average for readability

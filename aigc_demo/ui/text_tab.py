@@ -14,7 +14,6 @@ import gradio as gr
 from aigc_demo.config import AppConfig
 from aigc_demo.device import gpu_task
 from aigc_demo.pipelines.text import (
-    GenerationParams,
     TextPipeline,
     TextUpdate,
     parse_messages,
