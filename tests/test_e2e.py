@@ -84,15 +84,29 @@ def test_bad_input_gets_a_clear_message(client, kwargs, words):
         client.predict(api_name="/chat", **kwargs)
 
 
-def test_control_characters_and_broken_unicode_are_served(client):
+def _call_raw(app_url: str, api_name: str, data: list) -> str:
+    """Gradio's plain HTTP API, for payloads gradio_client refuses to encode (lone surrogates)."""
+    import json
+    import urllib.request
+
+    body = json.dumps({"data": data}).encode()  # ensure_ascii: "\ud800" travels as a valid JSON escape
+    req = urllib.request.Request(
+        f"{app_url}gradio_api/call/{api_name}", body, {"Content-Type": "application/json"}
+    )
+    event_id = json.loads(urllib.request.urlopen(req, timeout=30).read())["event_id"]
+    with urllib.request.urlopen(f"{app_url}gradio_api/call/{api_name}/{event_id}", timeout=120) as stream:
+        return stream.read().decode()
+
+
+def test_control_characters_and_broken_unicode_are_served(client, app_url):
     reply = client.predict(
-        "hello\x00\x07 wor\ud800ld",
-        api_name="/chat",
-        max_new_tokens=4,
-        temperature=0,
-        seed=0,
+        "hello\x00\x07 world\x1b[31m", api_name="/chat", max_new_tokens=4, temperature=0, seed=0
     )
     assert reply["new_tokens"] >= 1
+    events = _call_raw(
+        app_url, "chat", ["hello wor\ud800ld \udfff", None, None, 4, 0.0, 0.9, 50, 0.05, 1.1, 0]
+    )
+    assert "event: complete" in events and "new_tokens" in events, events[-500:]
 
 
 def test_server_still_serves_after_bad_input(client):

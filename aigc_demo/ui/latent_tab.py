@@ -120,6 +120,13 @@ class LatentHandlers:
         note = f"“{attr.positive}” ({attr.n_positive} items) − “{attr.negative}” ({attr.n_negative} items)"
         return self._show(image), note
 
+    @user_errors
+    def code(self, latent):
+        """The latent itself: a bar chart of the vector, or one image per channel of a spatial latent."""
+        if latent is None:
+            return []
+        return self.pipe.channels(np.asarray(latent, dtype=np.float32))
+
     # ---- API-only handlers: plain inputs, plain outputs ------------------------------------------
     @user_errors
     def api_reconstruct(self, image_path):
@@ -186,6 +193,9 @@ def build_latent_tab(
                 original = gr.Image(label=t("latent_original"), interactive=False, height=256)
                 reconstruction = gr.Image(label=t("latent_reconstruction"), interactive=False, height=256)
             rec_info = gr.Markdown(elem_id="latent-psnr")
+            code = gr.Gallery(
+                label=t("latent_code"), columns=4, height=170, allow_preview=False, elem_id="latent-code"
+            )
             steered = gr.Image(
                 label=t("latent_steered"), interactive=False, height=256, elem_id="latent-steered"
             )
@@ -278,14 +288,16 @@ def build_latent_tab(
     )
 
     rec_outputs = [original, reconstruction, rec_info, latent, *sliders]
-    encode.click(h.from_upload, [editor], rec_outputs, api_name="ui_latent_encode", **heavy).then(
-        h.steer, [latent, *sliders], [steered], api_visibility="undocumented"
-    )
+    picked = [
+        encode.click(h.from_upload, [editor], rec_outputs, api_name="ui_latent_encode", **heavy),
+        results.select(h.from_corpus, [corpus_items], rec_outputs, api_visibility="undocumented"),
+    ]
+    for event in picked:
+        event.then(h.steer, [latent, *sliders], [steered], api_visibility="undocumented").then(
+            h.code, [latent], [code], api_visibility="undocumented"
+        )
     query.submit(
         h.search, [query], [results, corpus_items], api_name="latent_search", api_visibility="undocumented"
-    )
-    results.select(h.from_corpus, [corpus_items], rec_outputs, api_visibility="undocumented").then(
-        h.steer, [latent, *sliders], [steered], api_visibility="undocumented"
     )
     for slider in sliders:
         # "always_last" drops intermediate positions while one decode runs: the image follows the hand.

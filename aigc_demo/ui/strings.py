@@ -75,6 +75,7 @@ EN: dict[str, str] = {
     "latent_map": "Map of the corpus",
     "latent_map_hint": "Click anywhere to decode that spot",
     "latent_source": "Draw from",
+    "latent_code": "The latent itself",
     "latent_source_corpus": "Gaussian fitted to the corpus",
     "latent_source_prior": "N(0, I) prior",
 }
@@ -149,6 +150,7 @@ ZH: dict[str, str] = {
     "latent_map": "语料地图",
     "latent_map_hint": "点击任意位置，解码该点",
     "latent_source": "采样来源",
+    "latent_code": "潜变量本身",
     "latent_source_corpus": "拟合语料的高斯分布",
     "latent_source_prior": "N(0, I) 先验",
 }
