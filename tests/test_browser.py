@@ -134,3 +134,32 @@ def test_latent_tab_samples_walk_and_map(browser, app_url, artifacts_dir):
     page.locator("#latent-map img").click(position={"x": 250, "y": 250})
     page.wait_for_selector("#latent-map-info li", timeout=60_000)
     page.screenshot(path=str(artifacts_dir / "latent-tab-samples-walk-map.png"), full_page=True)
+
+
+def test_image_tab_generates_previews_interrupts_and_reuses(browser, app_url, artifacts_dir):
+    page = open_page(browser, app_url)
+    page.get_by_role("tab", name="Image").click()
+    page.fill("#image-prompt textarea", "red heart, in Twemoji style")
+    page.fill("#image-seed input", "7")
+    page.click("#image-generate")
+    page.wait_for_selector("#image-gallery .thumbnail-item img, #image-gallery img", timeout=120_000)
+    page.wait_for_selector("#image-info:has-text('seed')", timeout=60_000)
+    assert "7" in page.input_value("#image-last-seed input")
+    page.screenshot(path=str(artifacts_dir / "image-tab-generated.png"), full_page=True)
+
+    # A long run: previews appear while it denoises, Interrupt stops it and keeps the image.
+    page.locator("input[aria-label='Sampling steps']").fill("100")
+    page.click("#image-generate")
+    page.wait_for_selector("#image-progress:has-text('step')", timeout=60_000)
+    page.wait_for_selector("#image-previews img", timeout=60_000)
+    page.screenshot(path=str(artifacts_dir / "image-tab-previews.png"), full_page=True)
+    page.click("#image-interrupt")
+    page.wait_for_selector("#image-info:has-text('Interrupted')", timeout=30_000)
+    assert page.locator("#image-gallery .thumbnail-item").count() >= 2
+
+    # Reuse: click the first image, reuse its parameters, the seed field gets its seed back.
+    page.fill("#image-seed input", "-1")
+    page.locator("#image-gallery .thumbnail-item").last.click()
+    page.click("#image-reuse")
+    page.wait_for_function("() => document.querySelector('#image-seed input').value === '7'", timeout=30_000)
+    page.screenshot(path=str(artifacts_dir / "image-tab-reuse.png"), full_page=True)

@@ -373,7 +373,9 @@ class TransformersEngine:
         from aigc_demo.device import pick_device
 
         configure_threads(cfg.threads)
-        plan = pick_device()
+        # fp32 on CPU even where bf16 is native: decoding is memory-bound, so bf16 is no faster there, and it
+        # changes greedy tokens (measured: bench/text.py). GPUs still get half precision.
+        plan = pick_device(prefer_half_on_cpu=False)
         folder, gguf = resolve_model_path(cfg.model)
         source = folder if gguf is None else str(_gguf_safetensors_cache(cfg, folder, gguf))
         tokenizer = AutoTokenizer.from_pretrained(source)

@@ -6,6 +6,7 @@ import gradio as gr
 
 from aigc_demo.config import AppConfig
 from aigc_demo.registry import PipelineRegistry
+from aigc_demo.ui.image_tab import build_image_tab
 from aigc_demo.ui.latent_tab import build_latent_tab
 from aigc_demo.ui.strings import t
 from aigc_demo.ui.text_tab import build_text_tab
@@ -23,6 +24,8 @@ def build_demo(registry: PipelineRegistry, cfg: AppConfig) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab(t("tab_text"), id="text"):
                 build_text_tab(registry.get("text"), registry.failures.get("text"), cfg)
+            with gr.Tab(t("tab_image"), id="image"):
+                build_image_tab(registry.get("image"), registry.failures.get("image"), cfg.image)
             with gr.Tab(t("tab_latent"), id="latent"):
                 build_latent_tab(
                     registry.get("latent"), registry.failures.get("latent"), cfg.latent.display_size

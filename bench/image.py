@@ -1,0 +1,139 @@
+"""Image benchmark: the app's pipeline vs a plain diffusers call on the same weights and seed, side by side.
+
+    python bench/image.py [--model weights/emoji-ldm] [--steps 20] [--threads 2] [--repeats 3]
+
+(a) the app's ImagePipeline exactly as the Image tab calls it (its dtype choice, its own denoising loop with
+    progress events and previews off the hot path except the cheap ones it always makes),
+(b) a plain ``DiffusionPipeline.from_pretrained(...)(prompt)`` call, default fp32, same scheduler, same seed.
+Prints seconds per image at batch 1 and batch 8, the ratio b/a, the max pixel difference between (a) and (b)
+for the same seed, and the UNet's GFLOPs per step with the GFLOP/s achieved. Not a test: run it on an idle
+machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+PROMPT = "grinning face, in Noto Color Emoji style"
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    fn()  # warm-up: first calls build kernels
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def unet_gflops(unet, batch: int, embeddings) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    c = unet.config
+    x = torch.randn(batch, c.in_channels, c.sample_size, c.sample_size, dtype=unet.dtype)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        unet(x, torch.tensor(500), encoder_hidden_states=embeddings[:batch].to(unet.dtype))
+    return counter.get_total_flops() / 1e9
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", default=None, help="pipeline folder (default: the app's image model)")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--guidance", type=float, default=5.0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+
+    import numpy as np
+    import torch
+    from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler
+
+    from aigc_demo.config import ImageConfig
+    from aigc_demo.pipelines.image import ImageParams, ImagePipeline
+
+    torch.set_num_threads(args.threads)
+    cfg = ImageConfig(threads=args.threads, gan="", **({"model": args.model} if args.model else {}))
+    ours = ImagePipeline.from_config(cfg)
+    size = ours.native_size
+
+    # (b) the plain call: the same folder, fp32, DPM++ 2M as the app's default, the text encoder passed in
+    # (as the model card says) because the folder references it instead of copying it.
+    kwargs = {}
+    if not Path(cfg.model, "text_encoder").is_dir():
+        kwargs = {"text_encoder": ours.sd.text_encoder.float(), "tokenizer": ours.sd.tokenizer}
+    plain = DiffusionPipeline.from_pretrained(cfg.model, safety_checker=None, **kwargs)
+    plain.to(torch.float32)
+    plain.scheduler = DPMSolverMultistepScheduler.from_config(plain.scheduler.config)
+    plain.set_progress_bar_config(disable=True)
+    if kwargs:  # the plain pipeline has its own fp32 copy; ours may run in bf16
+        ours = ImagePipeline.from_config(cfg)
+
+    rows = []
+    for batch in (1, 8):
+        params = ImageParams(
+            prompt=PROMPT,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            scheduler="DPM++ 2M",
+            seed=0,
+            batch_size=batch,
+        )
+
+        def run_ours(params=params):
+            return ours(params)
+
+        def run_plain(batch=batch):
+            gens = [torch.Generator().manual_seed(i) for i in range(batch)]
+            return plain(
+                [PROMPT] * batch,
+                num_inference_steps=args.steps,
+                guidance_scale=args.guidance,
+                generator=gens if batch > 1 else gens[0],
+                height=size,
+                width=size,
+                output_type="np",
+            ).images
+
+        t_ours, out_ours = timed(run_ours, args.repeats)
+        t_plain, out_plain = timed(run_plain, args.repeats)
+        a = np.stack([np.asarray(g.image, dtype=np.int16) for g in out_ours.images])
+        b = np.round(out_plain * 255).astype(np.int16)
+        rows.append(
+            (batch, t_ours / batch, t_plain / batch, int(np.abs(a - b).max()), float(np.abs(a - b).mean()))
+        )
+
+    embeddings = torch.randn(2, ours.sd.tokenizer.model_max_length, ours.sd.unet.config.cross_attention_dim)
+    gflops = unet_gflops(ours.sd.unet, 2, embeddings)  # one step of classifier-free guidance = a batch of 2
+
+    print(
+        f"\nmodel {cfg.model} ({size}x{size}), {args.steps} steps DPM++ 2M, guidance {args.guidance}, {args.threads} threads"
+    )
+    print(f"(a) app pipeline: {ours.dtype}   (b) plain DiffusionPipeline: torch.float32\n")
+    print(
+        f"{'batch':>5} {'(a) s/image':>12} {'(b) s/image':>12} {'b/a':>6} {'max px diff':>12} {'mean px diff':>13}"
+    )
+    for batch, ta, tb, mx, mean in rows:
+        print(f"{batch:>5} {ta:>12.3f} {tb:>12.3f} {tb / ta:>6.2f} {mx:>12d} {mean:>13.3f}")
+    per_image_b1 = rows[0][1]
+    achieved = gflops * args.steps / per_image_b1
+    print(
+        f"\nUNet: {gflops:.2f} GFLOP per guided step (batch 2); at batch 1 the app achieves {achieved:.0f} GFLOP/s"
+    )
+    floor = gflops * args.steps / 2300  # MEASURED.md: ~2.3 TFLOP/s bf16 on an AMX Xeon
+    print(
+        f"compute floor at 2.3 TFLOP/s: {floor:.3f} s/image; the 0.3 s target needs {gflops * args.steps / 0.3:.0f} GFLOP/s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

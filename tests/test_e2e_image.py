@@ -1,0 +1,114 @@
+"""End to end on the Image tab's API: the real committed diffusion model and GAN, through gradio_client."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image, PngImagePlugin
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def generate(client, prompt="red heart, in Twemoji style", **kw):
+    args = dict(
+        prompt=prompt,
+        negative_prompt="",
+        num_inference_steps=8,
+        guidance_scale=5.0,
+        scheduler="DPM++ 2M",
+        seed=0,
+        batch_size=1,
+        width=0,
+        height=0,
+        generator="diffusion",
+    )
+    args.update(kw)
+    return client.predict(*args.values(), api_name="/image_generate")
+
+
+def pixels(files):
+    return np.stack(
+        [np.asarray(Image.open(f["path"] if isinstance(f, dict) else f).convert("RGB")) for f in files]
+    )
+
+
+def test_generate_is_seeded_and_png_carries_parameters(client):
+    files, info = generate(client, seed=11, batch_size=2)
+    again, _ = generate(client, seed=11, batch_size=2)
+    assert len(files) == 2 and info["seed"] == 11
+    assert [p["seed"] for p in info["parameters"]] == [11, 12]
+    assert np.array_equal(pixels(files), pixels(again))
+    img = pixels(files)[0]
+    assert img.shape == (64, 64, 3) and img.std() > 5, "a non-degenerate image"
+    back = client.predict(
+        handle_file(files[0] if isinstance(files[0], str) else files[0]["path"]),
+        api_name="/image_read_parameters",
+    )
+    assert (
+        back["prompt"] == "red heart, in Twemoji style"
+        and back["seed"] == 11
+        and back["num_inference_steps"] == 8
+    )
+
+
+def test_scheduler_switch_and_random_seed(client):
+    _, a = generate(client, seed=-1, scheduler="Euler a")
+    assert 0 <= a["seed"] < 2**32
+    files_ddim, _ = generate(client, seed=3, scheduler="DDIM")
+    files_unipc, _ = generate(client, seed=3, scheduler="UniPC")
+    assert pixels(files_ddim).shape == pixels(files_unipc).shape
+
+
+def test_gan_is_one_step_and_steerable(client):
+    files, info = generate(client, generator="gan", seed=5)
+    assert info["parameters"][0]["generator"] == "gan" and pixels(files).shape == (1, 64, 64, 3)
+    moved, params = client.predict("red heart", 5, [2.0, -2.0, 1.0], api_name="/image_gan")
+    assert params["seed"] == 5
+    assert not np.array_equal(pixels([moved])[0], pixels(files)[0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"prompt": ""}, "empty"),
+        ({"prompt": "x" * 100_000}, "limit"),
+        ({"num_inference_steps": 0}, "num_inference_steps"),
+        ({"num_inference_steps": 10**6}, "num_inference_steps"),
+        ({"guidance_scale": "nan"}, "guidance_scale"),
+        ({"batch_size": 10**4}, "batch_size"),
+        ({"seed": "abc"}, "seed"),
+        ({"width": 1000}, "width"),
+        ({"scheduler": "PLMS-9000"}, "unknown scheduler"),
+        ({"generator": "dall-e"}, "generator"),
+    ],
+)
+def test_bad_input_gets_a_clear_message(client, kwargs, words):
+    with pytest.raises(Exception, match=words):
+        generate(client, **kwargs)
+
+
+def test_hostile_png_metadata_and_non_images(client, tmp_path):
+    hostile = tmp_path / "hostile.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text(
+        "aigc_studio", json.dumps({"prompt": {"$gt": 1}, "seed": "DROP TABLE", "num_inference_steps": 1e308})
+    )
+    Image.new("RGB", (4, 4)).save(hostile, pnginfo=info)
+    assert client.predict(handle_file(str(hostile)), api_name="/image_read_parameters") == {}
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"\x89PNG but not really" * 100)
+    with pytest.raises(Exception, match="not a readable PNG"):
+        client.predict(handle_file(str(junk)), api_name="/image_read_parameters")
+
+
+def test_long_prompt_is_truncated_with_a_warning_and_server_carries_on(client):
+    _, info = generate(client, prompt="a very long prompt about a red heart " * 12)
+    assert any("tokens" in w for w in info["warnings"])
+    files, _ = generate(client, seed=1)
+    assert len(files) == 1

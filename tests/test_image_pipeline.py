@@ -1,0 +1,298 @@
+"""Image pipeline on a tiny random Stable Diffusion pipeline saved to a temp dir (the hub-folder path)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, PngImagePlugin
+
+from aigc_demo.config import ImageConfig
+from aigc_demo.pipelines.image import (
+    SCHEDULERS,
+    ImageParams,
+    ImagePipeline,
+    ImageProgress,
+    ImageResult,
+    Interrupt,
+)
+from aigc_demo.provenance import read_parameters, save_png
+
+WORDS = (
+    "a an the red blue green apple heart face cat dog happy sad star in style emoji openmoji twemoji".split()
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory):
+    """A randomly initialised SD pipeline (UNet, AutoencoderKL, BERT text encoder) saved like a hub model."""
+    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-sd")
+    vocab = folder / "vocab.txt"
+    vocab.write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz"])
+    )
+    tokenizer = BertTokenizer(str(vocab), model_max_length=8)
+    torch.manual_seed(0)
+    text_encoder = BertModel(
+        BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=37,
+        ),
+        add_pooling_layer=False,
+    )
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=32,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=16,
+    )
+    scheduler = DDPMScheduler(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction"
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    out = folder / "pipe"
+    pipe.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe(tiny_sd_dir):
+    return ImagePipeline.from_config(
+        ImageConfig(model=str(tiny_sd_dir), gan="", dtype="float32", threads=1, max_batch_size=4)
+    )
+
+
+def run(pipe, **kw) -> ImageResult:
+    kw.setdefault("num_inference_steps", 3)
+    return pipe(ImageParams(prompt=kw.pop("prompt", "red apple"), **kw))
+
+
+def pixels(result: ImageResult) -> np.ndarray:
+    return np.stack([np.asarray(g.image, dtype=np.int16) for g in result.images])
+
+
+def test_native_size_and_seed_determinism(tiny_pipe):
+    a = run(tiny_pipe, seed=7)
+    b = run(tiny_pipe, seed=7)
+    c = run(tiny_pipe, seed=8)
+    assert a.images[0].image.size == (16, 16)
+    assert a.seed == 7 and a.images[0].parameters["seed"] == 7
+    assert np.array_equal(pixels(a), pixels(b))
+    assert not np.array_equal(pixels(a), pixels(c))
+
+
+def test_random_seed_is_returned_and_reusable(tiny_pipe):
+    first = run(tiny_pipe, seed=-1)
+    again = run(tiny_pipe, seed=first.seed)
+    assert 0 <= first.seed < 2**32
+    assert np.array_equal(pixels(first), pixels(again))
+
+
+def test_batch_image_i_equals_single_run_with_seed_plus_i(tiny_pipe):
+    batch = run(tiny_pipe, seed=100, batch_size=3)
+    single = run(tiny_pipe, seed=102)
+    assert [g.parameters["seed"] for g in batch.images] == [100, 101, 102]
+    assert np.abs(pixels(batch)[2] - pixels(single)[0]).max() <= 1
+
+
+def test_same_image_as_the_plain_diffusers_call(tiny_sd_dir, tiny_pipe):
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+
+    plain = StableDiffusionPipeline.from_pretrained(tiny_sd_dir, safety_checker=None)
+    plain.scheduler = DPMSolverMultistepScheduler.from_config(plain.scheduler.config)
+    ref = plain(
+        "red apple",
+        num_inference_steps=4,
+        guidance_scale=5.0,
+        generator=torch.Generator().manual_seed(3),
+        output_type="np",
+        height=16,
+        width=16,
+    ).images[0]
+    ours = run(tiny_pipe, seed=3, num_inference_steps=4, guidance_scale=5.0, scheduler="DPM++ 2M")
+    assert np.abs(pixels(ours)[0] - np.round(ref * 255)).max() <= 2
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS) + ["default"])
+def test_every_scheduler_runs_and_they_differ(tiny_pipe, name):
+    result = run(tiny_pipe, seed=1, scheduler=name)
+    assert result.images[0].parameters["scheduler"] == name
+    assert np.isfinite(pixels(result)).all()
+
+
+def test_schedulers_give_different_images_without_touching_shared_state(tiny_pipe):
+    before = dict(tiny_pipe.sd.scheduler.config)
+    a = run(tiny_pipe, seed=1, scheduler="DDIM")
+    b = run(tiny_pipe, seed=1, scheduler="Euler a")
+    assert not np.array_equal(pixels(a), pixels(b))
+    assert dict(tiny_pipe.sd.scheduler.config) == before
+
+
+def test_progress_previews_and_interrupt(tiny_pipe):
+    events = list(tiny_pipe.generate(ImageParams(prompt="cat", num_inference_steps=5, seed=0)))
+    progress = [e for e in events if isinstance(e, ImageProgress)]
+    assert [p.step for p in progress] == [1, 2, 3, 4, 5]
+    assert progress[0].previews and progress[0].previews[0].size == (16, 16)
+
+    stop = Interrupt()
+    seen = []
+    for event in tiny_pipe.generate(ImageParams(prompt="cat", num_inference_steps=50, seed=0), stop):
+        seen.append(event)
+        if isinstance(event, ImageProgress) and event.step == 2:
+            stop.set()
+    result = seen[-1]
+    assert isinstance(result, ImageResult) and result.interrupted
+    assert len([e for e in seen if isinstance(e, ImageProgress)]) == 2
+    assert result.images and result.images[0].parameters.get("interrupted") is True
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"prompt": ""}, "empty"),
+        ({"prompt": "   "}, "empty"),
+        ({"prompt": "x" * 100_000}, "limit"),
+        ({"num_inference_steps": 0}, "num_inference_steps"),
+        ({"num_inference_steps": 10**6}, "num_inference_steps"),
+        ({"guidance_scale": float("nan")}, "guidance_scale"),
+        ({"guidance_scale": "abc"}, "guidance_scale"),
+        ({"batch_size": 10**4}, "batch_size"),
+        ({"seed": "abc"}, "seed"),
+        ({"width": 17}, "width"),
+        ({"height": 4096}, "height"),
+        ({"scheduler": "PLMS-9000"}, "unknown scheduler"),
+        ({"generator": "gan"}, "no GAN"),
+    ],
+)
+def test_bad_input_is_a_clear_value_error(tiny_pipe, kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        run(tiny_pipe, **kwargs)
+
+
+def test_long_prompt_is_truncated_with_a_warning(tiny_pipe):
+    result = run(tiny_pipe, prompt="red apple " * 20)
+    assert any("tokens" in w for w in result.warnings)
+
+
+def test_other_sizes_where_the_model_allows(tiny_pipe):
+    result = run(tiny_pipe, width=24, height=16)
+    assert result.images[0].image.size == (24, 16)
+
+
+def test_png_metadata_round_trip(tiny_pipe, tmp_path):
+    made = run(tiny_pipe, seed=5, prompt="blue heart", negative_prompt="sad").images[0]
+    path = save_png(made.image, made.parameters, tmp_path)
+    back = read_parameters(path)
+    for key in (
+        "prompt",
+        "negative_prompt",
+        "seed",
+        "num_inference_steps",
+        "guidance_scale",
+        "scheduler",
+        "width",
+        "height",
+    ):
+        assert back[key] == made.parameters[key]
+    again = run(
+        tiny_pipe, **{k: v for k, v in back.items() if k in {f.name for f in dataclasses.fields(ImageParams)}}
+    )
+    assert np.array_equal(pixels(again)[0], np.asarray(made.image, dtype=np.int16))
+    assert "Steps: 3" in Image.open(path).text["parameters"]
+
+
+def test_hostile_or_broken_metadata_is_refused_or_cleaned(tmp_path):
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(plain)
+    with pytest.raises(ValueError, match="no AIGC Studio parameters"):
+        read_parameters(plain)
+    with pytest.raises(ValueError, match="not a readable PNG"):
+        read_parameters(b"not an image at all")
+    hostile = tmp_path / "hostile.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text(
+        "aigc_studio",
+        json.dumps({"prompt": ["list"], "seed": 1e300, "guidance_scale": "NaN", "steps": 5, "evil": "x"}),
+    )
+    Image.new("RGB", (8, 8)).save(hostile, pnginfo=info)
+    assert read_parameters(hostile) == {}
+    broken = tmp_path / "broken.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("aigc_studio", "{not json")
+    Image.new("RGB", (8, 8)).save(broken, pnginfo=info)
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_parameters(broken)
+
+
+@pytest.fixture(scope="session")
+def tiny_gan_pipe(tiny_sd_dir, tmp_path_factory):
+    """The tiny SD pipeline plus a random GAN conditioned on the tiny BERT's sentence embedding."""
+    from transformers import BertModel, BertTokenizer
+
+    from aigc_demo.pipelines.gan_model import EmojiGANConfig, Generator
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-gan")
+    Generator(EmojiGANConfig(z_dim=8, text_dim=32, cond_dim=8, width=8)).save_pretrained(folder)
+    encoder = (
+        BertTokenizer.from_pretrained(tiny_sd_dir / "tokenizer"),
+        BertModel.from_pretrained(tiny_sd_dir / "text_encoder"),
+    )
+    cfg = ImageConfig(model=str(tiny_sd_dir), gan=str(folder), dtype="float32", threads=1, max_batch_size=4)
+    base = ImagePipeline.from_config(dataclasses.replace(cfg, gan=""))
+    from aigc_demo.pipelines.scorer_model import PromptMatch, ScorerConfig
+
+    scorer = PromptMatch(ScorerConfig(text_dim=32, channels=(8, 8, 8, 8))).eval()
+    gan = Generator.from_pretrained(folder)
+    return ImagePipeline(base.sd, cfg.model, cfg, gan=gan, sentence_encoder=encoder, scorer=scorer)
+
+
+def test_gan_is_one_step_seeded_and_steerable(tiny_gan_pipe):
+    a = run(tiny_gan_pipe, generator="gan", seed=4, batch_size=2)
+    b = run(tiny_gan_pipe, generator="gan", seed=4, batch_size=2)
+    assert a.images[0].image.size == (64, 64)
+    assert np.array_equal(pixels(a), pixels(b))
+    assert not np.array_equal(pixels(a)[0], pixels(a)[1])
+    assert a.images[1].parameters["seed"] == 5 and a.images[0].parameters["generator"] == "gan"
+    assert all(-1 <= g.prompt_match <= 1 for g in a.images), "the scorer rates every image"
+    assert -1 <= run(tiny_gan_pipe, seed=1).images[0].prompt_match <= 1
+    base = tiny_gan_pipe.gan_explore(ImageParams(prompt="red apple", seed=4), [0.0] * 3)
+    moved = tiny_gan_pipe.gan_explore(ImageParams(prompt="red apple", seed=4), [2.0, 0.0, -1.0])
+    assert np.array_equal(np.asarray(base.image, dtype=np.int16), pixels(a)[0])
+    assert not np.array_equal(np.asarray(moved.image), np.asarray(base.image))
+    with pytest.raises(ValueError, match="between -5 and 5"):
+        tiny_gan_pipe.gan_explore(ImageParams(prompt="x", seed=1), [9.0])
+    with pytest.raises(ValueError, match="64x64"):
+        run(tiny_gan_pipe, generator="gan", width=32)
