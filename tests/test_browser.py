@@ -148,7 +148,8 @@ def test_image_tab_generates_previews_interrupts_and_reuses(browser, app_url, ar
     page.screenshot(path=str(artifacts_dir / "image-tab-generated.png"), full_page=True)
 
     # A long run: previews appear while it denoises, Interrupt stops it and keeps the image.
-    page.locator("input[aria-label='Sampling steps']").fill("100")
+    page.locator("#image-steps input[type=number]").fill("100")
+    page.locator("#image-steps input[type=number]").press("Enter")
     page.click("#image-generate")
     page.wait_for_selector("#image-progress:has-text('step')", timeout=60_000)
     page.wait_for_selector("#image-previews img", timeout=60_000)

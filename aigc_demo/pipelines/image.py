@@ -375,7 +375,9 @@ class ImagePipeline:
         cond, uncond = sd.encode_prompt(
             params.prompt, self.device, n, guided, negative_prompt=params.negative_prompt or None
         )
-        embeddings = torch.cat([uncond, cond]) if guided else cond
+        embeddings = (torch.cat([uncond, cond]) if guided else cond).to(
+            self.dtype
+        )  # a shared encoder may be fp32
         # 2. Schedule: a scheduler of the user's choice, private to this request.
         scheduler = self.new_scheduler(params.scheduler)
         scheduler.set_timesteps(params.num_inference_steps, device=self.device)

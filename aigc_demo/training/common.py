@@ -280,3 +280,26 @@ DATA_LICENSE_NOTE = (
     "**CC BY-SA 4.0**, with attribution to OpenMoji, Twemoji (Twitter, Inc and other "
     "contributors) and Google's Noto Emoji."
 )
+
+
+def state_from_published(weights_dir: Path) -> TrainState:
+    """Step count and cumulative time of committed weights, so a run started from them keeps counting."""
+    path = weights_dir / "metrics.json"
+    prior = json.loads(path.read_text()) if path.exists() else {}
+    return TrainState(
+        step=prior.get("steps", 0),
+        wall_seconds=prior.get("cumulative_train_seconds", 0.0),
+        runs=prior.get("runs", 0),
+    )
+
+
+def time_bar(minutes: float, desc: str):
+    """A progress bar over the run's time budget (seconds), with loss figures in its postfix."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=int(minutes * 60),
+        desc=desc,
+        unit="s",
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}s {postfix}",
+    )

@@ -167,12 +167,8 @@ def load_unet(args) -> tuple[UNet2DConditionModel, UNet2DConditionModel, TrainSt
         return unet, ema, state, f"resumed from {ckpt}"
     committed = args.weights_dir / "unet"
     if (committed / "config.json").exists():
-        unet = UNet2DConditionModel.from_pretrained(committed, torch_dtype=torch.float32)
-        prior = json.loads((args.weights_dir / "metrics.json").read_text())
-        state = TrainState(
-            step=prior.get("steps", 0), wall_seconds=prior.get("cumulative_train_seconds", 0.0)
-        )
-        state.runs = prior.get("runs", 0)
+        unet = UNet2DConditionModel.from_pretrained(committed, dtype=torch.float32)
+        state = common.state_from_published(args.weights_dir)
         return unet, copy.deepcopy(unet), state, f"initialised from committed {committed}"
     unet = new_unet()
     return unet, copy.deepcopy(unet), TrainState(), "from scratch"
@@ -213,12 +209,7 @@ def train(args, corpus: Corpus, latents: torch.Tensor, captions: dict, empty: to
         state.wall_seconds = wall0 + timer.elapsed()
         common.save_checkpoint(args.run_dir, save_weights, opt, state)
 
-    bar = tqdm(
-        total=int(args.minutes * 60),
-        desc="unet",
-        unit="s",
-        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}s {postfix}",
-    )
+    bar = common.time_bar(args.minutes, "unet")
     while not timer.done():
         lr = args.lr * min(1.0, (state.step + 1) / 200)  # warm-up only: later runs continue at full rate
         for group in opt.param_groups:

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
 from aigc_demo.data.corpus import Corpus, load_corpus
 from aigc_demo.pipelines.gan_model import Discriminator, EmojiGANConfig, Generator
@@ -62,11 +61,7 @@ def load_models(args) -> tuple[Generator, Discriminator, TrainState, str]:
         return gen, disc, state, f"resumed from {ckpt}"
     if (args.weights_dir / "config.json").exists():
         gen = Generator.from_pretrained(args.weights_dir)
-        prior = json.loads((args.weights_dir / "metrics.json").read_text())
-        state = TrainState(
-            step=prior.get("steps", 0), wall_seconds=prior.get("cumulative_train_seconds", 0.0)
-        )
-        state.runs = prior.get("runs", 0)
+        state = common.state_from_published(args.weights_dir)
         return gen, Discriminator(gen.config), state, f"generator from committed {args.weights_dir}"
     return Generator(EmojiGANConfig()), Discriminator(EmojiGANConfig()), TrainState(), "from scratch"
 
@@ -129,12 +124,7 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[Generator, TrainState]:
         common.save_checkpoint(args.run_dir, save_weights, _Both(), state)
 
     bce = F.binary_cross_entropy_with_logits
-    bar = tqdm(
-        total=int(args.minutes * 60),
-        desc="gan",
-        unit="s",
-        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}s {postfix}",
-    )
+    bar = common.time_bar(args.minutes, "gan")
     while not timer.done():
         rows = torch.from_numpy(sampler.next())
         real = common.hflip_augment(common.to_tensor(corpus.images[rows.numpy()]).contiguous(), rng) * 2 - 1

@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from tqdm import tqdm
 
 from aigc_demo.data.corpus import Corpus, load_corpus
 from aigc_demo.pipelines.scorer_model import PromptMatch
@@ -69,11 +68,7 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[PromptMatch, TrainState
         model.load_state_dict(load_file(str(ckpt / "fp32.safetensors")))
     elif (args.weights_dir / "config.json").exists():
         model = PromptMatch.from_pretrained(args.weights_dir)
-        prior = json.loads((args.weights_dir / "metrics.json").read_text())
-        state = TrainState(
-            step=prior.get("steps", 0), wall_seconds=prior.get("cumulative_train_seconds", 0.0)
-        )
-        state.runs = prior.get("runs", 0)
+        state = common.state_from_published(args.weights_dir)
     else:
         model, state = PromptMatch(), TrainState()
     model.train()
@@ -95,12 +90,7 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[PromptMatch, TrainState
             {k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "fp32.safetensors")
         )
 
-    bar = tqdm(
-        total=int(args.minutes * 60),
-        desc="scorer",
-        unit="s",
-        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}s {postfix}",
-    )
+    bar = common.time_bar(args.minutes, "scorer")
     while not timer.done():
         rows = torch.from_numpy(sampler.next())
         x = common.hflip_augment(common.to_tensor(corpus.images[rows.numpy()]).contiguous(), rng)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterator
 
 import gradio as gr
 
@@ -42,21 +41,24 @@ def user_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            result = fn(*args, **kwargs)
-            if isinstance(result, Iterator):
-                return _checked_stream(result)
-            return result
+            return fn(*args, **kwargs)
         except ValueError as err:
             raise gr.Error(str(err)) from None
 
     return wrapper
 
 
-def _checked_stream(stream):
-    try:
-        yield from stream
-    except ValueError as err:
-        raise gr.Error(str(err)) from None
+def user_errors_stream(fn):
+    """user_errors for a streaming handler: the wrapper must itself be a generator for Gradio to stream."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            yield from fn(*args, **kwargs)
+        except ValueError as err:
+            raise gr.Error(str(err)) from None
+
+    return wrapper
 
 
 def describe(params: dict, seconds: float | None = None, warnings=()) -> str:
@@ -112,12 +114,20 @@ class ImageHandlers:
             height=height,
         )
 
-    @user_errors
-    def generate(self, history, batch_count, *values, request: gr.Request = None):
-        """Streams (previews, progress, gallery, info, files, seed, history); batch_count runs one after another."""
+    @user_errors_stream
+    def generate(
+        self, history, batch_count, prompt, negative, generator, steps, guidance, scheduler, seed, batch_size,
+        width, height, request: gr.Request = None,
+    ):  # fmt: skip
+        """Streams (previews, progress, gallery, info, files, seed, history); batch_count runs one after another.
+
+        Explicit parameters, not *values: Gradio injects ``request`` by position in the signature.
+        """
         interrupt = self._interrupt_for(request)
         interrupt.clear()
-        params = self.params(*values)
+        params = self.params(
+            prompt, negative, generator, steps, guidance, scheduler, seed, batch_size, width, height
+        )
         count = _batch_count(batch_count, self.cfg.max_batch_count)
         history = list(history or [])
         files, infos, seed = [], [], None
@@ -326,7 +336,14 @@ def build_image_tab(pipe: ImagePipeline | None, failure: LoadFailure | None, cfg
                 go = gr.Button(t("generate"), variant="primary", elem_id="image-generate")
                 stop = gr.Button(t("image_interrupt"), variant="stop", elem_id="image-interrupt")
             with gr.Accordion(t("parameters"), open=True):
-                steps = gr.Slider(1, cfg.max_steps, cfg.num_inference_steps, step=1, label=t("image_steps"))
+                steps = gr.Slider(
+                    1,
+                    cfg.max_steps,
+                    cfg.num_inference_steps,
+                    step=1,
+                    label=t("image_steps"),
+                    elem_id="image-steps",
+                )
                 guidance = gr.Slider(
                     0, cfg.max_guidance, cfg.guidance_scale, step=0.5, label=t("image_guidance")
                 )
@@ -361,7 +378,12 @@ def build_image_tab(pipe: ImagePipeline | None, failure: LoadFailure | None, cfg
                         step=size_step,
                         label=t("image_height"),
                     )
-            gr.Examples(EXAMPLES, [prompt, seed], label=t("examples"))
+            gr.Examples(
+                EXAMPLES,
+                [prompt, seed],
+                label=t("examples"),
+                example_labels=[f"{p} · seed {s}" for p, s in EXAMPLES],  # no table header to translate
+            )
             png_drop = gr.File(
                 label=t("image_drop_png"), file_types=[".png"], type="filepath", elem_id="image-drop"
             )

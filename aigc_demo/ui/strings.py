@@ -6,7 +6,7 @@ import gradio as gr
 
 EN: dict[str, str] = {
     "app_title": "AIGC Studio",
-    "app_subtitle": "See generative models work: a language model writes token by token, an autoencoder shows the space its pictures live in.",
+    "app_subtitle": "See generative models work: a language model writes token by token, a diffusion model and a GAN draw from a caption, an autoencoder shows the space its pictures live in.",
     "tab_text": "Text",
     "text_chat": "Chat",
     "text_completion": "Completion",
@@ -107,7 +107,7 @@ EN: dict[str, str] = {
 
 ZH: dict[str, str] = {
     "app_title": "AIGC 工作室",
-    "app_subtitle": "亲眼看生成模型工作：语言模型逐字写作，自编码器展示图像所在的潜空间。",
+    "app_subtitle": "看生成模型如何工作：语言模型逐字写作，扩散模型和 GAN 按描述作画，自编码器展示图像所在的潜空间。",
     "tab_text": "文本",
     "text_chat": "对话",
     "text_completion": "续写",
