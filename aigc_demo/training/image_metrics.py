@@ -34,3 +34,21 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     covmean, _ = linalg.sqrtm(s_a @ s_b, disp=False)
     covmean = covmean.real
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a + s_b - 2 * covmean))
+
+
+def caption_retrieval(images01: torch.Tensor, corpus, rows: np.ndarray, scorer_dir=None) -> dict | None:
+    """Top-1/top-5 caption retrieval of ``images01`` (image i belongs to corpus row rows[i]) among the
+    canonical captions of all ``rows``, scored by the project's PromptMatch; None until a scorer is trained."""
+    from pathlib import Path
+
+    from aigc_demo.config import WEIGHTS_DIR
+    from aigc_demo.pipelines.scorer_model import PromptMatch
+    from aigc_demo.training.text_cache import cached_embeddings
+    from aigc_demo.training.train_scorer import retrieval
+
+    folder = Path(scorer_dir or WEIGHTS_DIR / "prompt-match")
+    if not (folder / "config.json").is_file():
+        return None
+    captions = cached_embeddings(corpus, "sentence")
+    text = captions["emb"][captions["spans"][torch.from_numpy(np.asarray(rows)), 0]]
+    return retrieval(PromptMatch.from_pretrained(folder), images01.float(), text)

@@ -327,7 +327,7 @@ x_hat = vae.decode(z / vae.config.scaling_factor).sample
   {metrics["latent_channel_mean"]}, std {metrics["latent_channel_std"]}).
 - **Command** (last run): `{command}`
 - **Training**: {metrics["steps"]} steps of batch {metrics["batch_size"]} over
-  {metrics["runs"]} run(s); cumulative wall time on this machine (1 CPU thread, fp32):
+  {metrics["runs"]} run(s); cumulative wall time on this machine (1 CPU thread, {"bf16 autocast" if metrics.get("autocast") else "fp32"}):
   {common.format_minutes(metrics["cumulative_train_seconds"])}.
 
 ## Held-out metrics (fp16 weights as shipped, posterior mode)
@@ -406,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
             "kl_weight": args.kl_weight,
             "edge_weight": args.edge_weight,
             "crop_fraction": args.crop_fraction,
+            "autocast": common.resolve_autocast(args.autocast),
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
             "command": command,
         }
