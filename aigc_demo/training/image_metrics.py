@@ -52,3 +52,31 @@ def caption_retrieval(images01: torch.Tensor, corpus, rows: np.ndarray, scorer_d
     captions = cached_embeddings(corpus, "sentence")
     text = captions["emb"][captions["spans"][torch.from_numpy(np.asarray(rows)), 0]]
     return retrieval(PromptMatch.from_pretrained(folder), images01.float(), text)
+
+
+def retrieval_metrics(generated01: torch.Tensor, real01: torch.Tensor, corpus, rows: np.ndarray) -> dict:
+    """Caption retrieval of generated vs real images of the same rows (empty until a scorer exists)."""
+    generated = caption_retrieval(generated01, corpus, rows)
+    if generated is None:
+        return {}
+    real = caption_retrieval(real01, corpus, rows)
+    return {
+        "heldout_generated_top1": generated["top1"],
+        "heldout_generated_top5": generated["top5"],
+        "heldout_real_top1": real["top1"],
+        "heldout_real_top5": real["top5"],
+        "top5_generated_over_real": generated["top5"] / max(real["top5"], 1e-9),
+    }
+
+
+def retrieval_rows(metrics: dict) -> str:
+    """Model-card table rows for retrieval_metrics()."""
+    if "heldout_generated_top5" not in metrics:
+        return "| caption retrieval | not measured (no prompt-match scorer was trained yet) |\n"
+    n = metrics["heldout_items"]
+    return (
+        f"| caption retrieval top-1 / top-5 among {n} held-out captions, generated images | "
+        f"{metrics['heldout_generated_top1']:.3f} / {metrics['heldout_generated_top5']:.3f} |\n"
+        f"| same, real held-out images | {metrics['heldout_real_top1']:.3f} / {metrics['heldout_real_top5']:.3f} |\n"
+        f"| top-5 generated / real (target >= 0.8) | {metrics['top5_generated_over_real']:.2f} |\n"
+    )

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from aigc_demo.data.corpus import Corpus, load_corpus
 from aigc_demo.training import common
 from aigc_demo.training.common import TrainState
-from aigc_demo.training.image_metrics import VAEFeatures, caption_retrieval, frechet_distance
+from aigc_demo.training.image_metrics import VAEFeatures, frechet_distance, retrieval_metrics, retrieval_rows
 from aigc_demo.training.text_cache import cached_embeddings, pick_variants
 
 logger = logging.getLogger(__name__)
@@ -303,17 +303,7 @@ def evaluate(pipe, corpus: Corpus, features: VAEFeatures, steps: int) -> dict:
     train_prompts = [corpus.rows[i]["caption"] for i in train_rows]
     f_train_fake = features(generate(pipe, train_prompts, steps, seed=1))
     f_train_real = features(common.to_tensor(corpus.images[train_rows]))
-    metrics = {}
-    gen_retrieval = caption_retrieval(fake, corpus, held)
-    if gen_retrieval is not None:
-        real_retrieval = caption_retrieval(real, corpus, held)
-        metrics = {
-            "heldout_generated_top1": gen_retrieval["top1"],
-            "heldout_generated_top5": gen_retrieval["top5"],
-            "heldout_real_top1": real_retrieval["top1"],
-            "heldout_real_top5": real_retrieval["top5"],
-            "top5_generated_over_real": gen_retrieval["top5"] / max(real_retrieval["top5"], 1e-9),
-        }
+    metrics = retrieval_metrics(fake, real, corpus, held)
     return metrics | {
         "heldout_fd_vae": frechet_distance(f_fake, f_real),
         "train_captions_fd_vae": frechet_distance(f_train_fake, f_train_real),
@@ -321,18 +311,6 @@ def evaluate(pipe, corpus: Corpus, features: VAEFeatures, steps: int) -> dict:
         "heldout_items": len(held),
         "eval_sampler": f"DPM-Solver++ 2M, {steps} steps, guidance 5",
     }
-
-
-def retrieval_rows(metrics: dict) -> str:
-    if "heldout_generated_top5" not in metrics:
-        return "| caption retrieval | not measured (no prompt-match scorer was trained yet) |\n"
-    n = metrics["heldout_items"]
-    return (
-        f"| caption retrieval top-1 / top-5 among {n} held-out captions, generated images | "
-        f"{metrics['heldout_generated_top1']:.3f} / {metrics['heldout_generated_top5']:.3f} |\n"
-        f"| same, real held-out images | {metrics['heldout_real_top1']:.3f} / {metrics['heldout_real_top5']:.3f} |\n"
-        f"| top-5 generated / real (target >= 0.8) | {metrics['top5_generated_over_real']:.2f} |\n"
-    )
 
 
 def model_card(metrics: dict, corpus: Corpus) -> str:
