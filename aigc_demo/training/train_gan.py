@@ -229,7 +229,8 @@ image = gen(z, sentence_embedding) * 0.5 + 0.5   # z: (B, {metrics["z_dim"]}) ~ 
 | Fréchet distance on the exploration VAE's 32-d features, generated vs real held-out | {metrics["heldout_fd_vae"]:.2f} |
 | same, real training images vs real held-out (the floor) | {metrics["real_train_vs_heldout_fd_vae"]:.2f} |
 {retrieval_rows(metrics)}
-Samples for training captions (fixed z), and the losses of G and D:
+Odd rows: real corpus images; even rows: the GAN's image for the same caption (seed 0). Then the losses of G and D
+and their mean outputs on real (d_real) and generated (d_fake) images:
 
 ![samples](samples.png)
 
