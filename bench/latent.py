@@ -103,8 +103,9 @@ def bench_model(name: str, pipe: LatentPipeline, source: str, runs: int) -> None
     def ours(i: int) -> bytes:
         return png_bytes(upscale(pipe.steer(latents[i], coeffs[i]), display))
 
-    # The plain call gets its own copy in the default memory format (the pipeline runs channels_last).
-    module = copy.deepcopy(pipe.module).to(memory_format=torch.contiguous_format)
+    # The plain call gets its own fp32 copy in the default memory format (the pipeline may run bf16,
+    # channels_last).
+    module = copy.deepcopy(pipe.module).float().to(memory_format=torch.contiguous_format)
     scale = float(getattr(module.config, "scaling_factor", 1.0)) if pipe.kind == "spatial" else 1.0
     plain = plain_update(module, pipe.kind, scale, display)
     shown = upscale(pipe.decode(latents[0]), display)
