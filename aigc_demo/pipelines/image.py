@@ -304,9 +304,13 @@ class ImagePipeline:
 
     # -- generation -----------------------------------------------------------------------------------
     def generate(
-        self, params: ImageParams, interrupt: Interrupt | None = None
+        self, params: ImageParams, interrupt: Interrupt | None = None, preview_every_s: float | None = 0.25
     ) -> Iterator[ImageProgress | ImageResult]:
-        """Yields ImageProgress after each step (with previews), then one ImageResult."""
+        """Yields ImageProgress after each step, then one ImageResult.
+
+        A progress event carries previews when ``preview_every_s`` has passed since the last ones (an eye
+        cannot follow more; each costs a VAE decode); None = no previews (scripts, the API, the benchmark).
+        """
         params, warnings = self.check(params)
         interrupt = interrupt or Interrupt()
         t0 = time.perf_counter()
@@ -315,7 +319,7 @@ class ImagePipeline:
             yield ImageResult(images, params.seed, time.perf_counter() - t0, False, warnings)
             return
         final = None
-        for event in self._denoise(params, interrupt, t0):
+        for event in self._denoise(params, interrupt, t0, preview_every_s):
             if isinstance(event, ImageProgress):
                 yield event
             else:
@@ -334,7 +338,7 @@ class ImagePipeline:
     def __call__(self, params: ImageParams, interrupt: Interrupt | None = None) -> ImageResult:
         """Run to the end and return the result (for scripts, tests and the benchmark)."""
         result = None
-        for result in self.generate(params, interrupt):
+        for result in self.generate(params, interrupt, preview_every_s=None):
             pass
         return result
 
@@ -366,7 +370,7 @@ class ImagePipeline:
         return getattr(diffusers, cls_name).from_config(self._base_scheduler_config, **extra)
 
     @torch.inference_mode()
-    def _denoise(self, params: ImageParams, interrupt: Interrupt, t0: float):
+    def _denoise(self, params: ImageParams, interrupt: Interrupt, t0: float, preview_every_s: float | None):
         """The StableDiffusionPipeline recipe, one step at a time. Yields progress, then (latents, interrupted)."""
         sd = self.sd
         n = params.batch_size
@@ -398,6 +402,7 @@ class ImagePipeline:
         prediction = sd.scheduler.config.get("prediction_type", "epsilon")
         alphas = scheduler.alphas_cumprod.to(self.device) if hasattr(scheduler, "alphas_cumprod") else None
         x0 = latents
+        last_preview = float("-inf")
         # 4. Denoise: guided noise (or velocity) prediction, scheduler step, a preview of the clean image.
         for i, t in enumerate(timesteps):
             if interrupt.is_set():
@@ -415,12 +420,19 @@ class ImagePipeline:
             latents = scheduler.step(out, t, latents, **step_kwargs, return_dict=False)[0]
             elapsed = time.perf_counter() - t0
             done = i + 1
+            show = (
+                preview_every_s is not None
+                and done < len(timesteps)
+                and elapsed - last_preview >= preview_every_s
+            )
+            if show:
+                last_preview = elapsed
             yield ImageProgress(
                 step=done,
                 total=len(timesteps),
                 elapsed_s=elapsed,
                 eta_s=elapsed / done * (len(timesteps) - done),
-                previews=self._preview(x0) if done < len(timesteps) else [],
+                previews=self._preview(x0) if show else [],
             )
         yield latents, False
 
