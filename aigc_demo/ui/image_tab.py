@@ -130,7 +130,7 @@ class ImageHandlers:
         )
         count = _batch_count(batch_count, self.cfg.max_batch_count)
         history = list(history or [])
-        files, infos, seed = [], [], None
+        files, infos, seed, first_seed = [], [], None, None
         for run in range(count):
             if seed is not None:  # later runs continue the seed sequence, as A1111's batch count does
                 params = _with_seed(params, seed + params.batch_size)
@@ -148,6 +148,7 @@ class ImageHandlers:
                     )
                     continue
                 seed = event.seed
+                first_seed = seed if first_seed is None else first_seed
                 params = _with_seed(params, seed)
                 for made in event.images:
                     path = save_png(made.image, made.parameters)
@@ -162,7 +163,6 @@ class ImageHandlers:
                 break
         history = history[:HISTORY_LIMIT]
         gallery = [(self._show_path(h["path"]), h["parameters"]["prompt"][:80]) for h in history]
-        first_seed = history[0]["parameters"]["seed"] - (len(files) - 1) if files else None
         yield (
             [],
             "",
