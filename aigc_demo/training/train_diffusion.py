@@ -31,6 +31,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from aigc_demo.data.colour import colour_note, with_colour_variants
 from aigc_demo.data.corpus import Corpus, load_corpus
 from aigc_demo.training import common
 from aigc_demo.training.common import TrainState
@@ -101,6 +102,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--autocast", choices=["auto", "on", "off"], default="auto")
     p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument(
+        "--colour-augment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add hue-rotated copies of single-colour images, captioned with their new colour",
+    )
     p.add_argument("--autoencoder", type=Path, default=AUTOENCODER)
     p.add_argument("--run-dir", type=Path, default=common.RUNS_DIR / MODEL_NAME)
     p.add_argument("--weights-dir", type=Path, default=common.WEIGHTS_DIR / MODEL_NAME)
@@ -330,7 +337,7 @@ image = pipe("grinning face, in OpenMoji style", height=64, width=64, num_infere
 ```
 
 - **Data**: {len(corpus)} captioned 64x64 emoji in 3 styles (`python -m aigc_demo.data.build_corpus`), up to 4
-  caption phrasings per image, mirror images; held-out subjects are never trained on.
+  caption phrasings per image, mirror images; held-out subjects are never trained on. {colour_note(corpus)}
 - **Objective**: v-prediction, min-SNR-{metrics["min_snr"]:g} weighting, Stable Diffusion's scaled-linear
   schedule (1000 steps), {metrics["caption_dropout"]:.0%} caption dropout, AdamW {metrics["lr"]:g}, EMA.
 - **Command** (last run): `{metrics["command"]}`
@@ -397,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     from aigc_demo.pipelines.text_encoder import load_text_encoder, token_states
 
     corpus = load_corpus(args.data_dir)
+    if args.colour_augment:
+        corpus = with_colour_variants(corpus)
     vae = AutoencoderKL.from_pretrained(args.autoencoder, torch_dtype=torch.float32).eval()
     latents = corpus_latents(corpus, vae, args.run_dir / "latents.safetensors")
     captions = cached_embeddings(corpus, "tokens", args.data_dir)

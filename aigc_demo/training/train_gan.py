@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from aigc_demo.data.colour import colour_note, with_colour_variants
 from aigc_demo.data.corpus import Corpus, load_corpus
 from aigc_demo.pipelines.gan_model import Discriminator, EmojiGANConfig, Generator
 from aigc_demo.training import common
@@ -44,6 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--autocast", choices=["auto", "on", "off"], default="auto")
     p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument(
+        "--colour-augment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add hue-rotated copies of single-colour images, captioned with their new colour",
+    )
     p.add_argument("--run-dir", type=Path, default=common.RUNS_DIR / MODEL_NAME)
     p.add_argument("--weights-dir", type=Path, default=common.WEIGHTS_DIR / MODEL_NAME)
     p.add_argument("--log-every", type=int, default=10)
@@ -217,7 +224,7 @@ image = gen(z, sentence_embedding) * 0.5 + 0.5   # z: (B, {metrics["z_dim"]}) ~ 
 ```
 
 - **Data**: {len(corpus)} captioned emoji tiles (3 styles), captions in up to 4 phrasings per image
-  (`aigc_demo/data/captions.py`); horizontal flips. Held-out subjects are never trained on.
+  (`aigc_demo/data/captions.py`); horizontal flips. Held-out subjects are never trained on. {colour_note(corpus)}
 - **Command** (last run): `{metrics["command"]}`
 - **Training**: {metrics["steps"]} steps of batch {metrics["batch_size"]} over {metrics["runs"]} run(s);
   cumulative wall time on this machine (1 CPU thread): {common.format_minutes(metrics["cumulative_train_seconds"])}.
@@ -265,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     common.setup(args.threads, args.seed)
     command = "python -m aigc_demo.training.train_gan " + shlex.join(sys.argv[1:] if argv is None else argv)
     corpus = load_corpus(args.data_dir)
+    if args.colour_augment:
+        corpus = with_colour_variants(corpus)
     captions = cached_embeddings(corpus, "sentence", args.data_dir)
     if args.evaluate_only:
         gen = Generator.from_pretrained(args.weights_dir)
