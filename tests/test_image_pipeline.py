@@ -296,3 +296,18 @@ def test_gan_is_one_step_seeded_and_steerable(tiny_gan_pipe):
         tiny_gan_pipe.gan_explore(ImageParams(prompt="x", seed=1), [9.0])
     with pytest.raises(ValueError, match="64x64"):
         run(tiny_gan_pipe, generator="gan", width=32)
+
+
+def test_missing_diffusion_model_serves_the_gan_alone(tmp_path):
+    """A GAN with no diffusion folder still serves (the Image tab's GAN mode); no GAN either is a clear error."""
+    from aigc_demo.pipelines.gan_model import EmojiGANConfig, Generator
+
+    Generator(EmojiGANConfig(width=8)).save_pretrained(tmp_path / "gan")
+    cfg = ImageConfig(model=str(tmp_path / "missing"), gan=str(tmp_path / "gan"), scorer="", threads=1)
+    pipe = ImagePipeline.from_config(cfg)
+    assert pipe.sd is None
+    assert run(pipe, generator="gan", seed=1).images[0].image.size == (64, 64)
+    with pytest.raises(ValueError, match="no diffusion model"):
+        run(pipe)
+    with pytest.raises(FileNotFoundError, match="train_diffusion"):
+        ImagePipeline.from_config(dataclasses.replace(cfg, gan=""))

