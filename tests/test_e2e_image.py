@@ -112,3 +112,19 @@ def test_long_prompt_is_truncated_with_a_warning_and_server_carries_on(client):
     assert any("tokens" in w for w in info["warnings"])
     files, _ = generate(client, seed=1)
     assert len(files) == 1
+
+
+def test_interrupt_through_the_api_keeps_the_partial_image(client):
+    import time
+
+    args = ["red heart", "", 100, 5.0, "DPM++ 2M", 2, 1, 0, 0, "diffusion"]
+    job = client.submit(*args, api_name="/image_generate")
+    time.sleep(2.0)  # let it start denoising
+    t0 = time.perf_counter()
+    client.predict(api_name="/image_interrupt")
+    files, info = job.result(timeout=60)
+    assert info["interrupted"] is True and len(files) == 1
+    assert time.perf_counter() - t0 < 10, "stops within a step, not after 100"
+    # The worker is free again at once.
+    files, info = generate(client, seed=2, num_inference_steps=4)
+    assert info["interrupted"] is False

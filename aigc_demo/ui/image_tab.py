@@ -221,7 +221,11 @@ class ImageHandlers:
         width,
         height,
         generator,
+        request: gr.Request = None,
     ):
+        """One finished generation. /image_interrupt from the same client session stops it after a step."""
+        interrupt = self._interrupt_for(request)
+        interrupt.clear()
         params = ImageParams(
             prompt=prompt,
             negative_prompt=negative_prompt,
@@ -234,7 +238,7 @@ class ImageHandlers:
             height=height,
             generator=generator,
         )
-        result = self.pipe(params)
+        result = self.pipe(params, interrupt)
         files = [str(save_png(m.image, m.parameters)) for m in result.images]
         info = {
             "seed": result.seed,
