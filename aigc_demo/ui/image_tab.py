@@ -7,7 +7,6 @@ click, PNG downloads that carry their parameters, and a drop zone that reads the
 
 from __future__ import annotations
 
-import functools
 import logging
 
 import gradio as gr
@@ -18,6 +17,7 @@ from aigc_demo.imaging import upscale
 from aigc_demo.pipelines.image import ImageParams, ImagePipeline, ImageProgress, Interrupt
 from aigc_demo.provenance import read_parameters, save_png
 from aigc_demo.registry import LoadFailure
+from aigc_demo.ui.errors import user_errors, user_errors_stream
 from aigc_demo.ui.strings import EN, t
 from aigc_demo.ui.text_tab import HEAVY, build_failure_notice
 
@@ -33,32 +33,6 @@ EXAMPLES = [
     ["smiling face with heart-eyes, in Twemoji style", 8],
 ]
 HISTORY_LIMIT = 48  # images kept in a visitor's session gallery
-
-
-def user_errors(fn):
-    """Bad input becomes a message in the page / API client (gr.Error), never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ValueError as err:
-            raise gr.Error(str(err)) from None
-
-    return wrapper
-
-
-def user_errors_stream(fn):
-    """user_errors for a streaming handler: the wrapper must itself be a generator for Gradio to stream."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            yield from fn(*args, **kwargs)
-        except ValueError as err:
-            raise gr.Error(str(err)) from None
-
-    return wrapper
 
 
 def describe(params: dict, seconds: float | None = None, warnings=()) -> str:
@@ -428,20 +402,14 @@ def build_image_tab(pipe: ImagePipeline | None, failure: LoadFailure | None, cfg
             )
 
     controls = [prompt, negative, generator, steps, guidance, scheduler, seed, batch_size, width, height]
-    go.click(
-        gpu_task(h.generate),
-        [history, batch_count, *controls],
-        [previews, progress, gallery, info, files, last_seed, history],
-        api_visibility="undocumented",
-        concurrency_id=HEAVY,
-    )
-    prompt.submit(
-        gpu_task(h.generate),
-        [history, batch_count, *controls],
-        [previews, progress, gallery, info, files, last_seed, history],
-        api_visibility="undocumented",
-        concurrency_id=HEAVY,
-    )
+    for trigger in (go.click, prompt.submit):
+        trigger(
+            gpu_task(h.generate),
+            [history, batch_count, *controls],
+            [previews, progress, gallery, info, files, last_seed, history],
+            api_visibility="undocumented",
+            concurrency_id=HEAVY,
+        )
     # Interrupt asks the running job to stop after this step (and keep its images); not a cancel.
     stop.click(h.interrupt, None, None, queue=False, api_name="image_interrupt")
     random_seed.click(lambda: -1, None, seed, queue=False, api_visibility="undocumented")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import tempfile
 from pathlib import Path
@@ -13,25 +12,13 @@ import numpy as np
 from aigc_demo.imaging import upscale
 from aigc_demo.pipelines.latent import LatentPipeline
 from aigc_demo.registry import LoadFailure
+from aigc_demo.ui.errors import user_errors
 from aigc_demo.ui.strings import EN, t
 from aigc_demo.ui.text_tab import HEAVY, build_failure_notice
 
 log = logging.getLogger(__name__)
 
 N_SLIDERS = 8
-
-
-def user_errors(fn):
-    """Bad input becomes a message in the page / API client (gr.Error), never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ValueError as err:
-            raise gr.Error(str(err)) from None
-
-    return wrapper
 
 
 class LatentHandlers:
