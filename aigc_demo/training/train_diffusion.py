@@ -342,7 +342,7 @@ image = pipe("grinning face, in OpenMoji style", height=64, width=64, num_infere
   schedule (1000 steps), {metrics["caption_dropout"]:.0%} caption dropout, AdamW {metrics["lr"]:g}, EMA.
 - **Command** (last run): `{metrics["command"]}`
 - **Training**: {metrics["steps"]} steps of batch {metrics["batch_size"]} over {metrics["runs"]} run(s);
-  cumulative wall time on this machine (1 CPU thread, bf16 autocast): {common.format_minutes(metrics["cumulative_train_seconds"])}.
+  cumulative wall time on this machine (CPU, bf16 autocast where native; last run {metrics.get("threads", 1)} thread(s)): {common.format_minutes(metrics["cumulative_train_seconds"])}.
 
 ## Metrics ({metrics["eval_sampler"]})
 
@@ -432,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr,
         min_snr=args.min_snr,
         caption_dropout=args.caption_dropout,
+        threads=args.threads,
         cumulative_train_seconds=round(state.wall_seconds, 1),
         params_m=sum(p.numel() for p in ema.parameters()) / 1e6,
         command=command,
