@@ -7,34 +7,47 @@
 (c) llama.cpp on the same GGUF through llama-cpp-python's `create_completion`,
 (d) the app's transformers engine (the path for hub models and GPUs) on the same weights.
 Prints load time, time to first token, decode tokens/s, ratios, and the first 32 greedy tokens of each.
-Not a test: run it on an otherwise idle machine.
+Each row runs in a fresh process. Not a test: run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+ROW_MARK = "BENCH-ROW "
 PROMPT = "Write a detailed essay about the history of the printing press and how it changed Europe."
 SYSTEM = "You are a helpful, concise assistant."
 
 
 def bench_pipeline(engine: str, threads: int, new_tokens: int, cache_dir: Path | None = None):
+    from aigc_demo.compute import compute_thread
     from aigc_demo.config import TextConfig
     from aigc_demo.pipelines.text import GenerationParams, TextPipeline
 
     kwargs = {"cache_dir": cache_dir} if cache_dir else {}
     t0 = time.perf_counter()
-    pipe = TextPipeline.from_config(TextConfig(engine=engine, threads=threads, **kwargs))
+    # Loaded and warmed up on the compute thread, as the app's registry does.
+    pipe = compute_thread().run(
+        TextPipeline.from_config, TextConfig(engine=engine, threads=threads, **kwargs)
+    )
     load = time.perf_counter() - t0
     params = GenerationParams(max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.0, seed=0)
-    for _ in pipe.chat("Hi", system_prompt=SYSTEM, params=GenerationParams(max_new_tokens=2, temperature=0)):
-        pass  # warm-up, as the app does at start
+
+    def warm_up():
+        for _ in pipe.chat(
+            "Hi", system_prompt=SYSTEM, params=GenerationParams(max_new_tokens=2, temperature=0)
+        ):
+            pass
+
+    compute_thread().run(warm_up)
     warm = time.perf_counter() - t0
     # Record the ids the engine yields, to compare tokens with the plain calls.
     ids: list[int] = []
@@ -123,24 +136,83 @@ def bench_llama_cpp(prompt: str, threads: int, new_tokens: int):
     return dict(load=load, ttft=first, tps=(n - 1) / max(total - first, 1e-9), n=n, ids=ids, text=text)
 
 
+def memory_read_gb_s(threads: int) -> float:
+    """What one pass over a 500 MB tensor achieves: the ceiling for weight-streaming decode."""
+    import torch
+
+    torch.set_num_threads(threads)
+    big = torch.randn(125_000_000)
+    big.sum()
+    t0 = time.perf_counter()
+    for _ in range(5):
+        big.sum()
+    return 5 * big.numel() * 4 / (time.perf_counter() - t0) / 1e9
+
+
+def linear_weight_bytes() -> int:
+    """Bytes of fp32 matrix weights a transformers decode step reads (every Linear, LM head included)."""
+    from transformers import AutoConfig
+
+    from aigc_demo.config import DEFAULT_TEXT_MODEL
+    from aigc_demo.pipelines.text import resolve_model_path
+
+    folder, gguf = resolve_model_path(DEFAULT_TEXT_MODEL)
+    c = AutoConfig.from_pretrained(folder, gguf_file=gguf)
+    head = c.hidden_size // c.num_attention_heads
+    kv = c.num_key_value_heads * head
+    per_layer = c.hidden_size * (2 * c.hidden_size + 2 * kv) + 3 * c.hidden_size * c.intermediate_size
+    return 4 * (c.num_hidden_layers * per_layer + c.vocab_size * c.hidden_size)
+
+
+ROWS = {
+    "a": "(a) app pipeline (default engine)",
+    "b": "(b) plain transformers generate fp32",
+    "c": "(c) llama-cpp-python create_completion",
+    "d": "(d) app pipeline, transformers engine",
+}
+
+
+def run_row(row: str, threads: int, new_tokens: int) -> dict:
+    if row == "a":
+        return bench_pipeline("auto", threads, new_tokens)
+    if row == "d":
+        return bench_pipeline("transformers", threads, new_tokens)
+    prompt = chat_prompt_text()
+    if row == "b":
+        return bench_plain_transformers(prompt, threads, new_tokens)
+    return bench_llama_cpp(prompt, threads, new_tokens)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--row", choices=sorted(ROWS), help="measure one row and print it as JSON (internal)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    prompt = chat_prompt_text()
-
-    results = {
-        "(a) app pipeline (default engine)": bench_pipeline("auto", args.threads, args.new_tokens),
-        "(b) plain transformers generate fp32": bench_plain_transformers(
-            prompt, args.threads, args.new_tokens
-        ),
-        "(c) llama-cpp-python create_completion": bench_llama_cpp(prompt, args.threads, args.new_tokens),
-        "(d) app pipeline, transformers engine": bench_pipeline(
-            "transformers", args.threads, args.new_tokens
-        ),
-    }
+    if args.row:
+        print(ROW_MARK + json.dumps(run_row(args.row, args.threads, args.new_tokens)))
+        return
+    # Each row in a fresh process: a thread that ran PyTorch keeps an OpenMP team alive, which would
+    # slow every row measured after it in the same process (see aigc_demo/compute.py).
+    results = {}
+    for row, name in ROWS.items():
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--row",
+                row,
+                "--threads",
+                str(args.threads),
+                "--new-tokens",
+                str(args.new_tokens),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        results[name] = json.loads(out.split(ROW_MARK, 1)[1])
     print(
         f"\nprompt: {results['(a) app pipeline (default engine)']['prompt_tokens']} tokens (chat template), "
         f"{args.new_tokens} new greedy tokens max, {args.threads} threads\n"
@@ -156,6 +228,13 @@ def main() -> None:
     )
     print(f"ratio TTFT          a/c = {a['ttft'] / c['ttft']:.2f}   d/b = {d['ttft'] / b['ttft']:.2f}")
     print(f"app start (load + warm-up): {a['start']:.2f} s")
+    bandwidth = memory_read_gb_s(args.threads)
+    weights = linear_weight_bytes()
+    print(
+        f"transformers fp32 decode streams {weights / 1e6:.0f} MB of weights per token: "
+        f"(b) {weights * b['tps'] / 1e9:.1f} GB/s, (d) {weights * d['tps'] / 1e9:.1f} GB/s, "
+        f"memory read ceiling {bandwidth:.1f} GB/s -> at most {bandwidth * 1e9 / weights:.0f} tok/s"
+    )
     print(
         f"greedy tokens identical: a==c (first 32): {a['ids'][:32] == c['ids'][:32]}   "
         f"d==b (all): {d['ids'] == b['ids']}"

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 import torch
 
@@ -31,16 +28,39 @@ def run(stream):
     return last
 
 
-def test_greedy_matches_plain_generate(pipe):
+def plain_model(folder):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+
+
+def test_greedy_matches_plain_generate(pipe, tiny_llama_dir):
     params = GenerationParams(max_new_tokens=24, temperature=0, repetition_penalty=1.0, seed=0)
     ours = run(pipe.complete("Hello world", params))
     engine = pipe.engine
     ids = torch.tensor([engine.tokenize("Hello world", add_special=True)])
-    ref = engine.model.generate(ids, max_new_tokens=24, do_sample=False, eos_token_id=None, pad_token_id=0)
+    ref = plain_model(tiny_llama_dir).generate(
+        ids, max_new_tokens=24, do_sample=False, eos_token_id=None, pad_token_id=0
+    )
     ref_text = engine.tokenizer.decode(ref[0, ids.shape[1] :], skip_special_tokens=True)
     # The tiny random model may emit its end-of-turn token, where we stop; compare up to there.
     assert ours.text and ref_text.startswith(ours.text)
     assert ours.stats.finish_reason in ("length", "stop")
+
+
+def test_cpu_linears_are_prepacked_and_agree_with_plain_linears(pipe, tiny_llama_dir):
+    from aigc_demo.pipelines.cpu_linear import PrepackedLinear, can_prepack
+
+    if not can_prepack(torch.device("cpu")):
+        pytest.skip("this torch build has no oneDNN")
+    packed = [m for m in pipe.engine.model.modules() if isinstance(m, PrepackedLinear)]
+    assert len(packed) == 2 * 7 + 1  # q k v o gate up down per layer, and the LM head
+    ids = torch.tensor([pipe.engine.tokenize("Once upon a time there was", add_special=True)])
+    with torch.inference_mode():
+        got = pipe.engine.model(ids).logits
+        want = plain_model(tiny_llama_dir)(ids).logits
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), (got - want).abs().max()
 
 
 def test_same_seed_same_text_and_seed_reported(pipe):
@@ -74,19 +94,32 @@ def test_random_seed_is_chosen_and_reusable(pipe):
     assert again.text == first.text
 
 
-def test_stop_ends_the_generation_thread(pipe):
-    stream = pipe.chat(
-        "Tell me a long story",
-        params=GenerationParams(max_new_tokens=100, temperature=1.0, seed=3),
-    )
-    for i, _ in enumerate(stream):
-        if i == 3:
-            break
-    stream.close()  # what gradio does when the user presses Stop or the client goes away
-    deadline = time.time() + 5
-    while any(t.name == "text-generation" for t in threading.enumerate()) and time.time() < deadline:
-        time.sleep(0.01)
-    assert not any(t.name == "text-generation" for t in threading.enumerate())
+def test_stop_ends_the_generation_job(pipe):
+    from aigc_demo.compute import compute_thread
+
+    produced = []
+    original = pipe.engine.generate_ids
+
+    def counting(prompt_ids, params):
+        for token_id in original(prompt_ids, params):
+            produced.append(token_id)
+            yield token_id
+
+    pipe.engine.generate_ids = counting
+    try:
+        stream = pipe.chat(
+            "Tell me a long story",
+            params=GenerationParams(max_new_tokens=100, temperature=1.0, min_p=0.0, seed=3),
+        )
+        for i, _ in enumerate(stream):
+            if i == 3:
+                break
+        stream.close()  # what gradio does when the user presses Stop or the client goes away
+        # The compute thread is free at once, and the model stopped within a token or two of the stop.
+        compute_thread().submit(lambda: None).result(timeout=1)
+        assert len(produced) <= 4 + 2 + 1, len(produced)  # 4 shown, at most 2 in flight, the last checked
+    finally:
+        del pipe.engine.generate_ids
     # The model is free again at once.
     assert run(pipe.chat("Hi", params=GenerationParams(max_new_tokens=3, seed=1))).stats.new_tokens >= 1
 
@@ -174,6 +207,16 @@ def test_long_conversation_drops_oldest_turns(pipe):
 def test_single_message_longer_than_context_is_cut_with_warning(pipe):
     final = run(pipe.chat("hello world " * 400, params=GenerationParams(max_new_tokens=8, seed=0)))
     assert any("cut" in w for w in final.stats.warnings)
+
+
+def test_system_prompt_filling_the_context_is_a_clear_error(pipe):
+    params = GenerationParams(max_new_tokens=256 - 20, seed=0)  # 20 tokens left for the whole prompt
+    with pytest.raises(ValueError, match="no room"):
+        run(
+            pipe.chat(
+                "Tell me a story", system_prompt="You are a helpful, concise assistant. " * 3, params=params
+            )
+        )
 
 
 def test_max_new_tokens_larger_than_context_is_a_clear_error(pipe):

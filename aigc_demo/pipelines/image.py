@@ -30,6 +30,7 @@ from PIL import Image
 from aigc_demo.config import ImageConfig
 from aigc_demo.device import configure_threads, pick_device
 from aigc_demo.imaging import to_pil
+from aigc_demo.pipelines.cpu_linear import prepack_linears
 
 log = logging.getLogger(__name__)
 
@@ -553,4 +554,5 @@ def load_diffusion(spec: str, text_encoder_spec: str, dtype: torch.dtype, device
     sd.set_progress_bar_config(disable=True)
     for module in (sd.unet, sd.vae, sd.text_encoder):
         module.eval()
+    prepack_linears(sd.unet)  # CPU only: oneDNN-packed attention/FF weights, ~5% per step, same output
     return sd, encoder

@@ -11,6 +11,7 @@ import logging
 
 import gradio as gr
 
+from aigc_demo.compute import on_compute_thread
 from aigc_demo.config import ImageConfig
 from aigc_demo.device import gpu_task
 from aigc_demo.imaging import upscale
@@ -89,6 +90,7 @@ class ImageHandlers:
         )
 
     @user_errors_stream
+    @on_compute_thread
     def generate(
         self, history, batch_count, prompt, negative, generator, steps, guidance, scheduler, seed, batch_size,
         width, height, request: gr.Request = None,
@@ -177,12 +179,14 @@ class ImageHandlers:
         return _controls_from(read_parameters(path))
 
     @user_errors
+    @on_compute_thread
     def gan_explore(self, prompt, seed, *offsets):
         made = self.pipe.gan_explore(ImageParams(prompt=prompt, seed=seed), list(offsets))
         return self._show(made.image), describe(made.parameters)
 
     # -- API: plain inputs, plain outputs -----------------------------------------------------------
     @user_errors
+    @on_compute_thread
     def api_generate(
         self,
         prompt,
@@ -225,6 +229,7 @@ class ImageHandlers:
         return files, info
 
     @user_errors
+    @on_compute_thread
     def api_gan(self, prompt, seed, z_offset):
         """One GAN image; z_offset moves the first len(z_offset) noise dimensions."""
         if not isinstance(z_offset, list):

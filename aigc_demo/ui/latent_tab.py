@@ -9,6 +9,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
+from aigc_demo.compute import on_compute_thread
 from aigc_demo.imaging import upscale
 from aigc_demo.pipelines.latent import LatentPipeline
 from aigc_demo.registry import LoadFailure
@@ -30,6 +31,7 @@ class LatentHandlers:
         return upscale(img, self.size)
 
     @user_errors
+    @on_compute_thread
     def from_upload(self, editor_value):
         """Reconstruct an uploaded or sketched image; reset the sliders to the new latent."""
         image = editor_value.get("composite") if isinstance(editor_value, dict) else editor_value
@@ -38,6 +40,7 @@ class LatentHandlers:
         return self._reconstruction(self.pipe.reconstruct(image))
 
     @user_errors
+    @on_compute_thread
     def from_corpus(self, items, evt: gr.SelectData):
         row = items[evt.index]["row"]
         latent = self.pipe.corpus_latent(row)
@@ -61,18 +64,21 @@ class LatentHandlers:
         )
 
     @user_errors
+    @on_compute_thread
     def search(self, query):
         items = self.pipe.search(query or "", limit=24)
         thumbs = [(self._show(self.pipe.decode(self.pipe.corpus_latent(i.row))), i.caption) for i in items]
         return thumbs, [{"row": i.row, "caption": i.caption} for i in items]
 
     @user_errors
+    @on_compute_thread
     def steer(self, latent, *coefficients):
         if latent is None:
             return None
         return self._show(self.pipe.steer(np.asarray(latent, dtype=np.float32), coefficients))
 
     @user_errors
+    @on_compute_thread
     def sample(self, n, seed, temperature, source):
         result = self.pipe.sample(
             int(n), seed=None if seed is None or int(seed) < 0 else int(seed), temperature=float(temperature)
@@ -82,12 +88,14 @@ class LatentHandlers:
         ], f"seed `{result.seed}` (type it in to get these again)"
 
     @user_errors
+    @on_compute_thread
     def set_b(self, latent):
         if latent is None:
             raise ValueError("Pick an image first; it becomes endpoint B.")
         return latent, self._show(self.pipe.decode(np.asarray(latent, dtype=np.float32)))
 
     @user_errors
+    @on_compute_thread
     def interpolate(self, a, b, steps, method):
         if a is None or b is None:
             raise ValueError("Choose two images: the current one (A) and one set as B.")
@@ -99,6 +107,7 @@ class LatentHandlers:
         return upscale(result.strip, 96), str(gif), str(mp4)
 
     @user_errors
+    @on_compute_thread
     def attribute(self, latent, positive, negative, strength):
         if latent is None:
             raise ValueError("Pick an image first.")
@@ -108,6 +117,7 @@ class LatentHandlers:
         return self._show(image), note
 
     @user_errors
+    @on_compute_thread
     def code(self, latent):
         """The latent itself: a bar chart of the vector, or one image per channel of a spatial latent."""
         if latent is None:
@@ -116,6 +126,7 @@ class LatentHandlers:
 
     # ---- API-only handlers: plain inputs, plain outputs ------------------------------------------
     @user_errors
+    @on_compute_thread
     def api_reconstruct(self, image_path):
         """Encode an image file and decode it back; returns the reconstruction, PSNR and the latent."""
         if not image_path:
@@ -124,6 +135,7 @@ class LatentHandlers:
         return self._show(rec.reconstruction), {"psnr_db": rec.psnr_db, "latent": rec.latent.tolist()}
 
     @user_errors
+    @on_compute_thread
     def api_steer(self, row, coefficients):
         """Decode corpus item `row` moved by `coefficients` (std units) along the principal directions."""
         if not isinstance(coefficients, list):
@@ -132,6 +144,7 @@ class LatentHandlers:
         return self._show(self.pipe.steer(latent, coefficients))
 
     @user_errors
+    @on_compute_thread
     def map_click(self, evt: gr.SelectData):
         x, y = evt.index
         latent = self.pipe.pixel_to_latent(x, y)
