@@ -13,6 +13,8 @@ import logging
 import math
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,19 +236,33 @@ def _rmtree(path: Path) -> None:
 
 
 class Timer:
-    """Tracks the --minutes budget and the checkpoint cadence."""
+    """Tracks the --minutes budget and the checkpoint cadence.
+
+    SIGTERM or Ctrl+C ends the budget early instead of killing the run, so the script still checkpoints,
+    evaluates and (if better) publishes: `kill -TERM <pid>` is the way to stop a long run on time.
+    """
 
     def __init__(self, minutes: float, checkpoint_seconds: float = CHECKPOINT_SECONDS) -> None:
         self.start = time.monotonic()
         self.budget = minutes * 60.0
         self.every = checkpoint_seconds
         self.last_checkpoint = self.start
+        self.stop_requested = False
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._request_stop)
+
+    def _request_stop(self, signum, frame) -> None:
+        if self.stop_requested:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        logging.getLogger(__name__).warning("stop requested: finishing the step, then checkpoint and evaluate")
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
     def done(self) -> bool:
-        return self.elapsed() >= self.budget
+        return self.stop_requested or self.elapsed() >= self.budget
 
     def checkpoint_due(self) -> bool:
         if time.monotonic() - self.last_checkpoint >= self.every:
