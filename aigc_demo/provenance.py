@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 from io import BytesIO
 from pathlib import Path
 
 from PIL import Image, PngImagePlugin
+
+from aigc_demo.outputs import fresh_output_dir
 
 JSON_KEY = "aigc_studio"
 A1111_KEY = "parameters"
@@ -54,7 +55,7 @@ def save_png(image: Image.Image, params: dict, folder: Path | None = None) -> Pa
     info = PngImagePlugin.PngInfo()
     info.add_text(A1111_KEY, a1111_text(params))
     info.add_text(JSON_KEY, json.dumps(params, ensure_ascii=False))
-    folder = Path(folder or tempfile.mkdtemp(prefix="aigc-image-"))
+    folder = Path(folder or fresh_output_dir("image-"))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"aigc-{params.get('generator', 'image')}-{params.get('seed', 0)}.png"
     image.save(path, pnginfo=info)

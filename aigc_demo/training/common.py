@@ -256,7 +256,9 @@ class Timer:
         if self.stop_requested:  # a second signal: stop now
             raise KeyboardInterrupt
         self.stop_requested = True
-        logging.getLogger(__name__).warning("stop requested: finishing the step, then checkpoint and evaluate")
+        logging.getLogger(__name__).warning(
+            "stop requested: finishing the step, then checkpoint and evaluate"
+        )
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start

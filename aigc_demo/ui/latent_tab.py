@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import tempfile
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
 from aigc_demo.compute import on_compute_thread
 from aigc_demo.imaging import upscale
+from aigc_demo.outputs import fresh_output_dir
 from aigc_demo.pipelines.latent import LatentPipeline
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.errors import user_errors
@@ -102,7 +101,7 @@ class LatentHandlers:
         result = self.pipe.interpolate(
             np.asarray(a, np.float32), np.asarray(b, np.float32), int(steps), method
         )
-        folder = Path(tempfile.mkdtemp(prefix="aigc-walk-"))
+        folder = fresh_output_dir("walk-")
         gif, mp4 = self.pipe.write_animation(result.frames, folder)
         return upscale(result.strip, 96), str(gif), str(mp4)
 

@@ -18,7 +18,8 @@ footer { visibility: hidden; }
 
 
 def build_demo(registry: PipelineRegistry, cfg: AppConfig) -> gr.Blocks:
-    with gr.Blocks(title="AIGC Studio") as demo:
+    # Gradio keeps a copy of every file a handler returns; drop copies older than a day, checked hourly.
+    with gr.Blocks(title="AIGC Studio", delete_cache=(3600, 86400)) as demo:
         gr.Markdown(f"# {t('app_title')}")
         gr.Markdown(t("app_subtitle"))
         with gr.Tabs():

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import gradio as gr
 
 from aigc_demo.config import AppConfig
 from aigc_demo.device import gpu_task
+from aigc_demo.outputs import fresh_output_dir
 from aigc_demo.pipelines.text import (
     TextPipeline,
     TextUpdate,
@@ -131,7 +130,7 @@ class TextHandlers:
         history = list(history or [])
         if not history:
             raise gr.Error("The conversation is empty.")
-        folder = Path(tempfile.mkdtemp(prefix="aigc-chat-"))
+        folder = fresh_output_dir("chat-")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         md = [f"# Conversation ({stamp})\n"]
         clean = []
