@@ -53,6 +53,11 @@ class ComputeThread:
             return future
         return self._pool.submit(fn, *args, **kwargs)
 
+    def requeue(self, fn: Callable[..., T], *args, **kwargs) -> Future[T]:
+        """Queue ``fn`` behind the jobs already waiting, even from the compute thread: how a long job
+        (a text generation) continues in slices without starving short ones."""
+        return self._pool.submit(fn, *args, **kwargs)
+
     def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
         """Call ``fn`` on the compute thread and return its result (or raise its exception).
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -235,3 +237,23 @@ def test_config_env_overrides():
     assert cfg.text.model == "/tmp/x" and cfg.server.port == 9000 and cfg.server.warmup is False
     with pytest.raises(ValueError, match="AIGC_SERVER_PORT"):
         AppConfig.from_env({"AIGC_SERVER_PORT": "abc"})
+
+
+def test_a_long_generation_leaves_room_for_short_jobs(pipe, monkeypatch):
+    """A reply runs on the compute thread in ~50 ms slices, so another user's short job gets in between."""
+    from aigc_demo.compute import compute_thread
+
+    original = pipe.engine.generate_ids
+
+    def slow(prompt_ids, params):  # a model at ~100 tokens/s instead of the tiny one's thousands
+        for token_id in original(prompt_ids, params):
+            time.sleep(0.01)
+            yield token_id
+
+    monkeypatch.setattr(pipe.engine, "generate_ids", slow)
+    params = GenerationParams(max_new_tokens=60, temperature=0, repetition_penalty=1.0, seed=0)
+    stream = pipe.complete("Hello world", params)
+    next(stream)
+    job_done = compute_thread().submit(time.perf_counter).result(timeout=5)
+    arrivals = [time.perf_counter() for _ in stream]
+    assert sum(t > job_done for t in arrivals) >= 10, "the short job waited for the whole reply"

@@ -20,7 +20,6 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
-from concurrent import futures
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -503,10 +502,16 @@ class GenerationTimeout(RuntimeError):
 
 @dataclass
 class _Run:
-    """One generation's shared state between the worker thread and the consumer."""
+    """One generation's shared state between the compute thread and the consumer."""
 
     pieces: queue.Queue = field(default_factory=lambda: queue.Queue())
     stop: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+
+
+# A generation holds the compute thread for at most this long before queueing its next slice, so short jobs
+# (a latent slider, an image step) are not held up by a long reply.
+SLICE_S = 0.05
 
 
 _DONE = object()
@@ -645,7 +650,7 @@ class TextPipeline:
 
         with self._lock:
             # The model runs on the compute thread (aigc_demo/compute.py); this thread only streams text.
-            worker = compute_thread().submit(self._produce, run, prompt_ids, params)
+            compute_thread().submit(self._produce, run, self.engine.generate_ids(prompt_ids, params))
             try:
                 while True:
                     try:
@@ -679,7 +684,7 @@ class TextPipeline:
                 # Whatever ended the stream (done, error, user stop, client gone), stop the computation
                 # and wait for the worker so the next request gets the model and both cores.
                 run.stop.set()
-                futures.wait([worker], timeout=self.cfg.stream_timeout_s)
+                run.finished.wait(timeout=self.cfg.stream_timeout_s)
                 log.info(
                     "text: %d prompt + %d new tokens, %s, seed %s",
                     len(prompt_ids),
@@ -688,13 +693,20 @@ class TextPipeline:
                     params.seed,
                 )
 
-    def _produce(self, run: _Run, prompt_ids: list[int], params: GenerationParams) -> None:
+    def _produce(self, run: _Run, tokens: Iterator[int]) -> None:
+        """One slice of a generation, on the compute thread: tokens for up to SLICE_S, then requeue."""
+        deadline = time.perf_counter() + SLICE_S
         try:
-            for token_id in self.engine.generate_ids(prompt_ids, params):
-                if run.stop.is_set():
-                    return
+            while not run.stop.is_set():
+                token_id = next(tokens, _DONE)
+                if token_id is _DONE:
+                    break
                 run.pieces.put(token_id)
+                if time.perf_counter() > deadline and compute_thread().on_thread():
+                    compute_thread().requeue(self._produce, run, tokens)  # let queued jobs run first
+                    return
+            tokens.close()  # stopped or done: ends the engine's loop (and llama.cpp's) right here
         except BaseException as err:  # surfaced to the consumer, which re-raises it
             run.pieces.put(err)
-        finally:
-            run.pieces.put(_DONE)
+        run.pieces.put(_DONE)
+        run.finished.set()
