@@ -3,7 +3,7 @@
 A text decode step is ~200 matrix-vector products. The default ``F.linear`` path (MKL gemv) streams the weights
 at ~12 GB/s on this 2-core machine; oneDNN's inner product on weights reordered once for its kernel reaches
 ~20 GB/s (bench/text.py prints both). This is the packing PyTorch's inductor does for CPU linears, without a
-compile step. The UNet's attention and feed-forward layers gain ~5% per step the same way, bit for bit.
+compile step. The UNet's attention and feed-forward layers gain ~4% per step the same way, bit for bit.
 
 Only the summation order may change, so outputs can differ from ``F.linear`` in the last bits; the tests and
 the benchmarks check that greedy tokens stay identical to plain ``generate``.
