@@ -42,7 +42,8 @@ def test_completion_streams(client):
     assert final["text"].strip() and final["new_tokens"] >= 1
 
 
-def test_stop_frees_the_worker(client):
+def start_a_long_story(client):
+    """A 1,500-token chat job, returned once its first text has streamed."""
     job = client.submit(
         "Write a very long story about the sea.",
         api_name="/chat",
@@ -56,6 +57,11 @@ def test_stop_frees_the_worker(client):
     while not job.outputs() and time.time() < deadline:
         time.sleep(0.05)
     assert job.outputs(), "no streamed output arrived"
+    return job
+
+
+def test_stop_frees_the_worker(client):
+    job = start_a_long_story(client)
     job.cancel()
     t0 = time.time()
     reply = client.predict("Hi", api_name="/chat", max_new_tokens=4, temperature=0.0, seed=0)
@@ -63,6 +69,14 @@ def test_stop_frees_the_worker(client):
     assert reply["new_tokens"] >= 1
     # 1500 tokens would take >10 s; the next request must not wait for them.
     assert waited < 8, f"next request waited {waited:.1f} s: the stopped generation kept running"
+
+
+def test_chat_stop_keeps_the_partial_reply(client):
+    job = start_a_long_story(client)
+    client.predict(api_name="/chat_stop")  # the Stop button, from the same client session
+    final = job.result(timeout=30)
+    assert final["finish_reason"] == "stopped"
+    assert 1 <= final["new_tokens"] < 1500 and final["text"].strip()
 
 
 @pytest.mark.parametrize(

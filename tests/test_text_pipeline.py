@@ -126,6 +126,44 @@ def test_stop_ends_the_generation_job(pipe):
     assert run(pipe.chat("Hi", params=GenerationParams(max_new_tokens=3, seed=1))).stats.new_tokens >= 1
 
 
+def test_stop_flag_ends_the_stream_with_what_was_written(pipe):
+    """The UI's Stop button: the stream ends normally, its last update keeps the text, finish "stopped"."""
+    import threading
+
+    from aigc_demo.compute import compute_thread
+
+    stop = threading.Event()
+    params = GenerationParams(max_new_tokens=100, temperature=1.0, min_p=0.0, seed=3)
+    updates = []
+    for update in pipe.chat("Tell me a long story", params=params, stop=stop):
+        updates.append(update)
+        if len(updates) == 4:
+            stop.set()
+    last = updates[-1]
+    assert last.stats.finish_reason == "stopped"
+    assert last.stats.new_tokens == 4 and last.text.startswith(updates[3].text) and last.text.strip()
+    compute_thread().submit(lambda: None).result(timeout=1)  # the model was released
+    # A flag set before the start writes nothing, and the next request runs normally.
+    assert run(pipe.chat("Hi", params=params, stop=stop)).stats.new_tokens == 0
+    assert run(pipe.chat("Hi", params=GenerationParams(max_new_tokens=3, seed=1))).stats.new_tokens >= 1
+
+
+def test_stop_button_reaches_only_its_own_sessions_latest_job():
+    import threading
+    from types import SimpleNamespace
+
+    from aigc_demo.ui.sessions import SessionStops
+
+    stops = SessionStops(threading.Event)
+    alice, bob = SimpleNamespace(session_hash="alice"), SimpleNamespace(session_hash="bob")
+    alice_old = stops.arm(alice)
+    alice_new, bob_job = stops.arm(alice), stops.arm(bob)
+    stops.stop(alice)
+    assert alice_new.is_set() and not bob_job.is_set() and not alice_old.is_set()
+    stops.stop(SimpleNamespace(session_hash="nobody"))  # no job: nothing to do, no error
+    assert not stops.arm(alice).is_set(), "an earlier Stop must not stop the next job"
+
+
 def test_streams_growing_text_with_stats(pipe):
     updates = list(pipe.chat("Hello", params=GenerationParams(max_new_tokens=12, temperature=1.0, seed=7)))
     texts = [u.text for u in updates]

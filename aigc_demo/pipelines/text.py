@@ -500,6 +500,12 @@ class GenerationTimeout(RuntimeError):
     pass
 
 
+class StopFlag(Protocol):
+    """Anything with ``is_set()``: a threading.Event, the UI's per-session stop flag."""
+
+    def is_set(self) -> bool: ...
+
+
 @dataclass
 class _Run:
     """One generation's shared state between the compute thread and the consumer."""
@@ -512,6 +518,8 @@ class _Run:
 # A generation holds the compute thread for at most this long before queueing its next slice, so short jobs
 # (a latent slider, an image step) are not held up by a long reply.
 SLICE_S = 0.05
+# How often a stream waiting for its next token checks its stop flag (a long prompt can take seconds).
+STOP_POLL_S = 0.1
 
 
 _DONE = object()
@@ -551,8 +559,11 @@ class TextPipeline:
         history=None,
         system_prompt: str | None = None,
         params: GenerationParams | None = None,
+        stop: StopFlag | None = None,
     ) -> Iterator[TextUpdate]:
-        """Stream the assistant's reply to `message` after `history` (oldest turns dropped if too long)."""
+        """Stream the assistant's reply to `message` after `history` (oldest turns dropped if too long).
+
+        Setting `stop` ends the stream after the current token, with a last update (finish "stopped")."""
         # 1. Check inputs before touching the model.
         params = (params or GenerationParams()).with_seed()
         message = clean_text(message, "message", self.cfg.max_prompt_chars).strip()
@@ -570,9 +581,11 @@ class TextPipeline:
         turns = messages + [{"role": "user", "content": message}]
         prompt_ids, warnings = self._fit_chat(system, turns, budget)
         # 3. Generate.
-        yield from self._stream(prompt_ids, params, warnings)
+        yield from self._stream(prompt_ids, params, warnings, stop)
 
-    def complete(self, prompt: str, params: GenerationParams | None = None) -> Iterator[TextUpdate]:
+    def complete(
+        self, prompt: str, params: GenerationParams | None = None, stop: StopFlag | None = None
+    ) -> Iterator[TextUpdate]:
         """Stream a raw continuation of `prompt` (for base models and writing)."""
         params = (params or GenerationParams()).with_seed()
         prompt = clean_text(prompt, "prompt", self.cfg.max_prompt_chars)
@@ -584,7 +597,7 @@ class TextPipeline:
         if len(ids) > budget:
             warnings.append(f"prompt was {len(ids)} tokens; kept the last {budget} (context limit)")
             ids = ids[-budget:]
-        yield from self._stream(ids, params, tuple(warnings))
+        yield from self._stream(ids, params, tuple(warnings), stop)
 
     def _prompt_budget(self, params: GenerationParams) -> int:
         budget = self.engine.context_length - params.max_new_tokens
@@ -620,7 +633,9 @@ class TextPipeline:
             warnings = ("message too long for the context: its middle was cut",)
         return ids, warnings
 
-    def _stream(self, prompt_ids: list[int], params: GenerationParams, warnings) -> Iterator[TextUpdate]:
+    def _stream(
+        self, prompt_ids: list[int], params: GenerationParams, warnings, stop: StopFlag | None = None
+    ) -> Iterator[TextUpdate]:
         run = _Run()
         t_start = time.perf_counter()
         t_first = None
@@ -652,13 +667,20 @@ class TextPipeline:
             # The model runs on the compute thread (aigc_demo/compute.py); this thread only streams text.
             compute_thread().submit(self._produce, run, self.engine.generate_ids(prompt_ids, params))
             try:
+                last_token = time.monotonic()
                 while True:
+                    if stop is not None and stop.is_set():
+                        finish = "stopped"
+                        break
                     try:
-                        item = run.pieces.get(timeout=self.cfg.stream_timeout_s)
+                        item = run.pieces.get(timeout=STOP_POLL_S)
                     except queue.Empty:
-                        raise GenerationTimeout(
-                            f"no token for {self.cfg.stream_timeout_s:.0f} s; generation abandoned"
-                        ) from None
+                        if time.monotonic() - last_token > self.cfg.stream_timeout_s:
+                            raise GenerationTimeout(
+                                f"no token for {self.cfg.stream_timeout_s:.0f} s; generation abandoned"
+                            ) from None
+                        continue
+                    last_token = time.monotonic()
                     if item is _DONE:
                         break
                     if isinstance(item, BaseException):

@@ -19,6 +19,7 @@ from aigc_demo.pipelines.image import ImageParams, ImagePipeline, ImageProgress,
 from aigc_demo.provenance import read_parameters, save_png
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.errors import user_errors, user_errors_stream
+from aigc_demo.ui.sessions import SessionStops
 from aigc_demo.ui.strings import EN, t
 from aigc_demo.ui.text_tab import HEAVY, build_failure_notice
 
@@ -59,15 +60,7 @@ class ImageHandlers:
     def __init__(self, pipe: ImagePipeline, cfg: ImageConfig):
         self.pipe = pipe
         self.cfg = cfg
-        self._interrupts: dict[str, Interrupt] = {}  # one per browser session
-
-    def _interrupt_for(self, request: gr.Request | None) -> Interrupt:
-        key = getattr(request, "session_hash", None) or "api"
-        if key not in self._interrupts:
-            if len(self._interrupts) > 10_000:  # sessions come and go; never grow without bound
-                self._interrupts.clear()
-            self._interrupts[key] = Interrupt()
-        return self._interrupts[key]
+        self._interrupts = SessionStops(Interrupt)  # one per browser session
 
     def _show(self, image):
         return upscale(image, self.cfg.display_size)
@@ -99,8 +92,7 @@ class ImageHandlers:
 
         Explicit parameters, not *values: Gradio injects ``request`` by position in the signature.
         """
-        interrupt = self._interrupt_for(request)
-        interrupt.clear()
+        interrupt = self._interrupts.arm(request)
         params = self.params(
             prompt, negative, generator, steps, guidance, scheduler, seed, batch_size, width, height
         )
@@ -156,7 +148,7 @@ class ImageHandlers:
             return self._show(img.convert("RGB"))
 
     def interrupt(self, request: gr.Request = None) -> None:
-        self._interrupt_for(request).set()
+        self._interrupts.stop(request)
 
     @staticmethod
     def select(history, evt: gr.SelectData):
@@ -202,8 +194,7 @@ class ImageHandlers:
         request: gr.Request = None,
     ):
         """One finished generation. /image_interrupt from the same client session stops it after a step."""
-        interrupt = self._interrupt_for(request)
-        interrupt.clear()
+        interrupt = self._interrupts.arm(request)
         params = ImageParams(
             prompt=prompt,
             negative_prompt=negative_prompt,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 
@@ -23,6 +24,7 @@ from aigc_demo.pipelines.text_presets import (
     PRESETS_BY_KEY,
 )
 from aigc_demo.registry import LoadFailure
+from aigc_demo.ui.sessions import SessionStops
 from aigc_demo.ui.strings import EN, t
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,7 @@ class TextHandlers:
 
     def __init__(self, pipe: TextPipeline):
         self.pipe = pipe
+        self._stops = SessionStops(threading.Event)  # the Stop button of each browser session
 
     def _params(self, max_new_tokens, temperature, top_p, top_k, min_p, repetition_penalty, seed):
         return self.pipe.parse_params(
@@ -80,12 +83,18 @@ class TextHandlers:
         )
 
     # ---- UI events ------------------------------------------------------------------------------
-    def chat(self, message, history, system_prompt, *settings):
+    # Explicit parameters, not *settings: Gradio injects ``request`` by its position in the signature.
+    def chat(
+        self, message, history, system_prompt, max_new_tokens, temperature, top_p, top_k, min_p,
+        repetition_penalty, seed, request: gr.Request = None,
+    ):  # fmt: skip
         """Stream a reply into the chatbot. Yields (chatbot, message box, stats, last seed)."""
+        settings = (max_new_tokens, temperature, top_p, top_k, min_p, repetition_penalty, seed)
+        stop = self._stops.arm(request)
         try:
             params = self._params(*settings)
             history = parse_messages(history, self.pipe.cfg.max_history_turns, self.pipe.cfg.max_prompt_chars)
-            stream = self.pipe.chat(message, history, system_prompt, params)
+            stream = self.pipe.chat(message, history, system_prompt, params, stop=stop)
             shown = history + [{"role": "user", "content": message}]
             for update in stream:
                 reply = {"role": "assistant", "content": update.text}
@@ -93,7 +102,10 @@ class TextHandlers:
         except ValueError as err:
             raise gr.Error(str(err)) from None
 
-    def regenerate(self, history, system_prompt, *settings):
+    def regenerate(
+        self, history, system_prompt, max_new_tokens, temperature, top_p, top_k, min_p, repetition_penalty,
+        seed, request: gr.Request = None,
+    ):  # fmt: skip
         """Drop the last reply and answer the last user message again (with the seed settings given)."""
         history = list(history or [])
         while history and history[-1].get("role") == "assistant":
@@ -102,7 +114,12 @@ class TextHandlers:
             raise gr.Error("Nothing to regenerate yet.")
         last = history.pop()
         message = parse_messages([last], 1, self.pipe.cfg.max_prompt_chars)[0]["content"]
-        yield from self.chat(message, history, system_prompt, *settings)
+        settings = (max_new_tokens, temperature, top_p, top_k, min_p, repetition_penalty, seed)
+        yield from self.chat(message, history, system_prompt, *settings, request=request)
+
+    def stop(self, request: gr.Request = None) -> None:
+        """Ask this session's running generation to end after the current token; it keeps its text."""
+        self._stops.stop(request)
 
     @staticmethod
     def undo(history):
@@ -116,10 +133,14 @@ class TextHandlers:
                 break
         return history, message
 
-    def complete(self, prompt, *settings):
+    def complete(
+        self, prompt, max_new_tokens, temperature, top_p, top_k, min_p, repetition_penalty, seed,
+        request: gr.Request = None,
+    ):  # fmt: skip
+        stop = self._stops.arm(request)
         try:
-            params = self._params(*settings)
-            for update in self.pipe.complete(prompt, params):
+            params = self._params(max_new_tokens, temperature, top_p, top_k, min_p, repetition_penalty, seed)
+            for update in self.pipe.complete(prompt, params, stop=stop):
                 yield prompt + update.text, format_stats(update), update.stats.seed
         except ValueError as err:
             raise gr.Error(str(err)) from None
@@ -158,9 +179,12 @@ class TextHandlers:
         min_p: float = 0.05,
         repetition_penalty: float = 1.1,
         seed: int = -1,
+        request: gr.Request = None,
     ) -> Iterator[dict]:
         """Chat with the language model. Streams {"text", "seed", "new_tokens", "tokens_per_s", ...};
-        history is a list of {"role": "user"|"assistant", "content": str}. seed -1 = random."""
+        history is a list of {"role": "user"|"assistant", "content": str}. seed -1 = random.
+        /chat_stop from the same client ends it early (finish_reason "stopped")."""
+        stop = self._stops.arm(request)
         try:
             params = self._params(
                 max_new_tokens,
@@ -171,7 +195,7 @@ class TextHandlers:
                 repetition_penalty,
                 seed,
             )
-            for update in self.pipe.chat(message, history, system_prompt, params):
+            for update in self.pipe.chat(message, history, system_prompt, params, stop=stop):
                 yield api_result(update)
         except ValueError as err:
             raise gr.Error(str(err)) from None
@@ -186,8 +210,10 @@ class TextHandlers:
         min_p: float = 0.05,
         repetition_penalty: float = 1.1,
         seed: int = -1,
+        request: gr.Request = None,
     ) -> Iterator[dict]:
         """Continue a text (no chat template). Streams the same dict as /chat (text = continuation only)."""
+        stop = self._stops.arm(request)
         try:
             params = self._params(
                 max_new_tokens,
@@ -198,7 +224,7 @@ class TextHandlers:
                 repetition_penalty,
                 seed,
             )
-            for update in self.pipe.complete(prompt, params):
+            for update in self.pipe.complete(prompt, params, stop=stop):
                 yield api_result(update)
         except ValueError as err:
             raise gr.Error(str(err)) from None
@@ -315,7 +341,7 @@ def build_text_tab(pipe: TextPipeline | None, failure: LoadFailure | None, cfg: 
     # ---- wiring ---------------------------------------------------------------------------------
     heavy = {"concurrency_id": HEAVY, "concurrency_limit": cfg.server.heavy_concurrency}
     chat_outputs = [chatbot, message, chat_stats, last_seed]
-    chat_events = [
+    for name, trigger in (("submit", message.submit), ("send", send.click)):
         trigger(
             gpu_task(handlers.chat),
             [message, chatbot, system_prompt, *settings],
@@ -324,9 +350,7 @@ def build_text_tab(pipe: TextPipeline | None, failure: LoadFailure | None, cfg: 
             api_visibility="undocumented",
             **heavy,
         )
-        for name, trigger in (("submit", message.submit), ("send", send.click))
-    ]
-    regen_event = regenerate.click(
+    regenerate.click(
         gpu_task(handlers.regenerate),
         [chatbot, system_prompt, *settings],
         chat_outputs,
@@ -334,7 +358,8 @@ def build_text_tab(pipe: TextPipeline | None, failure: LoadFailure | None, cfg: 
         api_visibility="undocumented",
         **heavy,
     )
-    stop.click(None, cancels=[*chat_events, regen_event])
+    # Stop asks the running reply to end after this token and keeps it; not a cancel (see ui/sessions.py).
+    stop.click(handlers.stop, None, None, queue=False, api_name="chat_stop")
     undo.click(handlers.undo, [chatbot], [chatbot, message], api_visibility="undocumented")
     clear.click(
         lambda: ([], "", ""),
@@ -370,7 +395,7 @@ def build_text_tab(pipe: TextPipeline | None, failure: LoadFailure | None, cfg: 
     )
     random_seed.click(lambda: -1, None, [seed], api_visibility="undocumented")
 
-    complete_event = generate.click(
+    generate.click(
         gpu_task(handlers.complete),
         [prompt, *settings],
         [prompt, completion_stats, last_seed],
@@ -378,7 +403,7 @@ def build_text_tab(pipe: TextPipeline | None, failure: LoadFailure | None, cfg: 
         api_visibility="undocumented",
         **heavy,
     )
-    stop_completion.click(None, cancels=[complete_event])
+    stop_completion.click(handlers.stop, None, None, queue=False, api_visibility="undocumented")
 
     # Stable, documented API endpoints (streaming through gradio_client's submit()).
     gr.api(gpu_task(handlers.api_chat), api_name="chat", **heavy)
