@@ -10,20 +10,9 @@ main-thread numbers: the gap is what the compute thread (aigc_demo/compute.py) c
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
 import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from running_app import running_app
 
 
 def main() -> int:
@@ -32,25 +21,8 @@ def main() -> int:
     args = ap.parse_args()
     from gradio_client import Client
 
-    port = free_port()
-    env = dict(os.environ, AIGC_PORT=str(port))
-    app = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py")],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-                break
-            except Exception:  # noqa: BLE001 - not up yet
-                if time.time() > deadline or app.poll() is not None:
-                    raise SystemExit("the app did not start") from None
-                time.sleep(1)
+    with running_app() as url:
+        client = Client(url, verbose=False)
         seconds = []
         for seed in range(args.repeats):
             _, info = client.predict(
@@ -71,9 +43,6 @@ def main() -> int:
             "app /image_generate, 20 steps, batch 1, seconds per call:",
             ", ".join(f"{s:.3f}" for s in seconds),
         )
-    finally:
-        app.terminate()
-        app.wait()
     return 0
 
 

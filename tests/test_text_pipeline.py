@@ -295,3 +295,18 @@ def test_a_long_generation_leaves_room_for_short_jobs(pipe, monkeypatch):
     job_done = compute_thread().submit(time.perf_counter).result(timeout=5)
     arrivals = [time.perf_counter() for _ in stream]
     assert sum(t > job_done for t in arrivals) >= 10, "the short job waited for the whole reply"
+
+
+def test_page_updates_are_paced_but_keep_the_first_and_last():
+    from aigc_demo.pipelines.text import TextStats, TextUpdate
+    from aigc_demo.ui.text_tab import paced
+
+    def updates():
+        for i in range(1, 51):
+            reason = "length" if i == 50 else "running"
+            stats = TextStats("m", "e", 1, 3, i, 0.01, 100.0, reason, ())
+            yield TextUpdate(text="x" * i, stats=stats, params=GenerationParams())
+
+    shown = [u.stats.new_tokens for u in paced(updates(), interval_s=3600)]
+    assert shown == [1, 50], "first token at once, then the final update with the whole text"
+    assert [u.stats.new_tokens for u in paced(updates(), interval_s=0)] == list(range(1, 51))

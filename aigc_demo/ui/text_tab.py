@@ -63,6 +63,17 @@ def api_result(update: TextUpdate) -> dict:
     }
 
 
+def paced(updates: Iterator[TextUpdate], interval_s: float) -> Iterator[TextUpdate]:
+    """At most one update per `interval_s`, and always the first (the first token shows at once) and the
+    last (finished, stopped or cut at the limit)."""
+    last_shown = float("-inf")
+    for update in updates:
+        now = time.perf_counter()
+        if now - last_shown >= interval_s or update.stats.finish_reason != "running":
+            last_shown = now
+            yield update
+
+
 class TextHandlers:
     """Event handlers: turn UI values into pipeline calls and pipeline results into UI values.
     A bad request becomes gr.Error (a message in the page / the API client), never a traceback."""
@@ -96,7 +107,7 @@ class TextHandlers:
             history = parse_messages(history, self.pipe.cfg.max_history_turns, self.pipe.cfg.max_prompt_chars)
             stream = self.pipe.chat(message, history, system_prompt, params, stop=stop)
             shown = history + [{"role": "user", "content": message}]
-            for update in stream:
+            for update in paced(stream, self.pipe.cfg.ui_update_interval_s):
                 reply = {"role": "assistant", "content": update.text}
                 yield shown + [reply], "", format_stats(update), update.stats.seed
         except ValueError as err:
@@ -140,7 +151,8 @@ class TextHandlers:
         stop = self._stops.arm(request)
         try:
             params = self._params(max_new_tokens, temperature, top_p, top_k, min_p, repetition_penalty, seed)
-            for update in self.pipe.complete(prompt, params, stop=stop):
+            stream = self.pipe.complete(prompt, params, stop=stop)
+            for update in paced(stream, self.pipe.cfg.ui_update_interval_s):
                 yield prompt + update.text, format_stats(update), update.stats.seed
         except ValueError as err:
             raise gr.Error(str(err)) from None
