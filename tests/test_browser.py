@@ -69,9 +69,12 @@ def test_text_tab_streams_and_stops(browser, app_url, artifacts_dir):
         "() => document.querySelectorAll('#chatbot .bot, #chatbot [data-testid=\"bot\"]').length >= 2",
         timeout=60_000,
     )
-    page.wait_for_selector(
-        "#chat-stats:has-text('finish: stop'), #chat-stats:has-text('finish: length')", timeout=120_000
+    # "finish: stop" (end of turn) or "length", not the first reply's "finish: stopped".
+    page.wait_for_function(
+        "() => /finish: (stop|length) /.test(document.querySelector('#chat-stats').innerText)",
+        timeout=120_000,
     )
+    assert "Say hi." in page.inner_text("#chatbot")
     page.screenshot(path=str(artifacts_dir / "text-tab-second-reply.png"), full_page=True)
 
 
