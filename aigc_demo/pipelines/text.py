@@ -563,6 +563,7 @@ class TextPipeline:
     ) -> Iterator[TextUpdate]:
         """Stream the assistant's reply to `message` after `history` (oldest turns dropped if too long).
 
+        The inputs are checked at the call (a ValueError names the problem), before any model work.
         Setting `stop` ends the stream after the current token, with a last update (finish "stopped")."""
         # 1. Check inputs before touching the model.
         params = (params or GenerationParams()).with_seed()
@@ -580,13 +581,13 @@ class TextPipeline:
         budget = self._prompt_budget(params)
         turns = messages + [{"role": "user", "content": message}]
         prompt_ids, warnings = self._fit_chat(system, turns, budget)
-        # 3. Generate.
-        yield from self._stream(prompt_ids, params, warnings, stop)
+        # 3. Generate (lazily: the model starts when the caller iterates).
+        return self._stream(prompt_ids, params, warnings, stop)
 
     def complete(
         self, prompt: str, params: GenerationParams | None = None, stop: StopFlag | None = None
     ) -> Iterator[TextUpdate]:
-        """Stream a raw continuation of `prompt` (for base models and writing)."""
+        """Stream a raw continuation of `prompt` (for base models and writing); inputs checked at the call."""
         params = (params or GenerationParams()).with_seed()
         prompt = clean_text(prompt, "prompt", self.cfg.max_prompt_chars)
         if not prompt.strip():
@@ -597,7 +598,7 @@ class TextPipeline:
         if len(ids) > budget:
             warnings.append(f"prompt was {len(ids)} tokens; kept the last {budget} (context limit)")
             ids = ids[-budget:]
-        yield from self._stream(ids, params, tuple(warnings), stop)
+        return self._stream(ids, params, tuple(warnings), stop)
 
     def _prompt_budget(self, params: GenerationParams) -> int:
         budget = self.engine.context_length - params.max_new_tokens

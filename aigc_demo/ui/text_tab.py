@@ -105,8 +105,10 @@ class TextHandlers:
         try:
             params = self._params(*settings)
             history = parse_messages(history, self.pipe.cfg.max_history_turns, self.pipe.cfg.max_prompt_chars)
-            stream = self.pipe.chat(message, history, system_prompt, params, stop=stop)
+            stream = self.pipe.chat(message, history, system_prompt, params, stop=stop)  # checks inputs
             shown = history + [{"role": "user", "content": message}]
+            # The message moves into the chat at once, before the prompt is read (slow on a busy machine).
+            yield shown, "", gr.skip(), gr.skip()
             for update in paced(stream, self.pipe.cfg.ui_update_interval_s):
                 reply = {"role": "assistant", "content": update.text}
                 yield shown + [reply], "", format_stats(update), update.stats.seed
