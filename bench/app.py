@@ -21,7 +21,8 @@ def main() -> int:
     args = ap.parse_args()
     from gradio_client import Client
 
-    with running_app() as url:
+    # The app as it serves once warm: its UNet compiled before it answers (it does this in the background).
+    with running_app({"AIGC_IMAGE_COMPILE": "now"}, start_timeout_s=600) as url:
         client = Client(url, verbose=False)
         seconds = []
         for seed in range(args.repeats):

@@ -2,12 +2,13 @@
 
     python bench/image.py [--model weights/emoji-ldm] [--steps 20] [--threads 2] [--repeats 3]
 
-(a) the app's ImagePipeline exactly as the Image tab calls it (its dtype choice, its own denoising loop with
-    progress events and previews off the hot path except the cheap ones it always makes),
+(a) the app's ImagePipeline exactly as the Image tab calls it once warm (its dtype choice, its own denoising
+    loop, on CPU the UNet compiled for the default request at batch 1 and 8: compiled here before timing, ~2 min),
+(e) the same pipeline with the compiled UNet off (eager oneDNN only),
 (b) a plain ``DiffusionPipeline.from_pretrained(...)(prompt)`` call, default fp32, same scheduler, same seed.
 Prints seconds per image at batch 1 and batch 8, the ratio b/a, the max pixel difference between (a) and (b)
-for the same seed, and the UNet's GFLOPs per step with the GFLOP/s achieved. Not a test: run it on an idle
-machine.
+(and between (a) and (e)) for the same seed, and the UNet's GFLOPs per step with the GFLOP/s achieved. Not a
+test: run it on an idle machine.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
 
+    from dataclasses import replace
+
     import numpy as np
     import torch
     from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler
@@ -82,20 +85,25 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     cfg = ImageConfig(threads=args.threads, gan="", **({"model": args.model} if args.model else {}))
-    ours = ImagePipeline.from_config(cfg)
-    size = ours.native_size
 
-    # (b) the plain call: the same folder, fp32, DPM++ 2M as the app's default, the text encoder passed in
-    # (as the model card says) because the folder references it instead of copying it.
+    # (b) the plain call: the same folder, fp32, DPM++ 2M as the app's default, its own copy of the text
+    # encoder passed in (as the model card says) because the folder references it instead of copying it.
     kwargs = {}
     if not Path(cfg.model, "text_encoder").is_dir():
-        kwargs = {"text_encoder": ours.sd.text_encoder.float(), "tokenizer": ours.sd.tokenizer}
+        from aigc_demo.pipelines.text_encoder import load_text_encoder
+
+        tokenizer, text_encoder = load_text_encoder(cfg.text_encoder)
+        kwargs = {"text_encoder": text_encoder.float(), "tokenizer": tokenizer}
     plain = DiffusionPipeline.from_pretrained(cfg.model, safety_checker=None, **kwargs)
     plain.to(torch.float32)
     plain.scheduler = DPMSolverMultistepScheduler.from_config(plain.scheduler.config)
     plain.set_progress_bar_config(disable=True)
-    if kwargs:  # the plain pipeline has its own fp32 copy; ours may run in bf16
-        ours = ImagePipeline.from_config(cfg)
+
+    # (a) the app's pipeline as it serves once warm: the compiled UNet for the default request shape
+    # (compiled here before timing; the app does it in the background), eager for other shapes.
+    ours = ImagePipeline.from_config(replace(cfg, compile="now"))
+    eager = ImagePipeline.from_config(replace(cfg, compile="off"))
+    size = ours.native_size
 
     rows = []
     for batch in (1, 8):
@@ -124,11 +132,21 @@ def main() -> int:
             ).images
 
         t_ours, out_ours = timed(run_ours, args.repeats)
+        t_eager, out_eager = timed(lambda params=params: eager(params), args.repeats)
         t_plain, out_plain = timed(run_plain, args.repeats)
         a = np.stack([np.asarray(g.image, dtype=np.int16) for g in out_ours.images])
+        e = np.stack([np.asarray(g.image, dtype=np.int16) for g in out_eager.images])
         b = np.round(out_plain * 255).astype(np.int16)
         rows.append(
-            (batch, t_ours / batch, t_plain / batch, int(np.abs(a - b).max()), float(np.abs(a - b).mean()))
+            (
+                batch,
+                t_ours / batch,
+                t_eager / batch,
+                t_plain / batch,
+                int(np.abs(a - b).max()),
+                float(np.abs(a - b).mean()),
+                int(np.abs(a - e).max()),
+            )
         )
 
     params1 = ImageParams(prompt=PROMPT, num_inference_steps=args.steps, guidance_scale=args.guidance, seed=0)
@@ -140,12 +158,19 @@ def main() -> int:
     print(
         f"\nmodel {cfg.model} ({size}x{size}), {args.steps} steps DPM++ 2M, guidance {args.guidance}, {args.threads} threads"
     )
-    print(f"(a) app pipeline: {ours.dtype}   (b) plain DiffusionPipeline: torch.float32\n")
     print(
-        f"{'batch':>5} {'(a) s/image':>12} {'(b) s/image':>12} {'b/a':>6} {'max px diff':>12} {'mean px diff':>13}"
+        f"(a) app pipeline: {ours.dtype}, UNet compiled for batch 1 and 8 ({ours.unet_runner.state}, "
+        f"{ours.unet_runner.compile_seconds or 0:.0f} s to compile), eager otherwise\n"
+        f"(e) the same pipeline, eager only   (b) plain DiffusionPipeline: torch.float32\n"
     )
-    for batch, ta, tb, mx, mean in rows:
-        print(f"{batch:>5} {ta:>12.3f} {tb:>12.3f} {tb / ta:>6.2f} {mx:>12d} {mean:>13.3f}")
+    print(
+        f"{'batch':>5} {'(a) s/image':>12} {'(e) s/image':>12} {'(b) s/image':>12} {'b/a':>6} "
+        f"{'max px diff a-b':>16} {'mean a-b':>9} {'max a-e':>8}"
+    )
+    for batch, ta, te, tb, mx, mean, mx_e in rows:
+        print(
+            f"{batch:>5} {ta:>12.3f} {te:>12.3f} {tb:>12.3f} {tb / ta:>6.2f} {mx:>16d} {mean:>9.3f} {mx_e:>8d}"
+        )
     per_image_b1 = rows[0][1]
     achieved = gflops * args.steps / per_image_b1
     print(

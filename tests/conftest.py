@@ -87,7 +87,13 @@ def app_url(tmp_path_factory):
     root = Path(__file__).resolve().parent.parent
     port = _free_port()
     log_path = tmp_path_factory.mktemp("app") / "app.log"
-    env = {**os.environ, "AIGC_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
+    # No background UNet compile: it would take a core for a minute and change images between two calls.
+    env = {
+        **os.environ,
+        "AIGC_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "AIGC_IMAGE_COMPILE": "off",
+    }
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "app.py"],

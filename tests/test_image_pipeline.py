@@ -90,7 +90,9 @@ def tiny_sd_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_pipe(tiny_sd_dir):
     return ImagePipeline.from_config(
-        ImageConfig(model=str(tiny_sd_dir), gan="", dtype="float32", threads=1, max_batch_size=4)
+        ImageConfig(
+            model=str(tiny_sd_dir), gan="", dtype="float32", threads=1, max_batch_size=4, compile="off"
+        )
     )
 
 
@@ -270,7 +272,9 @@ def tiny_gan_pipe(tiny_sd_dir, tmp_path_factory):
         BertTokenizer.from_pretrained(tiny_sd_dir / "tokenizer"),
         BertModel.from_pretrained(tiny_sd_dir / "text_encoder"),
     )
-    cfg = ImageConfig(model=str(tiny_sd_dir), gan=str(folder), dtype="float32", threads=1, max_batch_size=4)
+    cfg = ImageConfig(
+        model=str(tiny_sd_dir), gan=str(folder), dtype="float32", threads=1, max_batch_size=4, compile="off"
+    )
     base = ImagePipeline.from_config(dataclasses.replace(cfg, gan=""))
     from aigc_demo.pipelines.scorer_model import PromptMatch, ScorerConfig
 
@@ -303,7 +307,9 @@ def test_missing_diffusion_model_serves_the_gan_alone(tmp_path):
     from aigc_demo.pipelines.gan_model import EmojiGANConfig, Generator
 
     Generator(EmojiGANConfig(width=8)).save_pretrained(tmp_path / "gan")
-    cfg = ImageConfig(model=str(tmp_path / "missing"), gan=str(tmp_path / "gan"), scorer="", threads=1)
+    cfg = ImageConfig(
+        model=str(tmp_path / "missing"), gan=str(tmp_path / "gan"), scorer="", threads=1, compile="off"
+    )
     pipe = ImagePipeline.from_config(cfg)
     assert pipe.sd is None
     assert run(pipe, generator="gan", seed=1).images[0].image.size == (64, 64)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.real_model
 
 @pytest.fixture(scope="module")
 def pipe():
-    return ImagePipeline.from_config(ImageConfig(threads=2))
+    return ImagePipeline.from_config(ImageConfig(threads=2, compile="off"))
 
 
 def test_committed_diffusion_model_makes_a_seeded_non_degenerate_emoji(pipe):
@@ -28,6 +28,21 @@ def test_committed_diffusion_model_makes_a_seeded_non_degenerate_emoji(pipe):
     # Emoji sit on white: the corners of a trained model's output are light.
     corners = np.concatenate([img[:6, :6], img[:6, -6:], img[-6:, :6], img[-6:, -6:]])
     assert corners.mean() > 170
+
+
+def test_compiled_unet_serves_the_default_request_with_the_same_image(pipe):
+    """The app's CPU fast path (aigc_demo/pipelines/cpu_compile.py), compiled here synchronously."""
+    fast = ImagePipeline.from_config(ImageConfig(threads=2, compile="now", gan="", scorer=""))
+    assert fast.unet_runner.ready, fast.unet_runner.state
+    params = ImageParams(prompt="red heart, in Twemoji style", seed=3)  # the UI's defaults: 20 steps, CFG
+    compiled = np.asarray(fast(params).images[0].image, dtype=np.float32)
+    assert fast.unet_runner.compiled_calls == params.num_inference_steps
+    eager = np.asarray(pipe(params).images[0].image, dtype=np.float32)
+    diff = np.abs(compiled - eager)
+    assert diff.mean() < 2.0 and diff.max() <= 40, (diff.mean(), diff.max())
+    # Another shape (batch 2) runs eager rather than recompiling mid-request.
+    fast(ImageParams(prompt="red heart", seed=3, batch_size=2, num_inference_steps=2))
+    assert fast.unet_runner.compiled_calls == params.num_inference_steps and fast.unet_runner.ready
 
 
 def test_committed_gan_makes_a_non_degenerate_image(pipe):

@@ -14,6 +14,7 @@ that made them.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import random
@@ -30,6 +31,7 @@ from PIL import Image
 from aigc_demo.config import ImageConfig
 from aigc_demo.device import configure_threads, pick_device
 from aigc_demo.imaging import to_pil
+from aigc_demo.pipelines.cpu_compile import CompiledUNet
 from aigc_demo.pipelines.cpu_linear import prepack_linears
 
 log = logging.getLogger(__name__)
@@ -181,6 +183,7 @@ class ImagePipeline:
             self.native_size = int(diffusion.unet.config.sample_size) * self.vae_scale
             self._base_scheduler_config = dict(diffusion.scheduler.config)
             self._base_scheduler_class = type(diffusion.scheduler).__name__
+            self.unet_runner = CompiledUNet(diffusion.unet)  # eager until a compiled copy is ready (CPU)
 
     # -- loading --------------------------------------------------------------------------------------
     @classmethod
@@ -193,12 +196,17 @@ class ImagePipeline:
         t0 = time.perf_counter()
         gan_available = bool(cfg.gan) and Path(cfg.gan, "config.json").is_file()
         try:
-            sd, encoder = load_diffusion(cfg.model, cfg.text_encoder, dtype, plan.device)
+            if cfg.compile not in ("off", "background", "now"):
+                raise ValueError(f"AIGC_IMAGE_COMPILE must be off, background or now, not {cfg.compile!r}")
+            compiling = cfg.compile != "off" and plan.device.type == "cpu"
+            sd, encoder, plain_unet = load_diffusion(
+                cfg.model, cfg.text_encoder, dtype, plan.device, keep_plain_unet=compiling
+            )
         except FileNotFoundError:
             if not gan_available:
                 raise
             log.warning("image model %s not found: serving the GAN only", cfg.model)
-            sd, encoder = None, None
+            sd, encoder, plain_unet = None, None, None
         gan = scorer = None
         if gan_available:
             from aigc_demo.pipelines.gan_model import Generator
@@ -215,7 +223,30 @@ class ImagePipeline:
         log.info(
             "image pipeline: %s on %s %s in %.1f s", cfg.model, plan.device, dtype, time.perf_counter() - t0
         )
-        return cls(sd, cfg.model, cfg, gan=gan, sentence_encoder=encoder, scorer=scorer)
+        pipe = cls(sd, cfg.model, cfg, gan=gan, sentence_encoder=encoder, scorer=scorer)
+        if plain_unet is not None:
+            # The default request and the largest batch (an A1111 habit); other batch sizes run eager.
+            examples = [pipe._default_unet_inputs(batch) for batch in sorted({1, cfg.max_batch_size})]
+            if cfg.compile == "now":
+                pipe.unet_runner.compile(plain_unet, examples)
+            else:
+                pipe.unet_runner.compile_in_background(plain_unet, examples)
+        return pipe
+
+    @torch.inference_mode()  # inference tensors, as in _denoise: the compiled code guards on the difference
+    def _default_unet_inputs(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The UNet's inputs for a default request of `batch` images (the native size, the UI's guidance and
+        scheduler): the shapes the compiled UNet serves."""
+        guided = self.cfg.guidance_scale > 1.0
+        cond, uncond = self.sd.encode_prompt("", self.device, batch, guided, negative_prompt=None)
+        states = (torch.cat([uncond, cond]) if guided else cond).to(self.dtype)
+        side = self.native_size // self.vae_scale
+        sample = torch.randn(states.shape[0], self.sd.unet.config.in_channels, side, side).to(
+            self.device, self.dtype
+        )
+        scheduler = self.new_scheduler(self.cfg.scheduler)
+        scheduler.set_timesteps(self.cfg.num_inference_steps, device=self.device)
+        return sample, scheduler.timesteps[0], states
 
     # -- checks ---------------------------------------------------------------------------------------
     @property
@@ -412,7 +443,7 @@ class ImagePipeline:
                 return
             model_in = torch.cat([latents] * 2) if guided else latents
             model_in = scheduler.scale_model_input(model_in, t)
-            out = sd.unet(model_in, t, encoder_hidden_states=embeddings, return_dict=False)[0]
+            out = self.unet_runner(model_in, t, embeddings)
             if guided:
                 out_uncond, out_cond = out.chunk(2)
                 out = out_uncond + params.guidance_scale * (out_cond - out_uncond)
@@ -524,8 +555,11 @@ def _predicted_clean(out, x_t, t, alphas_cumprod, prediction: str) -> torch.Tens
     return (x_t - sb * out) / sa
 
 
-def load_diffusion(spec: str, text_encoder_spec: str, dtype: torch.dtype, device: torch.device):
-    """A StableDiffusionPipeline from a folder or hub id; (pipeline, (tokenizer, text encoder) or None)."""
+def load_diffusion(
+    spec: str, text_encoder_spec: str, dtype: torch.dtype, device: torch.device, keep_plain_unet: bool = False
+):
+    """A StableDiffusionPipeline from a folder or hub id: (pipeline, (tokenizer, text encoder) or None, an
+    unpacked copy of the UNet to compile, or None)."""
     from diffusers import StableDiffusionPipeline
 
     folder = Path(spec)
@@ -554,5 +588,6 @@ def load_diffusion(spec: str, text_encoder_spec: str, dtype: torch.dtype, device
     sd.set_progress_bar_config(disable=True)
     for module in (sd.unet, sd.vae, sd.text_encoder):
         module.eval()
+    plain_unet = copy.deepcopy(sd.unet) if keep_plain_unet else None  # inductor cannot trace packed weights
     prepack_linears(sd.unet)  # CPU only: oneDNN-packed attention/FF weights, ~4% per step, same output
-    return sd, encoder
+    return sd, encoder, plain_unet

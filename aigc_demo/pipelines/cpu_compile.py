@@ -1,0 +1,112 @@
+"""A UNet compiled for the CPU: inductor with frozen weights, used for the one input shape it was built for.
+
+Measured on this 2-core machine (bf16, batch 1 with guidance, 16x16x4 latents): a UNet call took 22.8 ms
+compiled against 38.7 ms eager (oneDNN with prepacked linears), the outputs within 0.02 of each other.
+Freezing lets inductor pack every convolution's weights once and fuse the small ops around them; without
+it ``torch.compile`` was no faster than eager. Compiling takes ~60 s (~35 s with a warm inductor cache), so
+the app compiles in the background and serves the eager UNet until the compiled one is ready and checked.
+
+It is compiled for a few input signatures (the app: batch 1 and the largest batch, with guidance, at the
+native size, the default scheduler's timesteps). Anything else (batch 3, no guidance, another size, a
+scheduler with float timesteps) runs eager: a recompilation in the middle of a request would stall it for a
+minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import torch
+
+log = logging.getLogger(__name__)
+
+# Largest difference allowed between the compiled and the eager UNet on the compile-time example, relative
+# to the output's scale: bf16 kernels that fuse differently round differently, nothing more.
+AGREEMENT = 0.05
+
+
+def _signature(*tensors: torch.Tensor) -> tuple:
+    # Inference tensors (made under torch.inference_mode) dispatch differently: compiled code guards on it.
+    return tuple((tuple(t.shape), t.dtype, t.device, t.is_inference()) for t in tensors)
+
+
+class CompiledUNet:
+    """Calls a UNet like ``unet(sample, t, encoder_hidden_states)`` and returns the prediction tensor:
+    through the compiled copy when it is ready and the inputs match a compiled signature, else ``eager``."""
+
+    def __init__(self, eager: torch.nn.Module):
+        self.eager = eager
+        self._compiled: Callable | None = None
+        self._keys: set[tuple] = set()
+        self.state = "eager"  # "compiling" -> "ready" | "failed"
+        self.compile_seconds: float | None = None
+        self.compiled_calls = 0  # how many calls the compiled copy served (tests, logs)
+
+    def __call__(self, sample, timestep, encoder_hidden_states) -> torch.Tensor:
+        compiled = self._compiled
+        if compiled is not None and _signature(sample, timestep, encoder_hidden_states) in self._keys:
+            try:
+                with torch.compiler.set_stance("fail_on_recompile"), torch.inference_mode():
+                    out = compiled(sample, timestep, encoder_hidden_states)[0]
+                self.compiled_calls += 1
+                return out
+            except Exception as err:  # a guard we did not foresee: never recompile mid-request
+                log.warning("compiled UNet refused these inputs (%s); serving eager from now on", err)
+                self._compiled, self.state = None, "failed"
+        return self.eager(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    def compile(self, plain: torch.nn.Module, examples: list[tuple[torch.Tensor, ...]]) -> None:
+        """Compile ``plain`` (an unpacked copy of the eager UNet) for each example's signature; blocking.
+
+        An example is (sample, timestep, encoder_hidden_states). The compiled copy is used only if it agrees
+        with the eager UNet on every example."""
+        import torch._inductor.config as inductor_config
+
+        self.state = "compiling"
+        t0 = time.perf_counter()
+        gap = 0.0
+        try:
+            with inductor_config.patch(freezing=True), torch.inference_mode():
+                compiled = torch.compile(plain, dynamic=False)
+
+                def call(sample, timestep, states):
+                    return compiled(sample, timestep, encoder_hidden_states=states, return_dict=False)
+
+                for sample, timestep, states in examples:
+                    got = call(sample, timestep, states)[0].float()
+                    want = self.eager(sample, timestep, encoder_hidden_states=states, return_dict=False)[0]
+                    scale = want.float().abs().max().clamp(min=1e-6)
+                    gap = max(gap, float((got - want.float()).abs().max() / scale))
+        except Exception:
+            log.exception("compiling the UNet failed; serving eager")
+            self.state = "failed"
+            return
+        self.compile_seconds = time.perf_counter() - t0
+        if not gap <= AGREEMENT:
+            log.warning("compiled UNet differs from eager by %.3f (relative); serving eager", gap)
+            self.state = "failed"
+            return
+        self._keys = {_signature(*example) for example in examples}
+        self._compiled = call
+        self.state = "ready"
+        log.info(
+            "compiled UNet ready for %d input shapes in %.0f s (relative gap to eager %.4f)",
+            len(examples),
+            self.compile_seconds,
+            gap,
+        )
+
+    def compile_in_background(self, plain, examples) -> threading.Thread:
+        thread = threading.Thread(
+            target=self.compile, args=(plain, examples), name="unet-compile", daemon=True
+        )
+        self.state = "compiling"
+        thread.start()
+        return thread
