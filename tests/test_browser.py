@@ -128,10 +128,16 @@ def test_latent_tab_samples_walk_and_map(browser, app_url, artifacts_dir):
     page.wait_for_selector("#latent-samples .thumbnail-item img", timeout=60_000)
     # Interpolation between two corpus items.
     page.locator("#latent-corpus .thumbnail-item").nth(2).click()
+    steered = "() => { const i = document.querySelector('#latent-steered img'); return i && i.src; }"
+    page.wait_for_function(steered, timeout=60_000)  # the pick is loaded (slow on a busy machine)
+    first = _img_src(page, "#latent-steered")
     page.get_by_text("Interpolate (walk from A to B)").click()
     page.click("#latent-set-b")
     page.locator("#latent-corpus .thumbnail-item").nth(9).click()
-    page.wait_for_timeout(1000)
+    page.wait_for_function(
+        f"() => {{ const i = document.querySelector('#latent-steered img'); return i && i.src !== {first!r}; }}",
+        timeout=60_000,
+    )
     page.click("#latent-walk-btn")
     page.wait_for_selector("#latent-strip img", timeout=60_000)
     page.wait_for_selector("#latent-mp4 video", timeout=60_000)
