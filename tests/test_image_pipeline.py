@@ -317,3 +317,24 @@ def test_missing_diffusion_model_serves_the_gan_alone(tmp_path):
         run(pipe)
     with pytest.raises(FileNotFoundError, match="train_diffusion"):
         ImagePipeline.from_config(dataclasses.replace(cfg, gan=""))
+
+
+def test_unet_compiles_in_the_background_and_serves_only_its_shape(tiny_sd_dir):
+    """The app's default on CPU: eager until the compiled copy is ready, then compiled for its one shape."""
+    import time
+
+    cfg = ImageConfig(
+        model=str(tiny_sd_dir), gan="", dtype="float32", threads=1, max_batch_size=1, compile="background"
+    )
+    pipe = ImagePipeline.from_config(cfg)
+    while pipe.unet_runner.state == "compiling":
+        assert run(pipe, seed=1).images, "served eager while compiling"
+        time.sleep(0.5)
+    assert pipe.unet_runner.ready, pipe.unet_runner.state
+    served = pipe.unet_runner.compiled_calls
+    # The default request (guidance on, default scheduler, native size) runs compiled ...
+    run(pipe, seed=2, num_inference_steps=3, guidance_scale=cfg.guidance_scale)
+    assert pipe.unet_runner.compiled_calls == served + 3
+    # ... other shapes (no guidance: a batch of 1 instead of 2) eager, without recompiling.
+    run(pipe, seed=2, num_inference_steps=3, guidance_scale=1.0)
+    assert pipe.unet_runner.compiled_calls == served + 3 and pipe.unet_runner.ready
