@@ -40,6 +40,7 @@ def main() -> int:
                 api_name="/image_generate",
             )
             seconds.append(info["seconds"])
+            assert info["unet"] == "compiled", info["unet"]
         print(
             "app /image_generate, 20 steps, batch 1, seconds per call:",
             ", ".join(f"{s:.3f}" for s in seconds),

@@ -333,8 +333,8 @@ def test_unet_compiles_in_the_background_and_serves_only_its_shape(tiny_sd_dir):
     assert pipe.unet_runner.ready, pipe.unet_runner.state
     served = pipe.unet_runner.compiled_calls
     # The default request (guidance on, default scheduler, native size) runs compiled ...
-    run(pipe, seed=2, num_inference_steps=3, guidance_scale=cfg.guidance_scale)
+    assert run(pipe, seed=2, num_inference_steps=3, guidance_scale=cfg.guidance_scale).unet == "compiled"
     assert pipe.unet_runner.compiled_calls == served + 3
     # ... other shapes (no guidance: a batch of 1 instead of 2) eager, without recompiling.
-    run(pipe, seed=2, num_inference_steps=3, guidance_scale=1.0)
+    assert run(pipe, seed=2, num_inference_steps=3, guidance_scale=1.0).unet == "eager"
     assert pipe.unet_runner.compiled_calls == served + 3 and pipe.unet_runner.ready

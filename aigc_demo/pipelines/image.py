@@ -99,6 +99,7 @@ class ImageResult:
     seconds: float
     interrupted: bool
     warnings: list[str] = field(default_factory=list)
+    unet: str = "none"  # "compiled" | "eager" (aigc_demo/pipelines/cpu_compile.py) | "none" (the GAN)
 
 
 class Interrupt:
@@ -351,6 +352,7 @@ class ImagePipeline:
             yield ImageResult(images, params.seed, time.perf_counter() - t0, False, warnings)
             return
         final = None
+        compiled_before = self.unet_runner.compiled_calls  # requests run one at a time (compute thread)
         for event in self._denoise(params, interrupt, t0, preview_every_s):
             if isinstance(event, ImageProgress):
                 yield event
@@ -365,7 +367,8 @@ class ImagePipeline:
         ]
         if interrupted:
             warnings.append("Interrupted: these are the predictions at the step where it stopped.")
-        yield ImageResult(made, params.seed, time.perf_counter() - t0, interrupted, warnings)
+        unet = "compiled" if self.unet_runner.compiled_calls > compiled_before else "eager"
+        yield ImageResult(made, params.seed, time.perf_counter() - t0, interrupted, warnings, unet)
 
     def __call__(self, params: ImageParams, interrupt: Interrupt | None = None) -> ImageResult:
         """Run to the end and return the result (for scripts, tests and the benchmark)."""

@@ -216,6 +216,7 @@ class ImageHandlers:
             "warnings": result.warnings,
             "parameters": [m.parameters for m in result.images],
             "prompt_match": [m.prompt_match for m in result.images],
+            "unet": result.unet,
         }
         return files, info
 
