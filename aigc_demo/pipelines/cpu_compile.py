@@ -1,10 +1,11 @@
 """A UNet compiled for the CPU: inductor with frozen weights, used for the one input shape it was built for.
 
-Measured on this 2-core machine (bf16, batch 1 with guidance, 16x16x4 latents): a UNet call took 22.8 ms
-compiled against 38.7 ms eager (oneDNN with prepacked linears), the outputs within 0.02 of each other.
-Freezing lets inductor pack every convolution's weights once and fuse the small ops around them; without
-it ``torch.compile`` was no faster than eager. Compiling takes ~60 s (~35 s with a warm inductor cache), so
-the app compiles in the background and serves the eager UNet until the compiled one is ready and checked.
+On this 2-core machine (bf16, 20 guided steps at 64x64), bench/image.py: 0.59-0.66 s per image at batch 1
+against 0.78-1.09 s eager (oneDNN with prepacked linears), 0.39 against 0.50 s at batch 8. Freezing lets
+inductor pack every convolution's weights once and fuse the small ops around them; without it
+``torch.compile`` was no faster than eager. Compiling takes ~35-60 s per input shape (the lower figure with
+a warm inductor cache), so the app compiles in the background and serves the eager UNet until the compiled
+one is ready and checked.
 
 It is compiled for a few input signatures (the app: batch 1 and the largest batch, with guidance, at the
 native size, the default scheduler's timesteps). Anything else (batch 3, no guidance, another size, a
@@ -104,9 +105,9 @@ class CompiledUNet:
         )
 
     def compile_in_background(self, plain, examples) -> threading.Thread:
+        self.state = "compiling"  # at once, before the thread gets going
         thread = threading.Thread(
             target=self.compile, args=(plain, examples), name="unet-compile", daemon=True
         )
-        self.state = "compiling"
         thread.start()
         return thread

@@ -111,9 +111,6 @@ class Interrupt:
     def set(self) -> None:
         self._event.set()
 
-    def clear(self) -> None:
-        self._event.clear()
-
     def is_set(self) -> bool:
         return self._event.is_set()
 

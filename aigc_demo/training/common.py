@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import signal
 import threading
 import time
@@ -142,15 +143,21 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int) -> None:
 
 # -- logging ----------------------------------------------------------------
 class LossLog:
-    """Append-only CSV of training losses (survives resumes) plus a PNG plot."""
+    """Append-only CSV of training losses (survives resumes) plus a PNG plot.
 
-    def __init__(self, path: Path, fields: list[str]) -> None:
+    ``plot`` publishes the CSV beside the PNG, and a new run seeds its log from that ``history``: runs/ is
+    not committed, so without it a fresh machine's plot would start at the step it resumed from."""
+
+    def __init__(self, path: Path, fields: list[str], history: Path | None = None) -> None:
         self.path = path
         self.fields = ["step", "wall_seconds", *fields]
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "w", newline="") as fh:
-                csv.writer(fh).writerow(self.fields)
+            if history is not None and history.is_file():
+                shutil.copyfile(history, path)
+            else:
+                with open(path, "w", newline="") as fh:
+                    csv.writer(fh).writerow(self.fields)
 
     def append(self, values: dict[str, float]) -> None:
         with open(self.path, "a", newline="") as fh:
@@ -182,6 +189,7 @@ class LossLog:
         fig.tight_layout()
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=110)
+        shutil.copyfile(self.path, out.with_suffix(".csv"))  # the history the next run continues
         plt.close(fig)
 
 

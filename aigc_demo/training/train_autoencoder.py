@@ -216,6 +216,7 @@ def train(args: argparse.Namespace, corpus: Corpus) -> tuple[AutoencoderKL, Trai
     log = common.LossLog(
         args.run_dir / "loss.csv",
         ["loss", "l1", "mse", "edge", "kl", "psnr", "crop", "lr"],
+        history=args.weights_dir / "loss.csv",
     )
     timer = common.Timer(args.minutes)
     wall0 = state.wall_seconds

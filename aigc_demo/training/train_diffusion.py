@@ -203,7 +203,7 @@ def train(args, corpus: Corpus, latents: torch.Tensor, captions: dict, empty: to
     spans = captions["spans"]
     sampler = common.BatchSampler(corpus.split_indices("train"), args.batch_size, args.seed, state.epoch)
     rng = torch.Generator().manual_seed(args.seed + state.step)
-    log = common.LossLog(args.run_dir / "loss.csv", ["loss", "lr"])
+    log = common.LossLog(args.run_dir / "loss.csv", ["loss", "lr"], history=args.weights_dir / "loss.csv")
     timer = common.Timer(args.minutes)
     wall0 = state.wall_seconds
     state.runs += 1 if args.minutes > 0 else 0  # --minutes 0 only evaluates

@@ -114,7 +114,11 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[Generator, TrainState]:
     sampler = common.BatchSampler(corpus.split_indices("train"), args.batch_size, args.seed, state.epoch)
     rng = torch.Generator().manual_seed(args.seed + state.step)
     fixed_z = torch.randn(16, gen.config.z_dim, generator=torch.Generator().manual_seed(1234))
-    log = common.LossLog(args.run_dir / "loss.csv", ["loss_d", "loss_g", "d_real", "d_fake", "d_wrong"])
+    log = common.LossLog(
+        args.run_dir / "loss.csv",
+        ["loss_d", "loss_g", "d_real", "d_fake", "d_wrong"],
+        history=args.weights_dir / "loss.csv",
+    )
     timer = common.Timer(args.minutes)
     wall0 = state.wall_seconds
     state.runs += 1

@@ -77,7 +77,7 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[PromptMatch, TrainState
     emb, spans = captions["emb"].float(), captions["spans"]
     sampler = common.BatchSampler(corpus.split_indices("train"), args.batch_size, args.seed, state.epoch)
     rng = torch.Generator().manual_seed(args.seed + state.step)
-    log = common.LossLog(args.run_dir / "loss.csv", ["loss", "acc"])
+    log = common.LossLog(args.run_dir / "loss.csv", ["loss", "acc"], history=args.weights_dir / "loss.csv")
     timer = common.Timer(args.minutes)
     wall0 = state.wall_seconds
     state.runs += 1

@@ -191,7 +191,11 @@ def train(args: argparse.Namespace, corpus: Corpus) -> tuple[EmojiVAE, TrainStat
     train_idx = corpus.split_indices("train")
     sampler = common.BatchSampler(train_idx, args.batch_size, args.seed, state.epoch)
     gen = torch.Generator().manual_seed(args.seed + state.step)
-    log = common.LossLog(args.run_dir / "loss.csv", ["loss", "nll", "kl", "sigma", "mse", "lr"])
+    log = common.LossLog(
+        args.run_dir / "loss.csv",
+        ["loss", "nll", "kl", "sigma", "mse", "lr"],
+        history=args.weights_dir / "loss.csv",
+    )
     timer = common.Timer(args.minutes)
     wall0 = state.wall_seconds
     state.runs += 1

@@ -13,13 +13,16 @@ from typing import Generic, Protocol, TypeVar
 
 import gradio as gr
 
+from aigc_demo.pipelines.text import StopFlag
 
-class StopFlag(Protocol):
+
+class SettableStopFlag(StopFlag, Protocol):
+    """What the pipelines read (``is_set``), plus what the Stop button does."""
+
     def set(self) -> None: ...
-    def is_set(self) -> bool: ...
 
 
-F = TypeVar("F", bound=StopFlag)
+F = TypeVar("F", bound=SettableStopFlag)
 
 _MAX_SESSIONS = 10_000  # sessions come and go; never grow without bound
 
