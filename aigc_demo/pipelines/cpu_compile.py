@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 # to the output's scale: bf16 kernels that fuse differently round differently, nothing more.
 AGREEMENT = 0.05
 
+# freezing: weights become constants, so convolutions are packed once and small ops fuse around them.
+# cpp_wrapper: the graph's kernels are called from C++ instead of Python, ~2 ms less per call: it matters
+# at batch 1 (bench/unet_compile.py) and costs ~20 s more compile per shape.
+INDUCTOR_OPTIONS = {"freezing": True, "cpp_wrapper": True}
+
 
 def _signature(*tensors: torch.Tensor) -> tuple:
     # Inference tensors (made under torch.inference_mode) dispatch differently: compiled code guards on it.
@@ -63,18 +68,21 @@ class CompiledUNet:
     def ready(self) -> bool:
         return self.state == "ready"
 
-    def compile(self, plain: torch.nn.Module, examples: list[tuple[torch.Tensor, ...]]) -> None:
+    def compile(
+        self, plain: torch.nn.Module, examples: list[tuple[torch.Tensor, ...]], options: dict | None = None
+    ) -> None:
         """Compile ``plain`` (an unpacked copy of the eager UNet) for each example's signature; blocking.
 
         An example is (sample, timestep, encoder_hidden_states). The compiled copy is used only if it agrees
-        with the eager UNet on every example."""
+        with the eager UNet on every example. ``options``: inductor settings (default INDUCTOR_OPTIONS)."""
         import torch._inductor.config as inductor_config
 
+        options = INDUCTOR_OPTIONS if options is None else options
         self.state = "compiling"
         t0 = time.perf_counter()
         gap = 0.0
         try:
-            with inductor_config.patch(freezing=True), torch.inference_mode():
+            with inductor_config.patch(**options), torch.inference_mode():
                 compiled = torch.compile(plain, dynamic=False)
 
                 def call(sample, timestep, states):

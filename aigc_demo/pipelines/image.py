@@ -182,6 +182,7 @@ class ImagePipeline:
             self._base_scheduler_config = dict(diffusion.scheduler.config)
             self._base_scheduler_class = type(diffusion.scheduler).__name__
             self.unet_runner = CompiledUNet(diffusion.unet)  # eager until a compiled copy is ready (CPU)
+            self._empty_prompt_states: torch.Tensor | None = None  # see _prompt_states
 
     # -- loading --------------------------------------------------------------------------------------
     @classmethod
@@ -235,9 +236,7 @@ class ImagePipeline:
     def _default_unet_inputs(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The UNet's inputs for a default request of `batch` images (the native size, the UI's guidance and
         scheduler): the shapes the compiled UNet serves."""
-        guided = self.cfg.guidance_scale > 1.0
-        cond, uncond = self.sd.encode_prompt("", self.device, batch, guided, negative_prompt=None)
-        states = (torch.cat([uncond, cond]) if guided else cond).to(self.dtype)
+        states = self._prompt_states("", "", batch, guided=self.cfg.guidance_scale > 1.0)
         side = self.native_size // self.vae_scale
         sample = torch.randn(states.shape[0], self.sd.unet.config.in_channels, side, side).to(
             self.device, self.dtype
@@ -245,6 +244,23 @@ class ImagePipeline:
         scheduler = self.new_scheduler(self.cfg.scheduler)
         scheduler.set_timesteps(self.cfg.num_inference_steps, device=self.device)
         return sample, scheduler.timesteps[0], states
+
+    def _prompt_states(self, prompt: str, negative_prompt: str, n: int, guided: bool) -> torch.Tensor:
+        """The UNet's encoder_hidden_states for n images: [uncond; cond] with guidance, else cond.
+
+        As StableDiffusionPipeline.encode_prompt computes them, except that the states of the empty negative
+        prompt (most requests) are computed once and kept: one text-encoder pass less per request."""
+        sd = self.sd
+        cond, _ = sd.encode_prompt(prompt, self.device, n, False)
+        if not guided:
+            return cond.to(self.dtype)  # a shared encoder may be fp32
+        if negative_prompt:
+            uncond, _ = sd.encode_prompt(negative_prompt, self.device, n, False)
+        else:
+            if self._empty_prompt_states is None:
+                self._empty_prompt_states = sd.encode_prompt("", self.device, 1, False)[0]
+            uncond = self._empty_prompt_states.expand(n, -1, -1)
+        return torch.cat([uncond, cond]).to(self.dtype)
 
     # -- checks ---------------------------------------------------------------------------------------
     @property
@@ -408,12 +424,7 @@ class ImagePipeline:
         n = params.batch_size
         guided = params.guidance_scale > 1.0  # as diffusers: guidance <= 1 means no unconditional pass
         # 1. Text: the prompt's token states (and the negative prompt's, for classifier-free guidance).
-        cond, uncond = sd.encode_prompt(
-            params.prompt, self.device, n, guided, negative_prompt=params.negative_prompt or None
-        )
-        embeddings = (torch.cat([uncond, cond]) if guided else cond).to(
-            self.dtype
-        )  # a shared encoder may be fp32
+        embeddings = self._prompt_states(params.prompt, params.negative_prompt, n, guided)
         # 2. Schedule: a scheduler of the user's choice, private to this request.
         scheduler = self.new_scheduler(params.scheduler)
         scheduler.set_timesteps(params.num_inference_steps, device=self.device)

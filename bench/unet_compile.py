@@ -1,0 +1,86 @@
+"""The UNet alone, one call: eager against inductor builds, timed in interleaved rounds in one process.
+
+    python bench/unet_compile.py [--threads 2] [--rounds 15]
+
+The app's image model, the inputs of a default request (guided: a UNet batch of 2 per image) at batch 1 and
+8. Variants: (e) the eager UNet the app serves before compiling (bf16, oneDNN-packed linears), inductor with
+frozen weights, and frozen + cpp_wrapper (the app's INDUCTOR_OPTIONS). Rounds alternate the variants so
+that this noisy machine's drift hits them all alike. Prints the median ms per call, the ratio to eager,
+and the relative gap to eager that aigc_demo/pipelines/cpu_compile.py checks. Compiling takes ~3-5 minutes.
+Not a test: run it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+VARIANTS = {
+    "inductor, frozen weights": {"freezing": True},
+    "inductor, frozen + cpp_wrapper (app)": {"freezing": True, "cpp_wrapper": True},
+}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--calls-per-round", type=int, default=5)
+    args = p.parse_args()
+
+    import copy
+
+    import torch
+
+    from aigc_demo.config import ImageConfig
+    from aigc_demo.pipelines.cpu_compile import CompiledUNet
+    from aigc_demo.pipelines.image import ImagePipeline, load_diffusion
+
+    torch.set_num_threads(args.threads)
+    cfg = ImageConfig(threads=args.threads, gan="", compile="off")
+    pipe = ImagePipeline.from_config(cfg)
+    _, _, plain = load_diffusion(cfg.model, cfg.text_encoder, pipe.dtype, pipe.device, keep_plain_unet=True)
+    examples = {batch: pipe._default_unet_inputs(batch) for batch in (1, cfg.max_batch_size)}
+
+    runners = {"(e) eager": pipe.unet_runner}
+    for name, options in VARIANTS.items():
+        runner = CompiledUNet(pipe.sd.unet)
+        t0 = time.perf_counter()
+        runner.compile(copy.deepcopy(plain), list(examples.values()), options)
+        if not runner.ready:
+            print(f"{name}: {runner.state}, left out")
+            continue
+        print(f"{name}: compiled for batch 1 and {cfg.max_batch_size} in {time.perf_counter() - t0:.0f} s")
+        runners[name] = runner
+
+    print(f"\n{cfg.model}, {args.threads} threads, median of {args.rounds} interleaved rounds")
+    print(f"{'batch':>5}  {'variant':<38} {'ms/call':>8} {'eager/this':>10} {'gap':>7}")
+    for batch, inputs in examples.items():
+        with torch.inference_mode():
+            want = pipe.unet_runner(*inputs).float()
+            times: dict[str, list[float]] = {name: [] for name in runners}
+            for _ in range(args.rounds):
+                for name, runner in runners.items():
+                    runner(*inputs)
+                    t0 = time.perf_counter()
+                    for _ in range(args.calls_per_round):
+                        got = runner(*inputs)
+                    times[name].append((time.perf_counter() - t0) / args.calls_per_round * 1000)
+                    gap = float((got.float() - want).abs().max() / want.abs().max())
+                    times.setdefault(f"gap {name}", []).append(gap)
+        eager_ms = statistics.median(times["(e) eager"])
+        for name in runners:
+            ms = statistics.median(times[name])
+            print(
+                f"{batch:>5}  {name:<38} {ms:>8.2f} {eager_ms / ms:>10.2f} {max(times[f'gap {name}']):>7.4f}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
