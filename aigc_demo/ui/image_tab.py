@@ -88,7 +88,8 @@ class ImageHandlers:
         self, history, batch_count, prompt, negative, generator, steps, guidance, scheduler, seed, batch_size,
         width, height, request: gr.Request = None,
     ):  # fmt: skip
-        """Streams (previews, progress, gallery, info, files, seed, history); batch_count runs one after another.
+        """Streams (previews, progress, gallery, info, files, seed, history, chosen, chosen info); batch_count
+        runs one after another. The gallery ends on the newest image, which is also what "reuse" takes.
 
         Explicit parameters, not *values: Gradio injects ``request`` by position in the signature.
         """
@@ -113,6 +114,8 @@ class ImageHandlers:
                         gr.skip(),
                         gr.skip(),
                         gr.skip(),
+                        gr.skip(),
+                        gr.skip(),
                     )
                     continue
                 seed = event.seed
@@ -131,14 +134,17 @@ class ImageHandlers:
                 break
         history = history[:HISTORY_LIMIT]
         gallery = [(self._show_path(h["path"]), h["parameters"]["prompt"][:80]) for h in history]
+        newest = history[0]["parameters"] if history else None
         yield (
             [],
             "",
-            gallery,
+            gr.Gallery(gallery, selected_index=0 if gallery else None),
             "\n\n".join(infos),
             files,
             first_seed if first_seed is not None else gr.skip(),
             history,
+            newest,
+            describe(newest) if newest else "",
         )
 
     def _show_path(self, path: str):
@@ -365,10 +371,26 @@ def build_image_tab(pipe: ImagePipeline | None, failure: LoadFailure | None, cfg
         with gr.Column(scale=1):
             progress = gr.Markdown(elem_id="image-progress")
             previews = gr.Gallery(
-                label=t("image_preview"), columns=4, height=200, allow_preview=False, elem_id="image-previews"
+                label=t("image_preview"),
+                columns=4,
+                height=200,
+                allow_preview=False,
+                object_fit="contain",
+                format="png",  # Gradio's default webp is lossy: it smears the upscaled pixels
+                elem_id="image-previews",
+                elem_classes=["pixels"],
             )
             info = gr.Markdown(elem_id="image-info")
-            gallery = gr.Gallery(label=t("image_gallery"), columns=4, height=380, elem_id="image-gallery")
+            gallery = gr.Gallery(
+                label=t("image_gallery"),
+                columns=4,
+                height=420,
+                preview=True,  # the newest image large and whole, the session's others as thumbnails below
+                object_fit="contain",
+                format="png",
+                elem_id="image-gallery",
+                elem_classes=["pixels"],
+            )
             with gr.Row():
                 chosen_info = gr.Markdown()
                 reuse = gr.Button(t("image_reuse"), elem_id="image-reuse")
@@ -386,7 +408,14 @@ def build_image_tab(pipe: ImagePipeline | None, failure: LoadFailure | None, cfg
                         for i in range(min(N_Z_SLIDERS, pipe.gan_z_dim))
                     ]
                 with gr.Column():
-                    gan_image = gr.Image(interactive=False, height=256, show_label=False, elem_id="gan-image")
+                    gan_image = gr.Image(
+                        interactive=False,
+                        height=256,
+                        show_label=False,
+                        format="png",
+                        elem_id="gan-image",
+                        elem_classes=["pixels"],
+                    )
                     gan_info = gr.Markdown()
         for slider in z_sliders:
             slider.input(
@@ -403,7 +432,7 @@ def build_image_tab(pipe: ImagePipeline | None, failure: LoadFailure | None, cfg
         trigger(
             gpu_task(h.generate),
             [history, batch_count, *controls],
-            [previews, progress, gallery, info, files, last_seed, history],
+            [previews, progress, gallery, info, files, last_seed, history, chosen, chosen_info],
             api_visibility="undocumented",
             concurrency_id=HEAVY,
         )

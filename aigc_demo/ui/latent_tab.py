@@ -185,18 +185,43 @@ def build_latent_tab(
                 columns=6,
                 height=220,
                 allow_preview=False,
+                format="png",
+                elem_classes=["pixels"],
                 elem_id="latent-corpus",
             )
         with gr.Column(scale=1):
             with gr.Row():
-                original = gr.Image(label=t("latent_original"), interactive=False, height=256)
-                reconstruction = gr.Image(label=t("latent_reconstruction"), interactive=False, height=256)
+                original = gr.Image(
+                    label=t("latent_original"),
+                    interactive=False,
+                    height=256,
+                    format="png",
+                    elem_classes=["pixels"],
+                )
+                reconstruction = gr.Image(
+                    label=t("latent_reconstruction"),
+                    interactive=False,
+                    height=256,
+                    format="png",
+                    elem_classes=["pixels"],
+                )
             rec_info = gr.Markdown(elem_id="latent-psnr")
             code = gr.Gallery(
-                label=t("latent_code"), columns=4, height=170, allow_preview=False, elem_id="latent-code"
+                label=t("latent_code"),
+                columns=4,
+                height=170,
+                allow_preview=False,
+                format="png",
+                elem_classes=["pixels"],
+                elem_id="latent-code",
             )
             steered = gr.Image(
-                label=t("latent_steered"), interactive=False, height=256, elem_id="latent-steered"
+                label=t("latent_steered"),
+                interactive=False,
+                height=256,
+                format="png",
+                elem_classes=["pixels"],
+                elem_id="latent-steered",
             )
             n_dirs = min(N_SLIDERS, pipe.directions)
             ratios = pipe.explained_variance_ratio
@@ -225,16 +250,31 @@ def build_latent_tab(
             )
             sample_btn = gr.Button(t("generate"), variant="primary", elem_id="latent-sample-btn")
         sample_info = gr.Markdown()
-        samples = gr.Gallery(columns=8, height=300, show_label=False, elem_id="latent-samples")
+        samples = gr.Gallery(
+            columns=8,
+            height=300,
+            show_label=False,
+            format="png",
+            elem_classes=["pixels"],
+            elem_id="latent-samples",
+        )
 
     with gr.Accordion(t("latent_interpolate"), open=False):
         with gr.Row():
             set_b = gr.Button(t("latent_set_b"), elem_id="latent-set-b")
-            b_image = gr.Image(label="B", interactive=False, height=128)
+            b_image = gr.Image(
+                label="B", interactive=False, height=128, format="png", elem_classes=["pixels"]
+            )
             steps = gr.Slider(3, 32, 10, step=1, label=t("latent_steps"))
             method = gr.Radio(["slerp", "lerp"], value="slerp", label=t("latent_method"))
             walk = gr.Button(t("generate"), variant="primary", elem_id="latent-walk-btn")
-        strip = gr.Image(label=t("latent_strip"), interactive=False, elem_id="latent-strip")
+        strip = gr.Image(
+            label=t("latent_strip"),
+            interactive=False,
+            format="png",
+            elem_classes=["pixels"],
+            elem_id="latent-strip",
+        )
         with gr.Row():
             gif = gr.Image(label="GIF", interactive=False, height=256)
             mp4 = gr.Video(label="MP4", height=256, elem_id="latent-mp4", autoplay=True, loop=True)
@@ -246,7 +286,9 @@ def build_latent_tab(
             strength = gr.Slider(-3, 3, 1.0, step=0.1, label=t("latent_strength"))
             apply_btn = gr.Button(t("generate"), variant="primary")
         with gr.Row():
-            attr_image = gr.Image(interactive=False, height=256, show_label=False)
+            attr_image = gr.Image(
+                interactive=False, height=256, show_label=False, format="png", elem_classes=["pixels"]
+            )
             attr_info = gr.Markdown()
 
     with gr.Accordion(t("latent_map"), open=False):
@@ -257,9 +299,12 @@ def build_latent_tab(
                 label=t("latent_map_hint"),
                 elem_id="latent-map",
                 height=512,
+                format="png",
             )
             with gr.Column():
-                map_image = gr.Image(interactive=False, height=256, show_label=False)
+                map_image = gr.Image(
+                    interactive=False, height=256, show_label=False, format="png", elem_classes=["pixels"]
+                )
                 map_info = gr.Markdown(elem_id="latent-map-info")
 
     # API-only endpoints with plain inputs (the editor's layered value is awkward for API clients).
@@ -267,7 +312,7 @@ def build_latent_tab(
         api_image = gr.File(type="filepath")  # our own checks open it, not gradio's PIL preprocessing
         api_row = gr.Number(precision=0)
         api_coefficients = gr.JSON()
-        api_result_image = gr.Image()
+        api_result_image = gr.Image(format="png")  # lossless for API clients (the default is webp)
         api_result_info = gr.JSON()
         api_reconstruct = gr.Button()
         api_steer = gr.Button()

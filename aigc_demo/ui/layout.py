@@ -14,6 +14,8 @@ from aigc_demo.ui.text_tab import build_text_tab
 CSS = """
 #chatbot { min-height: 420px; }
 footer { visibility: hidden; }
+/* Small generated images shown large: the browser scales whole pixels instead of blurring them. */
+.pixels img { image-rendering: pixelated; }
 """
 
 
