@@ -109,7 +109,7 @@ class ImageConfig:
     threads: int | None = None
     # CPU only: compile a copy of the UNet with inductor (frozen weights) for the default request at batch 1
     # and at max_batch_size, ~1.3-1.7x faster per step (aigc_demo/pipelines/cpu_compile.py). "background"
-    # serves eager until it is ready (~1.5 min after start here), "now" compiles before the pipeline is
+    # serves eager until it is ready (~2 min after start here), "now" compiles before the pipeline is
     # returned (benchmarks), "off" never (tests that compare images across calls; huge hub UNets).
     compile: str = "background"
 
