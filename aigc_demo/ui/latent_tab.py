@@ -48,7 +48,8 @@ class LatentHandlers:
         return (
             self._show(image),
             self._show(image),
-            f"**{caption}** (corpus latent, row {row})",
+            f"**{caption}** (corpus latent, row {row}; both views show its decode: the app keeps latents, "
+            "not the corpus pictures)",
             latent,
             *[0.0] * N_SLIDERS,
         )
