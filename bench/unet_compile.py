@@ -4,9 +4,10 @@
 
 The app's image model, the inputs of a default request (guided: a UNet batch of 2 per image) at batch 1 and
 8. Variants: (e) the eager UNet the app serves before compiling (bf16, oneDNN-packed linears), inductor with
-frozen weights, and frozen + cpp_wrapper (the app's INDUCTOR_OPTIONS). Rounds alternate the variants so
+frozen weights, frozen + cpp_wrapper (the app's INDUCTOR_OPTIONS), each with the SDPA attention kernel, and
+the app's build: frozen + cpp_wrapper with plain matmul-softmax attention (use_math_attention). Rounds alternate the variants so
 that this noisy machine's drift hits them all alike. Prints the median ms per call, the ratio to eager,
-and the relative gap to eager that aigc_demo/pipelines/cpu_compile.py checks. Compiling takes ~3-5 minutes.
+and the relative gap to eager that aigc_demo/pipelines/cpu_compile.py checks. Compiling takes ~5-7 minutes.
 Not a test: run it on an idle machine.
 """
 
@@ -20,9 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+# name -> (inductor options, allow math attention)
 VARIANTS = {
-    "inductor, frozen weights": {"freezing": True},
-    "inductor, frozen + cpp_wrapper (app)": {"freezing": True, "cpp_wrapper": True},
+    "inductor, frozen weights, SDPA": ({"freezing": True}, False),
+    "frozen + cpp_wrapper, SDPA": ({"freezing": True, "cpp_wrapper": True}, False),
+    "frozen + cpp_wrapper, math attn (app)": ({"freezing": True, "cpp_wrapper": True}, True),
 }
 
 
@@ -48,10 +51,10 @@ def main() -> int:
     examples = {batch: pipe._default_unet_inputs(batch) for batch in (1, cfg.max_batch_size)}
 
     runners = {"(e) eager": pipe.unet_runner}
-    for name, options in VARIANTS.items():
+    for name, (options, math_attention) in VARIANTS.items():
         runner = CompiledUNet(pipe.sd.unet)
         t0 = time.perf_counter()
-        runner.compile(copy.deepcopy(plain), list(examples.values()), options)
+        runner.compile(copy.deepcopy(plain), list(examples.values()), options, math_attention)
         if not runner.ready:
             print(f"{name}: {runner.state}, left out")
             continue

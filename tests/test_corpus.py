@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from aigc_demo.data import build_corpus
+from aigc_demo.data.captions import caption_variants
 from aigc_demo.data.catalog import _base_key, base_name_of, build_catalog, is_country_flag, split_of
 from aigc_demo.data.corpus import load_corpus
 from aigc_demo.data.sources import all_sources
@@ -90,6 +91,25 @@ def test_catalog_rebalancing():
     assert tones and max(tones.values()) == 1
     assert is_country_flag("\U0001f1eb\U0001f1f7") and not is_country_flag("\U0001f600")
     assert [e.char for e in catalog] == [e.char for e in build_catalog(max_flags=10)]
+
+
+def test_caption_variants_skip_other_emojis_names():
+    astronaut = {
+        "id": "noto:1f9d1-200d-1f680",
+        "name": "astronaut",
+        "style_label": "Noto Color Emoji",
+        "aliases": [],
+        "keywords": ["astronaut", "rocket", "space"],
+    }
+    plain = caption_variants(astronaut)
+    assert plain[:2] == ["astronaut, in Noto Color Emoji style", "astronaut"]
+    assert "rocket emoji, Noto Color Emoji style" in plain
+    cleaned = caption_variants(astronaut, other_names=frozenset({"astronaut", "rocket"}))
+    assert cleaned == [
+        "astronaut, in Noto Color Emoji style",
+        "astronaut",
+        "space emoji, Noto Color Emoji style",
+    ]
 
 
 def test_missing_source_is_reported(tmp_path, caplog):

@@ -329,6 +329,23 @@ def test_missing_diffusion_model_serves_the_gan_alone(tmp_path):
         ImagePipeline.from_config(dataclasses.replace(cfg, gan=""))
 
 
+def test_math_attention_only_for_small_latents(tiny_sd_dir):
+    from diffusers import UNet2DConditionModel
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    from aigc_demo.pipelines.cpu_compile import MATH_ATTENTION_MAX_POSITIONS, use_math_attention
+
+    def example(side):
+        return torch.zeros(1, 4, side, side), torch.tensor(1), torch.zeros(1, 8, 32)
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_sd_dir / "unet")
+    big = int(MATH_ATTENTION_MAX_POSITIONS**0.5) * 2
+    assert not use_math_attention(unet, [example(16), example(big)])
+    assert all(isinstance(p, AttnProcessor2_0) for p in unet.attn_processors.values())
+    assert use_math_attention(unet, [example(16)])
+    assert all(isinstance(p, AttnProcessor) for p in unet.attn_processors.values())
+
+
 def test_unet_compiles_in_the_background_and_serves_only_its_shape(tiny_sd_dir):
     """The app's default on CPU: eager until the compiled copy is ready, then compiled for its one shape."""
     import time

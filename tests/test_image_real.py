@@ -34,6 +34,7 @@ def test_compiled_unet_serves_the_default_request_with_the_same_image(pipe):
     """The app's CPU fast path (aigc_demo/pipelines/cpu_compile.py), compiled here synchronously."""
     fast = ImagePipeline.from_config(ImageConfig(threads=2, compile="now", gan="", scorer=""))
     assert fast.unet_runner.ready, fast.unet_runner.state
+    assert fast.unet_runner.math_attention, "16x16 latents: plain attention, which inductor fuses"
     params = ImageParams(prompt="red heart, in Twemoji style", seed=3)  # the UI's defaults: 20 steps, CFG
     compiled = np.asarray(fast(params).images[0].image, dtype=np.float32)
     assert fast.unet_runner.compiled_calls == params.num_inference_steps

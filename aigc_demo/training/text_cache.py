@@ -26,8 +26,9 @@ def corpus_captions(corpus: Corpus) -> tuple[list[str], torch.Tensor]:
     """All caption variants (flat list) and, per corpus row, the index of its first variant and count."""
     texts: list[str] = []
     spans = []
+    names = frozenset(row["name"].lower() for row in corpus.rows)
     for row in corpus.rows:
-        variants = caption_variants(row)
+        variants = caption_variants(row, other_names=names)
         spans.append((len(texts), len(variants)))
         texts += variants
     return texts, torch.tensor(spans, dtype=torch.int64)

@@ -121,8 +121,9 @@ class LatentHandlers:
     def code(self, latent):
         """The latent itself: a bar chart of the vector, or one image per channel of a spatial latent."""
         if latent is None:
-            return []
-        return self.pipe.channels(np.asarray(latent, dtype=np.float32))
+            return None if self.pipe.kind == "vector" else []
+        images = self.pipe.channels(np.asarray(latent, dtype=np.float32))
+        return images[0] if self.pipe.kind == "vector" else images
 
     # ---- API-only handlers: plain inputs, plain outputs ------------------------------------------
     @user_errors
@@ -183,9 +184,10 @@ def build_latent_tab(
             results = gr.Gallery(
                 first_thumbs,
                 label=t("latent_corpus"),
-                columns=6,
+                columns=5,  # Gradio's 100 px minimum per column: 6 overflowed the half-width column
                 height=220,
                 allow_preview=False,
+                object_fit="contain",
                 format="png",
                 elem_classes=["pixels"],
                 elem_id="latent-corpus",
@@ -207,15 +209,22 @@ def build_latent_tab(
                     elem_classes=["pixels"],
                 )
             rec_info = gr.Markdown(elem_id="latent-psnr")
-            code = gr.Gallery(
-                label=t("latent_code"),
-                columns=4,
-                height=170,
-                allow_preview=False,
-                format="png",
-                elem_classes=["pixels"],
-                elem_id="latent-code",
-            )
+            # A vector latent is one bar chart, shown whole in an image view; a spatial one is a gallery of channels.
+            if pipe.kind == "vector":
+                code = gr.Image(
+                    label=t("latent_code"), interactive=False, height=170, format="png", elem_id="latent-code"
+                )
+            else:
+                code = gr.Gallery(
+                    label=t("latent_code"),
+                    columns=4,
+                    height=170,
+                    allow_preview=False,
+                    object_fit="contain",
+                    format="png",
+                    elem_classes=["pixels"],
+                    elem_id="latent-code",
+                )
             steered = gr.Image(
                 label=t("latent_steered"),
                 interactive=False,
