@@ -153,12 +153,15 @@ def test_image_tab_generates_previews_interrupts_and_reuses(browser, app_url, ar
     page.get_by_role("tab", name="Image").click()
     page.fill("#image-prompt textarea", "red heart, in Twemoji style")
     page.fill("#image-seed input", "7")
+    batch = page.locator("#image-batch-size input[type=number]")  # two images, seeds 7 and 8
+    batch.fill("2")
+    batch.press("Enter")
     page.click("#image-generate")
     page.wait_for_selector("#image-gallery .thumbnail-item img, #image-gallery img", timeout=120_000)
     page.wait_for_selector("#image-info:has-text('seed')", timeout=60_000)
     assert "7" in page.input_value("#image-last-seed input")
     page.screenshot(path=str(artifacts_dir / "image-tab-generated.png"), full_page=True)
-    # The newest image is shown whole and selected (so Reuse takes it), as PNG, not Gradio's lossy webp.
+    # The batch's first image is shown whole and selected (so Reuse takes it), as PNG, not Gradio's lossy webp.
     shown = page.locator("#image-gallery [data-testid='detailed-image']")
     assert shown.get_attribute("src").split("?")[0].endswith(".png"), shown.get_attribute("src")
     assert "heart" in page.inner_text("#image-gallery")  # the caption under the large image
@@ -167,7 +170,9 @@ def test_image_tab_generates_previews_interrupts_and_reuses(browser, app_url, ar
     page.wait_for_function("() => document.querySelector('#image-seed input').value === '7'", timeout=30_000)
 
     # A long run: previews appear while it denoises, Interrupt stops it and keeps the image.
-    page.fill("#image-seed input", "8")  # another seed, so that reusing the first image below means something
+    page.fill("#image-seed input", "9")  # another seed, so that reusing an older image below means something
+    batch.fill("1")
+    batch.press("Enter")
     page.locator("#image-steps input[type=number]").fill("100")
     page.locator("#image-steps input[type=number]").press("Enter")
     page.click("#image-generate")
@@ -176,11 +181,11 @@ def test_image_tab_generates_previews_interrupts_and_reuses(browser, app_url, ar
     page.screenshot(path=str(artifacts_dir / "image-tab-previews.png"), full_page=True)
     page.click("#image-interrupt")
     page.wait_for_selector("#image-info:has-text('Interrupted')", timeout=30_000)
-    assert page.locator("#image-gallery .thumbnail-item").count() >= 2
+    assert page.locator("#image-gallery .thumbnail-item").count() >= 3
 
-    # Reuse: click the first image in the strip, reuse its parameters, the seed field gets its seed back.
+    # Reuse: click the oldest image in the strip (seed 8, the batch's second), reuse its parameters.
     page.fill("#image-seed input", "-1")
     page.locator("#image-gallery .thumbnail-small").last.click()  # the preview strip under the large image
     page.click("#image-reuse")
-    page.wait_for_function("() => document.querySelector('#image-seed input').value === '7'", timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#image-seed input').value === '8'", timeout=30_000)
     page.screenshot(path=str(artifacts_dir / "image-tab-reuse.png"), full_page=True)

@@ -89,7 +89,8 @@ class ImageHandlers:
         width, height, request: gr.Request = None,
     ):  # fmt: skip
         """Streams (previews, progress, gallery, info, files, seed, history, chosen, chosen info); batch_count
-        runs one after another. The gallery ends on the newest image, which is also what "reuse" takes.
+        runs one after another. This click's images go first, in seed order (A1111's), and the gallery ends
+        on the first of them, whose seed the seed box shows and which "reuse" takes.
 
         Explicit parameters, not *values: Gradio injects ``request`` by position in the signature.
         """
@@ -98,8 +99,7 @@ class ImageHandlers:
             prompt, negative, generator, steps, guidance, scheduler, seed, batch_size, width, height
         )
         count = _batch_count(batch_count, self.cfg.max_batch_count)
-        history = list(history or [])
-        files, infos, seed, first_seed = [], [], None, None
+        files, infos, made_now, seed, first_seed = [], [], [], None, None
         for run in range(count):
             if seed is not None:  # later runs continue the seed sequence, as A1111's batch count does
                 params = _with_seed(params, seed + params.batch_size)
@@ -124,7 +124,7 @@ class ImageHandlers:
                 for made in event.images:
                     path = save_png(made.image, made.parameters)
                     files.append(str(path))
-                    history.insert(0, {"path": str(path), "parameters": made.parameters})
+                    made_now.append({"path": str(path), "parameters": made.parameters})
                 info = describe(event.images[0].parameters, event.seconds, event.warnings)
                 scores = [m.prompt_match for m in event.images if m.prompt_match is not None]
                 if scores:
@@ -132,7 +132,7 @@ class ImageHandlers:
                 infos.append(info)
             if interrupt.is_set():
                 break
-        history = history[:HISTORY_LIMIT]
+        history = (made_now + list(history or []))[:HISTORY_LIMIT]
         gallery = [(self._show_path(h["path"]), h["parameters"]["prompt"][:80]) for h in history]
         newest = history[0]["parameters"] if history else None
         yield (
@@ -342,7 +342,14 @@ def build_image_tab(pipe: ImagePipeline | None, failure: LoadFailure | None, cfg
                     random_seed = gr.Button(t("random_seed"), size="sm")
                     reuse_seed = gr.Button(t("reuse_seed"), size="sm")
                 with gr.Row():
-                    batch_size = gr.Slider(1, cfg.max_batch_size, 1, step=1, label=t("image_batch_size"))
+                    batch_size = gr.Slider(
+                        1,
+                        cfg.max_batch_size,
+                        1,
+                        step=1,
+                        label=t("image_batch_size"),
+                        elem_id="image-batch-size",
+                    )
                     batch_count = gr.Slider(1, cfg.max_batch_count, 1, step=1, label=t("image_batch_count"))
                 with gr.Row():
                     width = gr.Slider(
