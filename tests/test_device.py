@@ -1,0 +1,46 @@
+"""Device and dtype choice: bf16 on a CPU only where it is native *and* measured faster than fp32."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from aigc_demo import device
+from aigc_demo.training import common
+
+
+@pytest.fixture()
+def fresh_choice():
+    device.cpu_has_fast_bf16.cache_clear()
+    yield
+    device.cpu_has_fast_bf16.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("native", "speedup", "want"),
+    [
+        (False, 9.9, False),  # emulated bf16: never, and not even measured
+        (True, 0.5, False),  # the flag, but half fp32's speed (a Xeon without AMX)
+        (True, 1.05, False),  # within noise of fp32: keep fp32's precision
+        (True, 1.5, True),  # clearly faster (an EPYC with AVX512-BF16)
+    ],
+)
+def test_bf16_only_where_native_and_measured_faster(monkeypatch, fresh_choice, native, speedup, want):
+    measured = []
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(device, "measure_bf16_speedup", lambda: measured.append(1) or speedup)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    plan = device.pick_device()
+    assert plan.dtype == (torch.bfloat16 if want else torch.float32)
+    assert common.resolve_autocast("auto") is want
+    assert len(measured) == (1 if native else 0)  # measured once per process, then remembered
+    assert device.pick_device(prefer_half_on_cpu=False).dtype == torch.float32
+    assert common.resolve_autocast("on") and not common.resolve_autocast("off")
+
+
+def test_the_measurement_is_a_real_ratio():
+    ratio = device.measure_bf16_speedup(repeats=1)
+    assert math.isfinite(ratio) and 0.01 < ratio < 100
