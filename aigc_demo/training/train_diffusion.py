@@ -67,6 +67,11 @@ TRAIN_PROMPTS = [
     "snowman, in OpenMoji style",
     "alarm clock, in Noto Color Emoji style",
 ]
+# History the card repeats (runs/ is not committed, so a fresh machine cannot recover it): the third run
+# (step 2,604) added the colour-augmented copies, and from step 6,107 on the learning rate is 1e-4 (a cool-down).
+COLOUR_AUGMENT_SINCE_STEP = 2604
+LR_COOLDOWN_SINCE_STEP = 6107
+
 # The training-caption grid is also drawn at this many seeds: one seed says little about a single subject.
 GRID_SEEDS = 4
 NOVEL_PROMPTS = [
@@ -341,11 +346,13 @@ image = pipe("grinning face, in OpenMoji style", height=64, width=64, num_infere
 
 - **Data**: {len(corpus)} captioned 64x64 emoji in 3 styles (`python -m aigc_demo.data.build_corpus`), up to 4
   caption phrasings per image, mirror images; held-out subjects are never trained on. {colour_note(corpus)}
+  Colour augmentation has been on since step {COLOUR_AUGMENT_SINCE_STEP:,}.
 - **Objective**: v-prediction, min-SNR-{metrics["min_snr"]:g} weighting, Stable Diffusion's scaled-linear
-  schedule (1000 steps), {metrics["caption_dropout"]:.0%} caption dropout, AdamW {metrics["lr"]:g}, EMA.
+  schedule (1000 steps), {metrics["caption_dropout"]:.0%} caption dropout, AdamW {metrics["lr"]:g} in the last run (3e-4 until step
+  {LR_COOLDOWN_SINCE_STEP:,}, 1e-4 since), EMA 0.999.
 - **Command** (last run): `{metrics["command"]}`
 - **Training**: {metrics["steps"]} steps of batch {metrics["batch_size"]} over {metrics["runs"]} run(s);
-  cumulative wall time on this machine (CPU, bf16 autocast where native; last run {metrics.get("threads", 1)} thread(s)): {common.format_minutes(metrics["cumulative_train_seconds"])}.
+  cumulative wall time on this machine (CPU; bf16 autocast only where it measured faster than fp32; last run {metrics.get("threads", 1)} thread(s)): {common.format_minutes(metrics["cumulative_train_seconds"])}.
 
 ## Metrics ({metrics["eval_sampler"]})
 
