@@ -1,8 +1,8 @@
 """Image benchmark: the app's pipeline vs a plain diffusers call on the same weights and seed, side by side.
 
-    python bench/image.py [--model weights/emoji-ldm] [--steps 20] [--threads 2] [--repeats 3]
+    python bench/image.py [--model weights/emoji-ldm] [--steps 20] [--threads 2] [--repeats 3] [--dtype auto]
 
-(a) the app's ImagePipeline exactly as the Image tab calls it once warm (its dtype choice, its own denoising
+(a) the app's ImagePipeline exactly as the Image tab calls it once warm (its dtype choice or --dtype, its own denoising
     loop, on CPU the UNet compiled for the default request at batch 1 and 8: compiled here before timing, ~2 min),
 (e) the same pipeline with the compiled UNet off (eager oneDNN only),
 (b) a plain ``DiffusionPipeline.from_pretrained(...)(prompt)`` call, default fp32, same scheduler, same seed.
@@ -72,6 +72,12 @@ def main() -> int:
     p.add_argument("--guidance", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16"],
+        help="the app pipeline's dtype (auto: as the app picks it, by measuring bf16 against fp32 here)",
+    )
     args = p.parse_args()
 
     from dataclasses import replace
@@ -84,7 +90,9 @@ def main() -> int:
     from aigc_demo.pipelines.image import ImageParams, ImagePipeline
 
     torch.set_num_threads(args.threads)
-    cfg = ImageConfig(threads=args.threads, gan="", **({"model": args.model} if args.model else {}))
+    cfg = ImageConfig(
+        threads=args.threads, gan="", dtype=args.dtype, **({"model": args.model} if args.model else {})
+    )
 
     # (b) the plain call: the same folder, fp32, DPM++ 2M as the app's default, its own copy of the text
     # encoder passed in (as the model card says) because the folder references it instead of copying it.
