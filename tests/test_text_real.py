@@ -53,6 +53,9 @@ def test_safetensors_cache_matches_the_gguf(tmp_path):
     with torch.inference_mode():
         expected = ref(ids).logits
         got = pipe.engine.model(ids.to(pipe.engine.device)).logits.float()
-    assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
+    # Same weights, but the engine's CPU linear kernels sum in a different order: logits of magnitude ~15
+    # differ in the 5th significant digit from machine to machine (CI saw 2e-4). The tokens must not.
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-3)
+    assert torch.equal(got.argmax(-1), expected.argmax(-1))
     out = final(pipe.chat("What is the capital of France?", params=GREEDY))
     assert "Paris" in out.text
