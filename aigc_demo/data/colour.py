@@ -126,4 +126,4 @@ def colour_note(corpus: Corpus) -> str:
     added = sum(1 for r in corpus.rows if r.get("augmented"))
     if not added:
         return "No colour augmentation in the last run."
-    return f"The last run added {added} hue-rotated copies of single-colour images, captioned with their new colour."
+    return f"The last run's corpus includes {added} hue-rotated copies of single-colour images, captioned with their new colour."
