@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 # to the output's scale: bf16 kernels that fuse differently round differently, nothing more.
 AGREEMENT = 0.05
 
+# How long an eager call keeps retrying while the background compile's tracing is in its way (see _eager).
+EAGER_RETRY_S = 30.0
+
 # freezing: weights become constants, so convolutions are packed once and small ops fuse around them.
 # cpp_wrapper: the graph's kernels are called from C++ instead of Python, ~2 ms less per call: it matters
 # at batch 1 (bench/unet_compile.py) and costs ~20 s more compile per shape.
@@ -80,7 +83,23 @@ class CompiledUNet:
             except Exception as err:  # a guard we did not foresee: never recompile mid-request
                 log.warning("compiled UNet refused these inputs (%s); serving eager from now on", err)
                 self._compiled, self.state = None, "failed"
-        return self.eager(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
+        return self._eager(sample, timestep, encoder_hidden_states)
+
+    def _eager(self, sample, timestep, encoder_hidden_states) -> torch.Tensor:
+        # While the background compile traces (make_fx), torch.fx patches nn.Module.__call__ for the whole
+        # process, and an eager call from the serving thread then fails with NameError ("module is not
+        # installed as a submodule"; seen in tests/test_image_pipeline.py). Those windows are short: retry.
+        deadline = time.monotonic() + EAGER_RETRY_S
+        while True:
+            try:
+                return self.eager(
+                    sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False
+                )[0]
+            except NameError as err:
+                if "submodule" not in str(err) or self.state != "compiling" or time.monotonic() > deadline:
+                    raise
+                log.info("eager UNet call hit the background compile's tracing (%s); retrying", err)
+                time.sleep(0.05)
 
     @property
     def ready(self) -> bool:
