@@ -44,3 +44,21 @@ def test_bf16_only_where_native_and_measured_faster(monkeypatch, fresh_choice, n
 def test_the_measurement_is_a_real_ratio():
     ratio = device.measure_bf16_speedup(repeats=1)
     assert math.isfinite(ratio) and 0.01 < ratio < 100
+
+
+@pytest.mark.parametrize("slow", [True, False])
+def test_training_keeps_the_dtype_whose_real_step_is_faster(monkeypatch, slow):
+    """The matmul probe can favour bf16 where a whole training step is slower: the step decides."""
+    import time
+
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
+    calls = []
+
+    def step(autocast: bool) -> None:
+        calls.append(autocast)
+        time.sleep(0.05 if autocast == slow else 0.0)
+
+    assert common.resolve_autocast("auto", step) is (not slow)
+    assert calls.count(True) == calls.count(False) >= 2
+    assert common.resolve_autocast("off", step) is False and len(calls) == 6  # forced: nothing timed
+

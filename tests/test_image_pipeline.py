@@ -365,3 +365,19 @@ def test_unet_compiles_in_the_background_and_serves_only_its_shape(tiny_sd_dir):
     # ... other shapes (no guidance: a batch of 1 instead of 2) eager, without recompiling.
     assert run(pipe, seed=2, num_inference_steps=3, guidance_scale=1.0).unet == "eager"
     assert pipe.unet_runner.compiled_calls == served + 3 and pipe.unet_runner.ready
+
+
+def test_the_autocast_probe_step_runs_a_real_backward_and_leaves_no_gradients(tiny_sd_dir):
+    """train_diffusion times this step with and without bf16 autocast to choose (common.resolve_autocast)."""
+    from diffusers import UNet2DConditionModel
+
+    from aigc_demo.training.train_diffusion import probe_step
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_sd_dir / "unet")
+    seen = []
+    unet.conv_out.register_full_backward_hook(lambda *a: seen.append(1))
+    width = unet.config.cross_attention_dim
+    step = probe_step(unet, torch.randn(3, 2, 4, 8, 8), torch.randn(3, 5, width))
+    step(False)
+    step(True)
+    assert len(seen) == 2 and all(p.grad is None for p in unet.parameters())

@@ -23,3 +23,15 @@ def test_loss_history_survives_a_fresh_machine(tmp_path):
     second.append({"step": 30, "wall_seconds": 30, "loss": 0.03})
     steps = [line.split(",")[0] for line in run2.read_text().splitlines()]
     assert steps == ["step", "10", "20", "30"]
+
+
+def test_learning_rate_warms_up_then_holds_or_cools_down_over_the_run():
+    from aigc_demo.training.train_diffusion import learning_rate, parse_args
+
+    constant = parse_args(["--lr", "1e-4"])
+    assert abs(learning_rate(constant, 0, 0.0) - 1e-4 / 200) < 1e-15  # the very first steps warm up
+    assert learning_rate(constant, 5000, 0.9) == 1e-4  # a resumed run holds the rate
+
+    cool = parse_args(["--lr", "1e-4", "--lr-final", "1e-5"])
+    rates = [learning_rate(cool, 5000, p) for p in (0.0, 0.5, 1.0, 1.5)]
+    assert rates[0] == 1e-4 and abs(rates[1] - 5.5e-5) < 1e-12 and rates[2] == rates[3] == 1e-5

@@ -104,6 +104,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument(
+        "--lr-final",
+        type=float,
+        default=None,
+        help="decay the learning rate linearly from --lr to this over the run's --minutes (the cool-down of a\n"
+        "warmup-stable-decay schedule: later runs resume at --lr); default: constant",
+    )
     p.add_argument("--caption-dropout", type=float, default=0.1)
     p.add_argument("--min-snr", type=float, default=5.0)
     p.add_argument("--ema", type=float, default=0.999)
@@ -191,6 +198,7 @@ def load_unet(args) -> tuple[UNet2DConditionModel, UNet2DConditionModel, TrainSt
 
 def train(args, corpus: Corpus, latents: torch.Tensor, captions: dict, empty: torch.Tensor):
     unet, ema, state, origin = load_unet(args)
+    first_step = state.step
     unet.train()
     ema.eval().requires_grad_(False)
     logger.info("UNet %s (%.2fM params)", origin, sum(p.numel() for p in unet.parameters()) / 1e6)
@@ -198,7 +206,9 @@ def train(args, corpus: Corpus, latents: torch.Tensor, captions: dict, empty: to
     opt_path = args.run_dir / "checkpoint" / "optimizer.pt"
     if origin.startswith("resumed") and opt_path.exists():
         opt.load_state_dict(torch.load(opt_path, weights_only=True))
-    autocast = common.resolve_autocast(args.autocast)
+    autocast = common.resolve_autocast(
+        args.autocast, probe_step(unet, latents, emb_for_probe(captions, corpus, args.batch_size))
+    )
     logger.info("bf16 autocast: %s", autocast)
 
     sched = new_scheduler()
@@ -226,7 +236,7 @@ def train(args, corpus: Corpus, latents: torch.Tensor, captions: dict, empty: to
 
     bar = common.time_bar(args.minutes, "unet")
     while not timer.done():
-        lr = args.lr * min(1.0, (state.step + 1) / 200)  # warm-up only: later runs continue at full rate
+        lr = learning_rate(args, state.step, timer.elapsed() / max(timer.budget, 1e-9))
         for group in opt.param_groups:
             group["lr"] = lr
         rows = torch.from_numpy(sampler.next())
@@ -269,7 +279,36 @@ def train(args, corpus: Corpus, latents: torch.Tensor, captions: dict, empty: to
             checkpoint()
     bar.close()
     checkpoint()
-    return ema, state
+    return ema, state, first_step
+
+
+def emb_for_probe(captions: dict, corpus: Corpus, batch_size: int) -> torch.Tensor:
+    rows = torch.from_numpy(corpus.split_indices("train")[:batch_size])
+    return captions["emb"][pick_variants(captions["spans"], rows, torch.Generator().manual_seed(0))].float()
+
+
+def probe_step(unet, latents: torch.Tensor, text: torch.Tensor):
+    """One forward and backward on a fixed batch, for timing autocast; leaves no gradients behind."""
+    x0 = latents[: len(text), 0]
+    t = torch.full((len(text),), 500)
+
+    def step(autocast: bool) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            pred = unet(x0, t, encoder_hidden_states=text).sample
+        pred.float().square().mean().backward()
+        unet.zero_grad(set_to_none=True)
+
+    return step
+
+
+def learning_rate(args, step: int, progress: float) -> float:
+    """Warm-up over the first 200 steps ever (later runs continue at full rate), then constant, or with
+    --lr-final a linear decay over this run's time budget (progress 0..1)."""
+    lr = args.lr * min(1.0, (step + 1) / 200)
+    if args.lr_final is None:
+        return lr
+    progress = min(max(progress, 0.0), 1.0)
+    return lr * (1.0 - progress) + args.lr_final * progress
 
 
 def build_pipeline(unet, vae, tokenizer, text_encoder):
@@ -328,6 +367,16 @@ def evaluate(pipe, corpus: Corpus, features: VAEFeatures, steps: int) -> dict:
     }
 
 
+def lr_history(metrics: dict) -> str:
+    history = f"AdamW 3e-4 until step {LR_COOLDOWN_SINCE_STEP:,}, 1e-4 since"
+    if metrics.get("lr_final") is None:
+        return history + f"; {metrics['lr']:g} in the last run"
+    return history + (
+        f"; the last run (steps {metrics['run_first_step']:,}-{metrics['steps']:,}) decayed it linearly from"
+        f" {metrics['lr']:g} to {metrics['lr_final']:g}"
+    )
+
+
 def model_card(metrics: dict, corpus: Corpus) -> str:
     return f"""# emoji-ldm: a text-to-emoji latent diffusion model trained on one CPU
 
@@ -348,8 +397,7 @@ image = pipe("grinning face, in OpenMoji style", height=64, width=64, num_infere
   caption phrasings per image, mirror images; held-out subjects are never trained on. {colour_note(corpus)}
   Colour augmentation has been on since step {COLOUR_AUGMENT_SINCE_STEP:,}.
 - **Objective**: v-prediction, min-SNR-{metrics["min_snr"]:g} weighting, Stable Diffusion's scaled-linear
-  schedule (1000 steps), {metrics["caption_dropout"]:.0%} caption dropout, AdamW {metrics["lr"]:g} in the last run (3e-4 until step
-  {LR_COOLDOWN_SINCE_STEP:,}, 1e-4 since), EMA 0.999.
+  schedule (1000 steps), {metrics["caption_dropout"]:.0%} caption dropout, {lr_history(metrics)}, EMA 0.999.
 - **Command** (last run): `{metrics["command"]}`
 - **Training**: {metrics["steps"]} steps of batch {metrics["batch_size"]} over {metrics["runs"]} run(s);
   cumulative wall time on this machine (CPU; bf16 autocast only where it measured faster than fp32; last run {metrics.get("threads", 1)} thread(s)): {common.format_minutes(metrics["cumulative_train_seconds"])}.
@@ -434,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     captions = cached_embeddings(corpus, "tokens", args.data_dir)
     tokenizer, text_encoder = load_text_encoder()
     empty = token_states(tokenizer, text_encoder, [""])[0]
-    ema, state = train(args, corpus, latents, captions, empty)
+    ema, state, first_step = train(args, corpus, latents, captions, empty)
 
     # Evaluate what would ship: fp16 UNet weights.
     shipped = UNet2DConditionModel.from_config(ema.config)
@@ -452,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
         runs=state.runs,
         batch_size=args.batch_size,
         lr=args.lr,
+        lr_final=args.lr_final,
+        run_first_step=first_step,
         min_snr=args.min_snr,
         caption_dropout=args.caption_dropout,
         threads=args.threads,
