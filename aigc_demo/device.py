@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -44,6 +45,21 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def llama_cpp_shares_amx() -> bool:
+    """True where llama.cpp is loaded in this process and the CPU has AMX tiles.
+
+    ggml's AMX kernels and PyTorch's bf16 (oneDNN AMX) kernels run on the same OpenMP threads; after one
+    bf16 torch op, the next llama.cpp call died with SIGILL (invalid opcode in libggml-cpu.so) on session
+    13's Xeon, taking the whole app down. fp32 torch ops do not touch the tiles, so such a process stays fp32.
+    """
+    if "llama_cpp" not in sys.modules:
+        return False
+    try:
+        return "amx_tile" in open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+
+
 @torch.inference_mode()
 def measure_bf16_speedup(repeats: int = 5) -> float:
     """fp32 time / bf16 time for one matmul and one 3x3 convolution of the embedded UNet's sizes (~0.2 s).
@@ -72,6 +88,9 @@ def measure_bf16_speedup(repeats: int = 5) -> float:
 def cpu_has_fast_bf16() -> bool:
     """True where the CPU has native bf16 and it measures clearly faster than fp32 here (once per process)."""
     if not cpu_has_native_bf16():
+        return False
+    if llama_cpp_shares_amx():
+        log.warning("bf16 not used: llama.cpp is loaded and this CPU has AMX (see device.llama_cpp_shares_amx)")
         return False
     t0 = time.perf_counter()
     speedup = measure_bf16_speedup()

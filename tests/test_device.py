@@ -30,6 +30,7 @@ def fresh_choice():
 def test_bf16_only_where_native_and_measured_faster(monkeypatch, fresh_choice, native, speedup, want):
     measured = []
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(device, "llama_cpp_shares_amx", lambda: False)
     monkeypatch.setattr(device, "measure_bf16_speedup", lambda: measured.append(1) or speedup)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
@@ -61,4 +62,22 @@ def test_training_keeps_the_dtype_whose_real_step_is_faster(monkeypatch, slow):
     assert common.resolve_autocast("auto", step) is (not slow)
     assert calls.count(True) == calls.count(False) >= 2
     assert common.resolve_autocast("off", step) is False and len(calls) == 6  # forced: nothing timed
+
+
+def test_no_bf16_beside_llama_cpp_on_amx(monkeypatch, fresh_choice):
+    """oneDNN's bf16 AMX kernels made the next llama.cpp call die with SIGILL: such a process stays fp32."""
+    import sys
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(device, "measure_bf16_speedup", lambda: 3.0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(device, "llama_cpp_shares_amx", lambda: True)
+    assert device.pick_device().dtype == torch.float32
+    monkeypatch.undo()
+
+    has_amx = "amx_tile" in open("/proc/cpuinfo").read()
+    monkeypatch.delitem(sys.modules, "llama_cpp", raising=False)
+    assert device.llama_cpp_shares_amx() is False  # no llama.cpp in the process: bf16 is safe
+    monkeypatch.setitem(sys.modules, "llama_cpp", object())
+    assert device.llama_cpp_shares_amx() is has_amx
 
