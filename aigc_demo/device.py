@@ -32,16 +32,21 @@ def usable_cores() -> int:
 BF16_MIN_SPEEDUP = 1.1  # bf16 rounds more than fp32: take it only where it is clearly faster
 
 
+def cpu_flags() -> str:
+    """The CPU's feature flags as /proc/cpuinfo lists them ("" where there is none, e.g. not Linux)."""
+    try:
+        return open("/proc/cpuinfo").read()
+    except OSError:
+        return ""
+
+
 def cpu_has_native_bf16() -> bool:
     """True where the CPU has bf16 instructions (AVX512-BF16 or AMX).
 
     Elsewhere PyTorch emulates bf16 and a conv net runs ~20x *slower* than fp32 (measured on an AVX2-only
     EPYC), so "supports the dtype" is not enough.
     """
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
+    flags = cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
@@ -52,12 +57,7 @@ def llama_cpp_shares_amx() -> bool:
     bf16 torch op, the next llama.cpp call died with SIGILL (invalid opcode in libggml-cpu.so) on session
     13's Xeon, taking the whole app down. fp32 torch ops do not touch the tiles, so such a process stays fp32.
     """
-    if "llama_cpp" not in sys.modules:
-        return False
-    try:
-        return "amx_tile" in open("/proc/cpuinfo").read()
-    except OSError:
-        return False
+    return "llama_cpp" in sys.modules and "amx_tile" in cpu_flags()
 
 
 @torch.inference_mode()

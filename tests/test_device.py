@@ -75,9 +75,8 @@ def test_no_bf16_beside_llama_cpp_on_amx(monkeypatch, fresh_choice):
     assert device.pick_device().dtype == torch.float32
     monkeypatch.undo()
 
-    has_amx = "amx_tile" in open("/proc/cpuinfo").read()
+    has_amx = "amx_tile" in device.cpu_flags()
     monkeypatch.delitem(sys.modules, "llama_cpp", raising=False)
     assert device.llama_cpp_shares_amx() is False  # no llama.cpp in the process: bf16 is safe
     monkeypatch.setitem(sys.modules, "llama_cpp", object())
     assert device.llama_cpp_shares_amx() is has_amx
-
