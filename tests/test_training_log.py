@@ -35,3 +35,24 @@ def test_learning_rate_warms_up_then_holds_or_cools_down_over_the_run():
     cool = parse_args(["--lr", "1e-4", "--lr-final", "1e-5"])
     rates = [learning_rate(cool, 5000, p) for p in (0.0, 0.5, 1.0, 1.5)]
     assert rates[0] == 1e-4 and abs(rates[1] - 5.5e-5) < 1e-12 and rates[2] == rates[3] == 1e-5
+
+
+def test_publish_rule_weighs_each_metric_against_its_noise(tmp_path):
+    import json
+
+    from aigc_demo.training.train_diffusion import should_publish
+
+    committed = {"heldout_generated_top5": 0.685, "heldout_fd_vae": 5.24, "train_captions_fd_vae": 5.97}
+    (tmp_path / "metrics.json").write_text(json.dumps(committed))
+
+    def verdict(top5, fd, train_fd):
+        metrics = {"heldout_generated_top5": top5, "heldout_fd_vae": fd, "train_captions_fd_vae": train_fd}
+        return should_publish({**metrics, "heldout_items": 292}, tmp_path)[0]
+
+    assert verdict(0.69, 5.40, 6.10)  # retrieval improved, FD within its slack
+    assert not verdict(0.69, 5.60, 5.00)  # held-out FD worse beyond the slack vetoes everything
+    assert verdict(0.675, 5.16, 5.41)  # 3 items of 292 fewer is noise; training-caption FD clearly better
+    assert not verdict(0.675, 5.16, 5.80)  # training-caption FD better, but not beyond the slack
+    assert not verdict(0.65, 5.16, 5.41)  # 10 items fewer is more than one standard error (0.027)
+    assert not verdict(0.685, 5.24, 5.97)  # a tie publishes nothing
+    assert should_publish({**committed, "heldout_items": 292}, tmp_path / "none")[0]  # nothing committed yet

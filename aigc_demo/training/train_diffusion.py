@@ -10,8 +10,8 @@ classifier-free guidance; EMA weights are what ships. Captions come in several p
 (``aigc_demo/data/captions.py``), with the art style in the caption so style is promptable.
 
 Resumes from runs/emoji-ldm/checkpoint, else from the committed UNet, so runs add up across days; publishes
-a diffusers pipeline folder to weights/emoji-ldm/ only when held-out caption retrieval improves without the
-Fréchet distance getting worse (``should_publish``). ``--minutes 0`` evaluates the checkpoint without training.
+a diffusers pipeline folder to weights/emoji-ldm/ only when it beats the committed one (``should_publish``). ``--minutes 0`` evaluates the checkpoint
+without training.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import argparse
 import copy
 import json
 import logging
+import math
 import shlex
 import shutil
 import sys
@@ -433,8 +434,9 @@ targets are judged by eye on the grids above: a person should recognise the subj
 captions and 10 of the 20 paraphrases.
 
 Continue with `python -m aigc_demo.training.train_diffusion --minutes 60 --threads 2 --lr 1e-4` (`kill -TERM`
-stops it cleanly). New weights are committed only when held-out caption retrieval improves and the Fréchet
-distance stays within {FD_SLACK} of the committed one. Caption retrieval uses the project's `prompt-match` scorer
+stops it cleanly). New weights are committed only when held-out caption retrieval improves, or the
+training-caption Fréchet distance improves by more than {FD_SLACK} while retrieval stays within one binomial standard
+error; the held-out Fréchet distance must stay within {FD_SLACK} of the committed one either way. Caption retrieval uses the project's `prompt-match` scorer
 (`weights/prompt-match`).
 
 ## License
@@ -517,18 +519,35 @@ def main(argv: list[str] | None = None) -> int:
 FD_SLACK = 0.25  # held-out FD is within 0.2 of its real-vs-real floor: below this it no longer ranks models
 
 
+def retrieval_noise(top5: float, items: int) -> float:
+    """Binomial standard error of a top-5 rate over `items` held-out captions: differences below it are chance
+    (0.027 at 0.68 over 292 items, i.e. 8 items)."""
+    return math.sqrt(max(top5 * (1 - top5), 0.0) / max(items, 1))
+
+
 def should_publish(metrics: dict, weights_dir: Path) -> tuple[bool, str]:
-    """Publish when held-out caption retrieval (the target metric) improves and the FD does not get worse
-    beyond FD_SLACK. Retrieval is deterministic for given weights (fixed seeds), so ties do not publish."""
+    """Publish when the new weights are better on a target metric and not worse beyond noise on the others.
+
+    Either held-out caption retrieval improves (FD within FD_SLACK), or the training-caption FD (the grids that
+    are judged by eye) improves by more than FD_SLACK while held-out retrieval stays within one standard error
+    and the held-out FD within FD_SLACK. Retrieval is deterministic for given weights (fixed seeds)."""
     top5, fd = metrics["heldout_generated_top5"], metrics["heldout_fd_vae"]
+    train_fd = metrics["train_captions_fd_vae"]
     old_top5 = common.previous_metric(weights_dir, "heldout_generated_top5")
     old_fd = common.previous_metric(weights_dir, "heldout_fd_vae")
-    summary = f"held-out top-5 {top5:.3f} (committed {old_top5}), FD {fd:.2f} (committed {old_fd})"
-    if not common.is_better(top5, old_top5, higher_is_better=True):
-        return False, summary + ": retrieval did not improve"
+    old_train_fd = common.previous_metric(weights_dir, "train_captions_fd_vae")
+    summary = (
+        f"held-out top-5 {top5:.3f} (committed {old_top5}), FD {fd:.2f} (committed {old_fd}), "
+        f"training-caption FD {train_fd:.2f} (committed {old_train_fd})"
+    )
     if old_fd is not None and fd > old_fd + FD_SLACK:
-        return False, summary + f": FD worse by more than {FD_SLACK}"
-    return True, summary
+        return False, summary + f": held-out FD worse by more than {FD_SLACK}"
+    if common.is_better(top5, old_top5, higher_is_better=True):
+        return True, summary + ": retrieval improved"
+    noise = retrieval_noise(old_top5, metrics["heldout_items"])
+    if old_train_fd is not None and train_fd < old_train_fd - FD_SLACK and top5 >= old_top5 - noise:
+        return True, summary + f": training-caption FD improved, retrieval within its noise ({noise:.3f})"
+    return False, summary + f": neither retrieval improved nor training-caption FD (by {FD_SLACK}) within noise"
 
 
 if __name__ == "__main__":
