@@ -381,3 +381,31 @@ def test_the_autocast_probe_step_runs_a_real_backward_and_leaves_no_gradients(ti
     step(False)
     step(True)
     assert len(seen) == 2 and all(p.grad is None for p in unet.parameters())
+
+
+def test_checkpoint_comparison_puts_each_seed_committed_row_then_checkpoint_row(tiny_sd_dir, tmp_path):
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import save_file
+
+    from aigc_demo.training.compare_checkpoint import checkpoint_unet, side_by_side
+    from aigc_demo.training.train_diffusion import build_pipeline, generate
+
+    plain = StableDiffusionPipeline.from_pretrained(tiny_sd_dir, safety_checker=None)
+    folder = tmp_path / "checkpoint"
+    plain.unet.save_pretrained(folder, safe_serialization=True)
+    torch.manual_seed(0)
+    ema = {k: v + 0.05 * torch.randn_like(v) for k, v in plain.unet.state_dict().items()}
+    save_file(ema, str(folder / "ema.safetensors"))
+
+    trained = checkpoint_unet(folder)
+    for k, v in trained.state_dict().items():
+        assert torch.equal(v, ema[k].half().float()), k  # the EMA weights, rounded as they would ship
+    parts = (plain.vae, plain.tokenizer, plain.text_encoder)
+    pipes = [build_pipeline(unet.eval(), *parts) for unet in (plain.unet, trained)]
+    for pipe in pipes:
+        pipe.set_progress_bar_config(disable=True)
+    prompts = ["red heart", "cat face"]
+    grid = side_by_side(pipes, prompts, range(2), steps=2)
+    assert grid.shape == (8, 3, 64, 64)
+    assert torch.equal(grid[4:6], generate(pipes[0], prompts, 2, seed=1))  # seed 1, committed row
+    assert not torch.allclose(grid[0:2], grid[2:4])  # the checkpoint row differs from the committed one

@@ -312,6 +312,13 @@ def learning_rate(args, step: int, progress: float) -> float:
     return lr * (1.0 - progress) + args.lr_final * progress
 
 
+def as_shipped(unet: UNet2DConditionModel) -> UNet2DConditionModel:
+    """A float32 copy with fp16-rounded weights: evaluate what would ship, not the fp32 training copy."""
+    shipped = UNet2DConditionModel.from_config(unet.config)
+    shipped.load_state_dict({k: v.half().float() for k, v in unet.state_dict().items()})
+    return shipped
+
+
 def build_pipeline(unet, vae, tokenizer, text_encoder):
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
@@ -434,7 +441,8 @@ targets are judged by eye on the grids above: a person should recognise the subj
 captions and 10 of the 20 paraphrases.
 
 Continue with `python -m aigc_demo.training.train_diffusion --minutes 60 --threads 2 --lr 1e-4` (`kill -TERM`
-stops it cleanly). New weights are committed only when held-out caption retrieval improves, or the
+stops it cleanly; `python -m aigc_demo.training.compare_checkpoint --threads 2` draws the checkpoint's grids next to
+the committed ones). New weights are committed only when held-out caption retrieval improves, or the
 training-caption Fréchet distance improves by more than {FD_SLACK} while retrieval stays within one binomial standard
 error; the held-out Fréchet distance must stay within {FD_SLACK} of the committed one either way. Caption retrieval uses the project's `prompt-match` scorer
 (`weights/prompt-match`).
@@ -486,10 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     empty = token_states(tokenizer, text_encoder, [""])[0]
     ema, state, first_step = train(args, corpus, latents, captions, empty)
 
-    # Evaluate what would ship: fp16 UNet weights.
-    shipped = UNet2DConditionModel.from_config(ema.config)
-    shipped.load_state_dict({k: v.half().float() for k, v in ema.state_dict().items()})
-    pipe = build_pipeline(shipped.eval(), vae, tokenizer, text_encoder)
+    pipe = build_pipeline(as_shipped(ema).eval(), vae, tokenizer, text_encoder)
     pipe.set_progress_bar_config(disable=True)
     metrics = evaluate(pipe, corpus, VAEFeatures(), args.eval_steps)
     logger.info("held-out: %s", json.dumps(metrics))
