@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
@@ -75,6 +76,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _fail_fast_if_it_dies(proc, log_path, stopping) -> None:
+    """A dead app would leave gradio_client waiting forever and the suite hanging until CI's time limit:
+    interrupt the test session instead, with the end of the app's log."""
+    import signal
+    import sys
+
+    while proc.poll() is None:
+        if stopping.wait(1.0):
+            return
+    if not stopping.is_set():
+        print(f"\napp.py died (exit {proc.returncode}):\n{log_path.read_text()[-3000:]}", file=sys.stderr)
+        # A real SIGINT to the main thread: it also wakes a blocking wait, which interrupt_main() does not.
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory):
     """Start `python app.py` as a user would (default embedded models), on a free port."""
@@ -115,7 +131,10 @@ def app_url(tmp_path_factory):
     else:
         proc.kill()
         raise RuntimeError(f"app.py did not start:\n{log_path.read_text()[-3000:]}")
+    stopping = threading.Event()
+    threading.Thread(target=_fail_fast_if_it_dies, args=(proc, log_path, stopping), daemon=True).start()
     yield url
+    stopping.set()
     proc.terminate()
     try:
         proc.wait(timeout=20)

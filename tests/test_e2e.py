@@ -147,3 +147,21 @@ def test_client_that_disconnects_stops_its_generation(client, app_url):
     reply = client.predict("Hi", api_name="/chat", max_new_tokens=4, temperature=0.0, seed=0)
     assert reply["new_tokens"] >= 1
     assert time.time() - t0 < 8, "the abandoned generation kept the worker busy"
+
+
+def test_a_dead_app_interrupts_the_session_instead_of_hanging(tmp_path):
+    """gradio_client waits forever on a dead server; the app fixture's watchdog turns that into an error."""
+    import subprocess
+    import sys
+    import threading
+
+    from conftest import _fail_fast_if_it_dies
+
+    log = tmp_path / "app.log"
+    log.write_text("Illegal instruction")
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(132)"])
+    watchdog = threading.Thread(target=_fail_fast_if_it_dies, args=(proc, log, threading.Event()), daemon=True)
+    with pytest.raises(KeyboardInterrupt):
+        watchdog.start()
+        threading.Event().wait(120)  # a blocking wait, like gradio_client's on a job that never ends
+    watchdog.join()
