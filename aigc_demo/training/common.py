@@ -63,6 +63,17 @@ def resolve_autocast(mode: str, step: Callable[[bool], None] | None = None) -> b
     return step is None or faster_with_autocast(step)
 
 
+def loss_probe(model: torch.nn.Module, loss: Callable[[bool], torch.Tensor]) -> Callable[[bool], None]:
+    """A ``step`` for resolve_autocast: the training loss on a fixed batch (autocast on or off) and its
+    backward pass; leaves no gradients behind."""
+
+    def step(autocast: bool) -> None:
+        loss(autocast).backward()
+        model.zero_grad(set_to_none=True)
+
+    return step
+
+
 def faster_with_autocast(step: Callable[[bool], None], repeats: int = 2) -> bool:
     seconds = {}
     for enabled in (False, True):

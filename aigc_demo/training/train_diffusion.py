@@ -293,13 +293,12 @@ def probe_step(unet, latents: torch.Tensor, text: torch.Tensor):
     x0 = latents[: len(text), 0]
     t = torch.full((len(text),), 500)
 
-    def step(autocast: bool) -> None:
+    def loss(autocast: bool) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             pred = unet(x0, t, encoder_hidden_states=text).sample
-        pred.float().square().mean().backward()
-        unet.zero_grad(set_to_none=True)
+        return pred.float().square().mean()
 
-    return step
+    return common.loss_probe(unet, loss)
 
 
 def learning_rate(args, step: int, progress: float) -> float:

@@ -185,7 +185,13 @@ def train(args: argparse.Namespace, corpus: Corpus) -> tuple[EmojiVAE, TrainStat
     opt_path = args.run_dir / "checkpoint" / "optimizer.pt"
     if origin.startswith("resumed") and opt_path.exists():
         opt.load_state_dict(torch.load(opt_path, weights_only=True))
-    autocast = common.resolve_autocast(args.autocast)
+    probe = common.to_tensor(corpus.images[corpus.split_indices("train")[: args.batch_size]])
+    autocast = common.resolve_autocast(
+        args.autocast,
+        common.loss_probe(
+            model, lambda on: train_step(model, probe, args.beta, args.edge_weight, on, torch.Generator())["loss"]
+        ),
+    )
     logger.info("bf16 autocast: %s", autocast)
 
     train_idx = corpus.split_indices("train")
