@@ -72,6 +72,9 @@ TRAIN_PROMPTS = [
 # (step 2,604) added the colour-augmented copies, and from step 6,107 on the learning rate is 1e-4 (a cool-down).
 COLOUR_AUGMENT_SINCE_STEP = 2604
 LR_COOLDOWN_SINCE_STEP = 6107
+# Earlier runs that decayed the rate (--lr-final) and whose steps are in the weights, though their own
+# checkpoint was not published: (first step, last step, from, to).
+EARLIER_DECAYS = [(13742, 15946, 1e-4, 1e-5)]
 
 # The training-caption grid is also drawn at this many seeds: one seed says little about a single subject.
 GRID_SEEDS = 4
@@ -376,6 +379,9 @@ def evaluate(pipe, corpus: Corpus, features: VAEFeatures, steps: int) -> dict:
 
 def lr_history(metrics: dict) -> str:
     history = f"AdamW 3e-4 until step {LR_COOLDOWN_SINCE_STEP:,}, 1e-4 since"
+    for first, last, start, end in EARLIER_DECAYS:
+        if last <= metrics.get("run_first_step", 0):
+            history += f"; steps {first:,}-{last:,} decayed it linearly from {start:g} to {end:g}"
     if metrics.get("lr_final") is None:
         return history + f"; {metrics['lr']:g} in the last run"
     return history + (
@@ -439,8 +445,8 @@ is {metrics["heldout_fd_vae"]:.2f} against the real-vs-real floor of {metrics["r
 targets are judged by eye on the grids above: a person should recognise the subject in 15 of the 20 training
 captions and 10 of the 20 paraphrases.
 
-Continue with `python -m aigc_demo.training.train_diffusion --minutes 60 --threads 2 --lr 1e-4` (`kill -TERM`
-stops it cleanly; `python -m aigc_demo.training.compare_checkpoint --threads 2` draws the checkpoint's grids next to
+Continue with `python -m aigc_demo.training.train_diffusion --minutes 120 --threads 2 --lr 5e-5 --lr-final 5e-6`
+(`kill -TERM` stops it cleanly; `python -m aigc_demo.training.compare_checkpoint --threads 2` draws the checkpoint's grids next to
 the committed ones). New weights are committed only when held-out caption retrieval improves, or the
 training-caption Fréchet distance improves by more than {FD_SLACK} while retrieval stays within one binomial standard
 error; the held-out Fréchet distance must stay within {FD_SLACK} of the committed one either way. Caption retrieval uses the project's `prompt-match` scorer
