@@ -90,7 +90,9 @@ def cpu_has_fast_bf16() -> bool:
     if not cpu_has_native_bf16():
         return False
     if llama_cpp_shares_amx():
-        log.warning("bf16 not used: llama.cpp is loaded and this CPU has AMX (see device.llama_cpp_shares_amx)")
+        log.warning(
+            "bf16 not used: llama.cpp is loaded and this CPU has AMX (see device.llama_cpp_shares_amx)"
+        )
         return False
     t0 = time.perf_counter()
     speedup = measure_bf16_speedup()

@@ -65,6 +65,15 @@ def from_new_thread(fn):
     return box[0]
 
 
+def _app_would_keep_fp32() -> bool:
+    """The app loads its text engine before the image pipeline picks a dtype; this bench loads no text engine."""
+    import importlib.util
+
+    from aigc_demo.device import cpu_flags
+
+    return "amx_tile" in cpu_flags() and importlib.util.find_spec("llama_cpp") is not None
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default=None, help="pipeline folder (default: the app's image model)")
@@ -171,6 +180,11 @@ def main() -> int:
         f"{ours.unet_runner.compile_seconds or 0:.0f} s to compile), eager otherwise\n"
         f"(e) the same pipeline, eager only   (b) plain DiffusionPipeline: torch.float32\n"
     )
+    if ours.dtype == torch.bfloat16 and _app_would_keep_fp32():
+        print(
+            "NB: this CPU has AMX and llama.cpp is installed: the running app serves text with llama.cpp and so\n"
+            "keeps images in fp32 (device.llama_cpp_shares_amx); --dtype float32 gives the app's numbers here.\n"
+        )
     print(
         f"{'batch':>5} {'(a) s/image':>12} {'(e) s/image':>12} {'(b) s/image':>12} {'b/a':>6} "
         f"{'max px diff a-b':>16} {'mean a-b':>9} {'max a-e':>8}"

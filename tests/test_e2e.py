@@ -160,7 +160,9 @@ def test_a_dead_app_interrupts_the_session_instead_of_hanging(tmp_path):
     log = tmp_path / "app.log"
     log.write_text("Illegal instruction")
     proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(132)"])
-    watchdog = threading.Thread(target=_fail_fast_if_it_dies, args=(proc, log, threading.Event()), daemon=True)
+    watchdog = threading.Thread(
+        target=_fail_fast_if_it_dies, args=(proc, log, threading.Event()), daemon=True
+    )
     with pytest.raises(KeyboardInterrupt):
         watchdog.start()
         threading.Event().wait(120)  # a blocking wait, like gradio_client's on a job that never ends

@@ -82,9 +82,7 @@ def faster_with_autocast(step: Callable[[bool], None], repeats: int = 2) -> bool
         for _ in range(repeats):
             step(enabled)
         seconds[enabled] = (time.perf_counter() - start) / repeats
-    logger.info(
-        "training step: fp32 %.2f s, bf16 autocast %.2f s", seconds[False], seconds[True]
-    )
+    logger.info("training step: fp32 %.2f s, bf16 autocast %.2f s", seconds[False], seconds[True])
     return seconds[True] < seconds[False]
 
 

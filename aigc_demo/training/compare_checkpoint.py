@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         (TRAIN_PROMPTS, range(GRID_SEEDS), "compare_train.png"),
         (NOVEL_PROMPTS, range(1), "compare_novel.png"),
     ):
-        images = F.interpolate(side_by_side(pipes, prompts, seeds, args.steps), scale_factor=2, mode="nearest")
+        images = F.interpolate(
+            side_by_side(pipes, prompts, seeds, args.steps), scale_factor=2, mode="nearest"
+        )
         common.save_grid(images, args.run_dir / name, nrow=len(prompts))
         print(args.run_dir / name)
     return 0

@@ -10,8 +10,8 @@ classifier-free guidance; EMA weights are what ships. Captions come in several p
 (``aigc_demo/data/captions.py``), with the art style in the caption so style is promptable.
 
 Resumes from runs/emoji-ldm/checkpoint, else from the committed UNet, so runs add up across days; publishes
-a diffusers pipeline folder to weights/emoji-ldm/ only when it beats the committed one (``should_publish``). ``--minutes 0`` evaluates the checkpoint
-without training.
+a diffusers pipeline folder to weights/emoji-ldm/ only when it beats the committed one (``should_publish``).
+``--minutes 0`` evaluates the checkpoint without training.
 """
 
 from __future__ import annotations
@@ -210,7 +210,8 @@ def train(args, corpus: Corpus, latents: torch.Tensor, captions: dict, empty: to
     opt_path = args.run_dir / "checkpoint" / "optimizer.pt"
     if origin.startswith("resumed") and opt_path.exists():
         opt.load_state_dict(torch.load(opt_path, weights_only=True))
-    autocast = common.resolve_autocast(
+    # --minutes 0 only evaluates: no step to choose autocast for (timing both ways takes ~25 s).
+    autocast = args.minutes > 0 and common.resolve_autocast(
         args.autocast, probe_step(unet, latents, emb_for_probe(captions, corpus, args.batch_size))
     )
     logger.info("bf16 autocast: %s", autocast)
@@ -557,7 +558,10 @@ def should_publish(metrics: dict, weights_dir: Path) -> tuple[bool, str]:
     noise = retrieval_noise(old_top5, metrics["heldout_items"])
     if old_train_fd is not None and train_fd < old_train_fd - FD_SLACK and top5 >= old_top5 - noise:
         return True, summary + f": training-caption FD improved, retrieval within its noise ({noise:.3f})"
-    return False, summary + f": neither retrieval improved nor training-caption FD (by {FD_SLACK}) within noise"
+    return (
+        False,
+        summary + f": neither retrieval improved nor training-caption FD (by {FD_SLACK}) within noise",
+    )
 
 
 if __name__ == "__main__":

@@ -189,7 +189,8 @@ def train(args: argparse.Namespace, corpus: Corpus) -> tuple[EmojiVAE, TrainStat
     autocast = common.resolve_autocast(
         args.autocast,
         common.loss_probe(
-            model, lambda on: train_step(model, probe, args.beta, args.edge_weight, on, torch.Generator())["loss"]
+            model,
+            lambda on: train_step(model, probe, args.beta, args.edge_weight, on, torch.Generator())["loss"],
         ),
     )
     logger.info("bf16 autocast: %s", autocast)
