@@ -76,6 +76,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _start_watchdog(proc, log_path, stopping) -> threading.Thread:
+    """Run _fail_fast_if_it_dies in a thread; from the main thread. A shell's background job (`pytest &`)
+    starts with SIGINT ignored, which would swallow the watchdog's signal: take Python's handler back."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    thread = threading.Thread(target=_fail_fast_if_it_dies, args=(proc, log_path, stopping), daemon=True)
+    thread.start()
+    return thread
+
+
 def _fail_fast_if_it_dies(proc, log_path, stopping) -> None:
     """A dead app would leave gradio_client waiting forever and the suite hanging until CI's time limit:
     interrupt the test session instead, with the end of the app's log."""
@@ -132,7 +144,7 @@ def app_url(tmp_path_factory):
         proc.kill()
         raise RuntimeError(f"app.py did not start:\n{log_path.read_text()[-3000:]}")
     stopping = threading.Event()
-    threading.Thread(target=_fail_fast_if_it_dies, args=(proc, log_path, stopping), daemon=True).start()
+    _start_watchdog(proc, log_path, stopping)
     yield url
     stopping.set()
     proc.terminate()

@@ -151,19 +151,21 @@ def test_client_that_disconnects_stops_its_generation(client, app_url):
 
 def test_a_dead_app_interrupts_the_session_instead_of_hanging(tmp_path):
     """gradio_client waits forever on a dead server; the app fixture's watchdog turns that into an error."""
+    import signal
     import subprocess
     import sys
     import threading
 
-    from conftest import _fail_fast_if_it_dies
+    from conftest import _start_watchdog
 
     log = tmp_path / "app.log"
     log.write_text("Illegal instruction")
     proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(132)"])
-    watchdog = threading.Thread(
-        target=_fail_fast_if_it_dies, args=(proc, log, threading.Event()), daemon=True
-    )
-    with pytest.raises(KeyboardInterrupt):
-        watchdog.start()
-        threading.Event().wait(120)  # a blocking wait, like gradio_client's on a job that never ends
-    watchdog.join()
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a shell's background job: `pytest &`
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            watchdog = _start_watchdog(proc, log, threading.Event())
+            threading.Event().wait(120)  # a blocking wait, like gradio_client's on a job that never ends
+        watchdog.join()
+    finally:
+        signal.signal(signal.SIGINT, before)
