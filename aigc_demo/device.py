@@ -50,14 +50,27 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def llama_cpp_shares_amx() -> bool:
-    """True where llama.cpp is loaded in this process and the CPU has AMX tiles.
+def llama_cpp_has_amx_kernels() -> bool:
+    """True where the loaded llama.cpp build was compiled with ggml's AMX matmul kernels ("AMX_INT8 = 1")."""
+    llama_cpp = sys.modules.get("llama_cpp")
+    if llama_cpp is None:
+        return False
+    try:
+        info = llama_cpp.llama_print_system_info()
+    except Exception:  # an unexpected binding: assume the worst
+        return True
+    return b"AMX_INT8 = 1" in (info if isinstance(info, bytes) else str(info).encode())
 
-    ggml's AMX kernels and PyTorch's bf16 (oneDNN AMX) kernels run on the same OpenMP threads; after one
-    bf16 torch op, the next llama.cpp call died with SIGILL (invalid opcode in libggml-cpu.so) on session
-    13's Xeon, taking the whole app down. fp32 torch ops do not touch the tiles, so such a process stays fp32.
+
+def llama_cpp_shares_amx() -> bool:
+    """True where llama.cpp is loaded in this process with its AMX kernels, on a CPU with AMX tiles.
+
+    ggml's AMX kernels configure the tiles once per thread (a thread-local flag in ggml-cpu/amx/mmq.cpp) and
+    oneDNN releases them after each bf16 primitive; on the shared compute thread the next llama.cpp call then
+    died with SIGILL (session 13's Xeon), taking the whole app down. fp32 torch ops do not touch the tiles.
+    A build without those kernels (`-mno-amx-int8`, README) serves text beside bf16 images; it decodes slower.
     """
-    return "llama_cpp" in sys.modules and "amx_tile" in cpu_flags()
+    return "amx_tile" in cpu_flags() and llama_cpp_has_amx_kernels()
 
 
 @torch.inference_mode()
@@ -91,7 +104,7 @@ def cpu_has_fast_bf16() -> bool:
         return False
     if llama_cpp_shares_amx():
         log.warning(
-            "bf16 not used: llama.cpp is loaded and this CPU has AMX (see device.llama_cpp_shares_amx)"
+            "bf16 not used: llama.cpp is loaded with AMX kernels on an AMX CPU (see device.llama_cpp_shares_amx)"
         )
         return False
     t0 = time.perf_counter()

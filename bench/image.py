@@ -66,12 +66,17 @@ def from_new_thread(fn):
 
 
 def _app_would_keep_fp32() -> bool:
-    """The app loads its text engine before the image pipeline picks a dtype; this bench loads no text engine."""
+    """The app loads its text engine before the image pipeline picks a dtype; this bench loads no text engine,
+    so it asks the guard what it would say with the installed llama.cpp loaded (importing runs no kernel)."""
     import importlib.util
 
-    from aigc_demo.device import cpu_flags
+    from aigc_demo.device import llama_cpp_shares_amx
 
-    return "amx_tile" in cpu_flags() and importlib.util.find_spec("llama_cpp") is not None
+    if importlib.util.find_spec("llama_cpp") is None:
+        return False
+    import llama_cpp  # noqa: F401  (loaded so the guard can read its build)
+
+    return llama_cpp_shares_amx()
 
 
 def main() -> int:
@@ -182,8 +187,8 @@ def main() -> int:
     )
     if ours.dtype == torch.bfloat16 and _app_would_keep_fp32():
         print(
-            "NB: this CPU has AMX and llama.cpp is installed: the running app serves text with llama.cpp and so\n"
-            "keeps images in fp32 (device.llama_cpp_shares_amx); --dtype float32 gives the app's numbers here.\n"
+            "NB: this CPU has AMX and the installed llama.cpp has its AMX kernels (the default build): the running\n"
+            "app keeps images in fp32 beside it (device.llama_cpp_shares_amx); --dtype float32 gives its numbers.\n"
         )
     print(
         f"{'batch':>5} {'(a) s/image':>12} {'(e) s/image':>12} {'(b) s/image':>12} {'b/a':>6} "

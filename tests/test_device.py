@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -78,5 +79,51 @@ def test_no_bf16_beside_llama_cpp_on_amx(monkeypatch, fresh_choice):
     has_amx = "amx_tile" in device.cpu_flags()
     monkeypatch.delitem(sys.modules, "llama_cpp", raising=False)
     assert device.llama_cpp_shares_amx() is False  # no llama.cpp in the process: bf16 is safe
-    monkeypatch.setitem(sys.modules, "llama_cpp", object())
-    assert device.llama_cpp_shares_amx() is has_amx
+    for build, amx_kernels in [(b"AVX512 = 1 | AMX_INT8 = 1 | ", True), (b"AVX512 = 1 | ", False)]:
+        monkeypatch.setitem(
+            sys.modules, "llama_cpp", SimpleNamespace(llama_print_system_info=lambda b=build: b)
+        )
+        assert device.llama_cpp_shares_amx() is (has_amx and amx_kernels)
+
+
+# Loads the real llama.cpp, asks the guard, and if it allows bf16 runs a bf16 convolution (oneDNN, AMX
+# where the CPU has it) and then llama.cpp again on the same thread: the sequence that died with SIGILL.
+_BF16_THEN_LLAMA = """
+from itertools import islice
+
+import torch
+from aigc_demo.config import TextConfig
+from aigc_demo.device import llama_cpp_shares_amx
+from aigc_demo.pipelines.text import GenerationParams, LlamaCppEngine
+
+engine = LlamaCppEngine.from_config(TextConfig())
+ids = engine.tokenize("Tell me a story about a lighthouse.", True)
+params = GenerationParams.parse(64, max_new_tokens=4, temperature=0)
+first = list(islice(engine.generate_ids(ids, params), 4))  # the engine streams until its caller stops
+if llama_cpp_shares_amx():
+    print("GUARDED")
+else:
+    x = torch.randn(2, 64, 16, 16, dtype=torch.bfloat16)
+    torch.nn.functional.conv2d(x, torch.randn(64, 64, 3, 3, dtype=torch.bfloat16), padding=1)
+    (x.flatten(1) @ x.flatten(1).T).sum()
+    assert list(islice(engine.generate_ids(ids, params), 4)) == first
+    print("BOTH-RAN")
+"""
+
+
+def test_llama_cpp_survives_bf16_where_the_guard_allows_it():
+    """The guard's promise, on the real libraries: where it lets bf16 run beside llama.cpp, llama.cpp lives."""
+    pytest.importorskip("llama_cpp")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run(
+        [sys.executable, "-c", _BF16_THEN_LLAMA],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"exit {done.returncode} (-4 = SIGILL): {done.stderr[-2000:]}"
+    assert done.stdout.strip().splitlines()[-1] in {"GUARDED", "BOTH-RAN"}
