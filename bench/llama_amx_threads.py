@@ -7,9 +7,10 @@
 ggml's AMX kernels load the tile configuration once per thread; oneDNN releases it after each bf16 call. Two
 threads give two OpenMP teams, so oneDNN never runs on ggml's threads, but more OpenMP threads than cores make
 libgomp spin less between parallel regions. Prints per line: TTFT ms, decode tokens/s, the first greedy ids;
-and the time of a fixed bf16 conv/matmul workload. Session 15 on the AMX Xeon (one run each, idle machine):
-split 125-129 tok/s before the bf16 work and 68-71 after; with OMP_WAIT_POLICY=ACTIVE 121-132 after; bf16
-work 116-147 ms split against 89 ms on one thread (first calls, not a careful comparison). Not a test.
+and the time of a fixed bf16 conv/matmul workload (its first call builds oneDNN's kernels, so it is no speed
+comparison). Session 15 on the AMX Xeon, idle machine, two runs of each: `same` exit 132 (SIGILL) at the first
+llama.cpp call after the bf16 work; `split` 102-141 tok/s before it and 73-82 after; with OMP_WAIT_POLICY=ACTIVE
+120-130 before and 127-130 after (and 121-132 in an earlier version of this script). Not a test.
 """
 
 from __future__ import annotations

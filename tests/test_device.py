@@ -86,8 +86,9 @@ def test_no_bf16_beside_llama_cpp_on_amx(monkeypatch, fresh_choice):
         assert device.llama_cpp_shares_amx() is (has_amx and amx_kernels)
 
 
-# Loads the real llama.cpp, asks the guard, and if it allows bf16 runs a bf16 convolution (oneDNN, AMX
-# where the CPU has it) and then llama.cpp again on the same thread: the sequence that died with SIGILL.
+# Loads the real llama.cpp and asks the guard. Where it refuses, the image dtype must be fp32; where it allows
+# bf16, it runs a bf16 convolution (oneDNN, AMX where the CPU has it) and then llama.cpp again on the same
+# thread: the sequence that died with SIGILL.
 _BF16_THEN_LLAMA = """
 from itertools import islice
 
@@ -101,6 +102,9 @@ ids = engine.tokenize("Tell me a story about a lighthouse.", True)
 params = GenerationParams.parse(64, max_new_tokens=4, temperature=0)
 first = list(islice(engine.generate_ids(ids, params), 4))  # the engine streams until its caller stops
 if llama_cpp_shares_amx():
+    from aigc_demo.device import pick_device
+
+    assert pick_device().dtype == torch.float32, "bf16 chosen beside llama.cpp's AMX kernels"
     print("GUARDED")
 else:
     x = torch.randn(2, 64, 16, 16, dtype=torch.bfloat16)

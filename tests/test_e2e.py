@@ -160,7 +160,8 @@ def test_a_dead_app_interrupts_the_session_instead_of_hanging(tmp_path):
 
     log = tmp_path / "app.log"
     log.write_text("Illegal instruction")
-    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(132)"])
+    # It outlives _start_watchdog, so the KeyboardInterrupt comes from the wait, after `watchdog` is bound.
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5); raise SystemExit(132)"])
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a shell's background job: `pytest &`
     try:
         with pytest.raises(KeyboardInterrupt):
