@@ -8,6 +8,11 @@ at 23 instead of 37 tokens/s. Running every model call on one thread keeps one t
 
 The app's heavy events already run one at a time (Gradio's ``heavy`` concurrency group), so this costs no
 parallelism. Streaming work runs one item per job, so short jobs can slot in between the steps of a long one.
+
+llama.cpp gets a thread of its own (``compute_thread(LLAMA_CPP)``): ggml's AMX kernels load the tile configuration
+once per thread and oneDNN's bf16 kernels release it after each call, so the two on one thread die with SIGILL
+(session 15). Two threads make two OpenMP teams, more threads than cores; ``aigc_demo/__init__.py`` lets libgomp
+spin a little longer in that case, which keeps both fast (session 16, ``bench/llama_amx_threads.py``).
 """
 
 from __future__ import annotations
@@ -82,17 +87,19 @@ class ComputeThread:
                 self.run(close)
 
 
-_compute: ComputeThread | None = None
+SHARED = "aigc-compute"
+LLAMA_CPP = "aigc-llama.cpp"
+
+_threads: dict[str, ComputeThread] = {}
 _lock = threading.Lock()
 
 
-def compute_thread() -> ComputeThread:
-    """The process's one compute thread (started on first use)."""
-    global _compute
+def compute_thread(name: str = SHARED) -> ComputeThread:
+    """The process's compute thread of that name (started on first use): SHARED for PyTorch models."""
     with _lock:
-        if _compute is None:
-            _compute = ComputeThread()
-        return _compute
+        if name not in _threads:
+            _threads[name] = ComputeThread(name)
+        return _threads[name]
 
 
 def on_compute_thread(fn):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 
@@ -50,29 +49,6 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def llama_cpp_has_amx_kernels() -> bool:
-    """True where the loaded llama.cpp build was compiled with ggml's AMX matmul kernels ("AMX_INT8 = 1")."""
-    llama_cpp = sys.modules.get("llama_cpp")
-    if llama_cpp is None:
-        return False
-    try:
-        info = llama_cpp.llama_print_system_info()
-    except Exception:  # an unexpected binding: assume the worst
-        return True
-    return b"AMX_INT8 = 1" in (info if isinstance(info, bytes) else str(info).encode())
-
-
-def llama_cpp_shares_amx() -> bool:
-    """True where llama.cpp is loaded in this process with its AMX kernels, on a CPU with AMX tiles.
-
-    ggml's AMX kernels configure the tiles once per thread (a thread-local flag in ggml-cpu/amx/mmq.cpp) and
-    oneDNN releases them after each bf16 primitive; on the shared compute thread the next llama.cpp call then
-    died with SIGILL (session 13's Xeon), taking the whole app down. fp32 torch ops do not touch the tiles.
-    A build without those kernels (`-mno-amx-int8`, README) serves text beside bf16 images; it decodes slower.
-    """
-    return "amx_tile" in cpu_flags() and llama_cpp_has_amx_kernels()
-
-
 @torch.inference_mode()
 def measure_bf16_speedup(repeats: int = 5) -> float:
     """fp32 time / bf16 time for one matmul and one 3x3 convolution of the embedded UNet's sizes (~0.2 s).
@@ -101,11 +77,6 @@ def measure_bf16_speedup(repeats: int = 5) -> float:
 def cpu_has_fast_bf16() -> bool:
     """True where the CPU has native bf16 and it measures clearly faster than fp32 here (once per process)."""
     if not cpu_has_native_bf16():
-        return False
-    if llama_cpp_shares_amx():
-        log.warning(
-            "bf16 not used: llama.cpp is loaded with AMX kernels on an AMX CPU (see device.llama_cpp_shares_amx)"
-        )
         return False
     t0 = time.perf_counter()
     speedup = measure_bf16_speedup()

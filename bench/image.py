@@ -65,20 +65,6 @@ def from_new_thread(fn):
     return box[0]
 
 
-def _app_would_keep_fp32() -> bool:
-    """The app loads its text engine before the image pipeline picks a dtype; this bench loads no text engine,
-    so it asks the guard what it would say with the installed llama.cpp loaded (importing runs no kernel)."""
-    import importlib.util
-
-    from aigc_demo.device import llama_cpp_shares_amx
-
-    if importlib.util.find_spec("llama_cpp") is None:
-        return False
-    import llama_cpp  # noqa: F401  (loaded so the guard can read its build)
-
-    return llama_cpp_shares_amx()
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default=None, help="pipeline folder (default: the app's image model)")
@@ -185,11 +171,6 @@ def main() -> int:
         f"{ours.unet_runner.compile_seconds or 0:.0f} s to compile), eager otherwise\n"
         f"(e) the same pipeline, eager only   (b) plain DiffusionPipeline: torch.float32\n"
     )
-    if ours.dtype == torch.bfloat16 and _app_would_keep_fp32():
-        print(
-            "NB: this CPU has AMX and the installed llama.cpp has its AMX kernels (the default build): the running\n"
-            "app keeps images in fp32 beside it (device.llama_cpp_shares_amx); --dtype float32 gives its numbers.\n"
-        )
     print(
         f"{'batch':>5} {'(a) s/image':>12} {'(e) s/image':>12} {'(b) s/image':>12} {'b/a':>6} "
         f"{'max px diff a-b':>16} {'mean a-b':>9} {'max a-e':>8}"

@@ -1,16 +1,20 @@
 """Experiment: llama.cpp with its AMX kernels beside bf16 PyTorch, on one thread or on two.
 
     python bench/llama_amx_threads.py same     # both on one thread: dies with SIGILL after the bf16 work
-    python bench/llama_amx_threads.py split    # llama.cpp on its own thread: survives, decode slows
-    OMP_WAIT_POLICY=ACTIVE python bench/llama_amx_threads.py split
+    python bench/llama_amx_threads.py split    # llama.cpp on its own thread: survives
+    OMP_WAIT_POLICY= python bench/llama_amx_threads.py split   # the same with libgomp's default spinning
 
 ggml's AMX kernels load the tile configuration once per thread; oneDNN releases it after each bf16 call. Two
 threads give two OpenMP teams, so oneDNN never runs on ggml's threads, but more OpenMP threads than cores make
-libgomp spin less between parallel regions. Prints per line: TTFT ms, decode tokens/s, the first greedy ids;
-and the time of a fixed bf16 conv/matmul workload (its first call builds oneDNN's kernels, so it is no speed
-comparison). Session 15 on the AMX Xeon, idle machine, two runs of each: `same` exit 132 (SIGILL) at the first
-llama.cpp call after the bf16 work; `split` 102-141 tok/s before it and 73-82 after; with OMP_WAIT_POLICY=ACTIVE
-120-130 before and 127-130 after (and 121-132 in an earlier version of this script). Not a test.
+libgomp spin less between parallel regions. ``import aigc_demo`` sets OMP_WAIT_POLICY=ACTIVE and
+GOMP_SPINCOUNT=300000 for that (aigc_demo/__init__.py); an empty OMP_WAIT_POLICY gives libgomp's defaults back
+(libgomp warns about the empty value). The app's engine always runs on its own thread, so ``same`` calls its
+on-this-thread generator directly. Prints per line: TTFT ms, decode tokens/s, the first greedy ids; and the time
+of a fixed bf16 conv/matmul workload (its first call builds oneDNN's kernels, so it is no speed comparison).
+Session 15 on the AMX Xeon, idle machine, two runs of each (before the package set the variables): `same` exit
+132 (SIGILL) at the first llama.cpp call after the bf16 work; `split` 102-141 tok/s before it and 73-82 after;
+with OMP_WAIT_POLICY=ACTIVE 120-130 before and 127-130 after. Session 16 measured the whole pair (text and the
+image pipeline) with a throwaway script; README, "Two compute threads". Not a test.
 """
 
 from __future__ import annotations
@@ -32,9 +36,9 @@ PROMPT = "Write a detailed essay about the history of the printing press."
 NEW_TOKENS = 128
 
 
-def decode(engine, ids, params) -> tuple[float, float, list[int]]:
+def decode(generate, ids, params) -> tuple[float, float, list[int]]:
     t0 = time.perf_counter()
-    tokens = engine.generate_ids(ids, params)  # streams until its caller stops
+    tokens = generate(ids, params)  # streams until its caller stops
     first = next(tokens)
     t1 = time.perf_counter()
     rest = list(itertools.islice(tokens, NEW_TOKENS - 1))
@@ -64,10 +68,14 @@ def main() -> None:
     engine = text_thread.submit(LlamaCppEngine.from_config, TextConfig()).result()
     ids = engine.tokenize(PROMPT, True)
     params = GenerationParams.parse(256, max_new_tokens=NEW_TOKENS, temperature=0)
-    print(mode, "text before bf16:", text_thread.submit(decode, engine, ids, params).result(), flush=True)
+    # generate_ids hops to the engine's own thread; _generate_here runs on the caller's, as before session 16.
+    generate = engine._generate_here if mode == "same" else engine.generate_ids
+    print(mode, "text before bf16:", text_thread.submit(decode, generate, ids, params).result(), flush=True)
     for _ in range(2):
         print(mode, "bf16 work ms:", torch_thread.submit(bf16_work).result(), flush=True)
-        print(mode, "text after bf16:", text_thread.submit(decode, engine, ids, params).result(), flush=True)
+        print(
+            mode, "text after bf16:", text_thread.submit(decode, generate, ids, params).result(), flush=True
+        )
 
 
 if __name__ == "__main__":

@@ -97,8 +97,6 @@ def test_random_seed_is_chosen_and_reusable(pipe):
 
 
 def test_stop_ends_the_generation_job(pipe):
-    from aigc_demo.compute import compute_thread
-
     produced = []
     original = pipe.engine.generate_ids
 
@@ -118,7 +116,7 @@ def test_stop_ends_the_generation_job(pipe):
                 break
         stream.close()  # what gradio does when the user presses Stop or the client goes away
         # The compute thread is free at once, and the model stopped within a token or two of the stop.
-        compute_thread().submit(lambda: None).result(timeout=1)
+        pipe.worker.submit(lambda: None).result(timeout=1)
         assert len(produced) <= 4 + 2 + 1, len(produced)  # 4 shown, at most 2 in flight, the last checked
     finally:
         del pipe.engine.generate_ids
@@ -130,8 +128,6 @@ def test_stop_flag_ends_the_stream_with_what_was_written(pipe):
     """The UI's Stop button: the stream ends normally, its last update keeps the text, finish "stopped"."""
     import threading
 
-    from aigc_demo.compute import compute_thread
-
     stop = threading.Event()
     params = GenerationParams(max_new_tokens=100, temperature=1.0, min_p=0.0, seed=3)
     updates = []
@@ -142,7 +138,7 @@ def test_stop_flag_ends_the_stream_with_what_was_written(pipe):
     last = updates[-1]
     assert last.stats.finish_reason == "stopped"
     assert last.stats.new_tokens == 4 and last.text.startswith(updates[3].text) and last.text.strip()
-    compute_thread().submit(lambda: None).result(timeout=1)  # the model was released
+    pipe.worker.submit(lambda: None).result(timeout=1)  # the model was released
     # A flag set before the start writes nothing, and the next request runs normally.
     assert run(pipe.chat("Hi", params=params, stop=stop)).stats.new_tokens == 0
     assert run(pipe.chat("Hi", params=GenerationParams(max_new_tokens=3, seed=1))).stats.new_tokens >= 1
@@ -279,8 +275,6 @@ def test_config_env_overrides():
 
 def test_a_long_generation_leaves_room_for_short_jobs(pipe, monkeypatch):
     """A reply runs on the compute thread in ~50 ms slices, so another user's short job gets in between."""
-    from aigc_demo.compute import compute_thread
-
     original = pipe.engine.generate_ids
 
     def slow(prompt_ids, params):  # a model at ~100 tokens/s instead of the tiny one's thousands
@@ -292,7 +286,7 @@ def test_a_long_generation_leaves_room_for_short_jobs(pipe, monkeypatch):
     params = GenerationParams(max_new_tokens=60, temperature=0, repetition_penalty=1.0, seed=0)
     stream = pipe.complete("Hello world", params)
     next(stream)
-    job_done = compute_thread().submit(time.perf_counter).result(timeout=5)
+    job_done = pipe.worker.submit(time.perf_counter).result(timeout=5)
     arrivals = [time.perf_counter() for _ in stream]
     assert sum(t > job_done for t in arrivals) >= 10, "the short job waited for the whole reply"
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from aigc_demo.compute import compute_thread
+from aigc_demo.compute import LLAMA_CPP, SHARED, ComputeThread, compute_thread
 from aigc_demo.config import TextConfig
 from aigc_demo.device import configure_threads, usable_cores
 
@@ -241,6 +241,7 @@ class TextEngine(Protocol):
     name: str
     model_id: str
     context_length: int
+    thread_name: str  # the compute thread it runs on (aigc_demo/compute.py)
 
     def render_chat(self, messages: Sequence[dict[str, str]]) -> str: ...
     def tokenize(self, text: str, add_special: bool) -> list[int]: ...
@@ -273,9 +274,14 @@ def resolve_model_path(spec: str) -> tuple[str, str | None]:
 
 
 class LlamaCppEngine:
-    """GGUF through llama.cpp (llama-cpp-python). Chat template read from the GGUF itself."""
+    """GGUF through llama.cpp (llama-cpp-python). Chat template read from the GGUF itself.
+
+    Generation always runs on llama.cpp's own thread, never on one that runs PyTorch: ggml's AMX kernels
+    configure the tiles once per thread and oneDNN's bf16 kernels release them, so sharing a thread ends in
+    SIGILL on AMX CPUs (aigc_demo/compute.py)."""
 
     name = "llama.cpp"
+    thread_name = LLAMA_CPP
 
     def __init__(self, llama, model_id: str):
         self._llm = llama
@@ -328,6 +334,9 @@ class LlamaCppEngine:
         return token_id in self._eot_ids
 
     def generate_ids(self, prompt_ids, params):
+        return compute_thread(self.thread_name).iterate(self._generate_here(prompt_ids, params))
+
+    def _generate_here(self, prompt_ids, params):
         self._llm.set_seed(params.seed)
         # Re-evaluate the whole prompt. llama-cpp-python's prefix reuse would evaluate only the tail, but a
         # one-token tail takes another ggml kernel whose last bits differ, and greedy text then depends on
@@ -351,6 +360,7 @@ class TransformersEngine:
     while computing exactly the same logits, so greedy output matches `generate` token for token."""
 
     name = "transformers"
+    thread_name = SHARED  # one OpenMP team with the image and latent models (aigc_demo/compute.py)
 
     def __init__(self, model, tokenizer, model_id: str, context_length: int):
         import torch
@@ -533,6 +543,7 @@ class TextPipeline:
         self.cfg = cfg or TextConfig()
         # One model, one generation at a time; the UI queue serialises too, this guards direct callers.
         self._lock = threading.Lock()
+        self.worker: ComputeThread = compute_thread(getattr(engine, "thread_name", SHARED))
 
     @classmethod
     def from_config(cls, cfg: TextConfig) -> TextPipeline:
@@ -665,8 +676,8 @@ class TextPipeline:
             return TextUpdate(text=text, stats=stats, params=params)
 
         with self._lock:
-            # The model runs on the compute thread (aigc_demo/compute.py); this thread only streams text.
-            compute_thread().submit(self._produce, run, self.engine.generate_ids(prompt_ids, params))
+            # The model runs on its engine's compute thread (aigc_demo/compute.py); this one only streams text.
+            self.worker.submit(self._produce, run, self.engine.generate_ids(prompt_ids, params))
             try:
                 last_token = time.monotonic()
                 while True:
@@ -725,8 +736,8 @@ class TextPipeline:
                 if token_id is _DONE:
                     break
                 run.pieces.put(token_id)
-                if time.perf_counter() > deadline and compute_thread().on_thread():
-                    compute_thread().requeue(self._produce, run, tokens)  # let queued jobs run first
+                if time.perf_counter() > deadline and self.worker.on_thread():
+                    self.worker.requeue(self._produce, run, tokens)  # let queued jobs run first
                     return
             tokens.close()  # stopped or done: ends the engine's loop (and llama.cpp's) right here
         except BaseException as err:  # surfaced to the consumer, which re-raises it

@@ -223,6 +223,7 @@ class ImageHandlers:
             "parameters": [m.parameters for m in result.images],
             "prompt_match": [m.prompt_match for m in result.images],
             "unet": result.unet,
+            "dtype": str(self.pipe.dtype).removeprefix("torch."),
         }
         return files, info
 
