@@ -64,3 +64,36 @@ def test_decorator_keeps_generators_streaming():
 
     assert list(count(4)) == [0, 1, 2, 3]
     assert double(21) == 42
+
+
+def test_named_threads_are_distinct_and_reused():
+    from aigc_demo.compute import LLAMA_CPP, SHARED, compute_thread
+
+    assert compute_thread() is compute_thread(SHARED)
+    shared, llama = (
+        compute_thread(SHARED).run(threading.get_ident),
+        compute_thread(LLAMA_CPP).run(threading.get_ident),
+    )
+    assert shared != llama and compute_thread(LLAMA_CPP).run(threading.get_ident) == llama
+
+
+@pytest.mark.parametrize(
+    ("code", "env", "want"),
+    [
+        ("import aigc_demo", {}, "ACTIVE 300000"),  # libgomp not loaded yet: the defaults apply
+        ("import aigc_demo", {"OMP_WAIT_POLICY": "PASSIVE"}, "PASSIVE 300000"),  # the user's choice stands
+        ("import torch, aigc_demo", {}, "None None"),  # too late to matter: left alone
+    ],
+)
+def test_openmp_spin_defaults_are_set_before_torch_loads(code, env, want):
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    show = "; import os; print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))"
+    done = subprocess.run(
+        [sys.executable, "-c", code + show], env={**clean, **env}, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == want
