@@ -74,7 +74,7 @@ COLOUR_AUGMENT_SINCE_STEP = 2604
 LR_COOLDOWN_SINCE_STEP = 6107
 # Earlier runs that decayed the rate (--lr-final) and whose steps are in the weights, though their own
 # checkpoint was not published: (first step, last step, from, to).
-EARLIER_DECAYS = [(13742, 15946, 1e-4, 1e-5)]
+EARLIER_DECAYS = [(13742, 15946, 1e-4, 1e-5), (15946, 18233, 5e-5, 5e-6), (18233, 19927, 5e-5, 5e-6)]
 
 # The training-caption grid is also drawn at this many seeds: one seed says little about a single subject.
 GRID_SEEDS = 4
@@ -378,16 +378,20 @@ def evaluate(pipe, corpus: Corpus, features: VAEFeatures, steps: int) -> dict:
     }
 
 
+def _lr(value: float) -> str:
+    return f"{value:.0e}".replace("e-0", "e-")  # 1e-4, not 0.0001
+
+
 def lr_history(metrics: dict) -> str:
     history = f"AdamW 3e-4 until step {LR_COOLDOWN_SINCE_STEP:,}, 1e-4 since"
     for first, last, start, end in EARLIER_DECAYS:
         if last <= metrics.get("run_first_step", 0):
-            history += f"; steps {first:,}-{last:,} decayed it linearly from {start:g} to {end:g}"
+            history += f"; steps {first:,}-{last:,} decayed it linearly from {_lr(start)} to {_lr(end)}"
     if metrics.get("lr_final") is None:
-        return history + f"; {metrics['lr']:g} in the last run"
+        return history + f"; {_lr(metrics['lr'])} in the last run"
     return history + (
         f"; the last run (steps {metrics['run_first_step']:,}-{metrics['steps']:,}) decayed it linearly from"
-        f" {metrics['lr']:g} to {metrics['lr_final']:g}"
+        f" {_lr(metrics['lr'])} to {_lr(metrics['lr_final'])}"
     )
 
 
