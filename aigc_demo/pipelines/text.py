@@ -543,7 +543,7 @@ class TextPipeline:
         self.cfg = cfg or TextConfig()
         # One model, one generation at a time; the UI queue serialises too, this guards direct callers.
         self._lock = threading.Lock()
-        self.worker: ComputeThread = compute_thread(getattr(engine, "thread_name", SHARED))
+        self.worker: ComputeThread = compute_thread(engine.thread_name)
 
     @classmethod
     def from_config(cls, cfg: TextConfig) -> TextPipeline:
