@@ -23,7 +23,7 @@ import inspect
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -102,18 +102,26 @@ def compute_thread(name: str = SHARED) -> ComputeThread:
         return _threads[name]
 
 
-def on_compute_thread(fn):
-    """Decorator: run a handler (plain or generator) on the compute thread, keeping its signature for Gradio."""
-    if inspect.isgeneratorfunction(fn):
+class StopFlag(Protocol):
+    """Anything with ``is_set()``: a threading.Event, the UI's per-session stop flag. Long jobs check it
+    between steps and end early, keeping what they made."""
 
-        @functools.wraps(fn)
-        def stream(*args, **kwargs):
-            yield from compute_thread().iterate(fn(*args, **kwargs))
+    def is_set(self) -> bool: ...
+
+
+def on_worker(method):
+    """Decorator for pipeline methods: the call runs on ``self.worker`` (plain methods and generators alike),
+    so which thread a model runs on is decided by its pipeline alone, whoever calls it."""
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def stream(self, *args, **kwargs):
+            yield from self.worker.iterate(method(self, *args, **kwargs))
 
         return stream
 
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        return compute_thread().run(fn, *args, **kwargs)
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        return self.worker.run(method, self, *args, **kwargs)
 
     return call

@@ -13,7 +13,7 @@ from typing import Generic, Protocol, TypeVar
 
 import gradio as gr
 
-from aigc_demo.pipelines.text import StopFlag
+from aigc_demo.compute import StopFlag
 
 
 class SettableStopFlag(StopFlag, Protocol):
