@@ -18,7 +18,7 @@ demo = build_demo(registry, config)
 
 if __name__ == "__main__":
     demo.launch(
-        server_name=config.server.host,
+        server_name=config.server.host,  # None: Gradio reads GRADIO_SERVER_NAME (a Space: 0.0.0.0)
         server_port=config.server.port,
         i18n=I18N,
         css=CSS,

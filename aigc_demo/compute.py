@@ -3,16 +3,19 @@
 PyTorch's CPU kernels use OpenMP, which keeps a team of worker threads per *calling* thread. Gradio runs
 handlers on a pool of threads, so each thread that touched a model grew its own team; with more OpenMP threads
 alive than cores, libgomp stops spin-waiting between parallel regions, and every small op then pays a thread
-wake-up. Measured on this 2-core machine: an image took 1.06 s instead of 0.54 s, and transformers decoding ran
-at 23 instead of 37 tokens/s. Running every model call on one thread keeps one team, always hot.
+wake-up. On a 2-core AMX Xeon (2026-11-30) an image took 1.06 s that way against 0.54 s on one thread, and
+transformers decoded at 23 tokens/s against 37. Running every model call on one thread keeps one team, hot.
+
+Each pipeline owns the thread it runs on (``self.worker``; ``on_worker`` moves a method there), so no caller
+can run a model on a thread of its own.
 
 The app's heavy events already run one at a time (Gradio's ``heavy`` concurrency group), so this costs no
 parallelism. Streaming work runs one item per job, so short jobs can slot in between the steps of a long one.
 
 llama.cpp gets a thread of its own (``compute_thread(LLAMA_CPP)``): ggml's AMX kernels load the tile configuration
 once per thread and oneDNN's bf16 kernels release it after each call, so the two on one thread die with SIGILL
-(session 15). Two threads make two OpenMP teams, more threads than cores; ``aigc_demo/__init__.py`` lets libgomp
-spin a little longer in that case, which keeps both fast (session 16, ``bench/llama_amx_threads.py``).
+(``bench/llama_amx_threads.py`` reproduces it). Two threads make two OpenMP teams, more threads than cores;
+``aigc_demo/__init__.py`` lets libgomp spin a little longer in that case, which keeps both fast.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ class TextConfig:
     # A Hugging Face model id, a local folder, a .gguf file, or "package:file.gguf" for a GGUF that a
     # Python package ships (the default needs no network at all).
     model: str = DEFAULT_TEXT_MODEL
-    # "auto" serves GGUF files with llama.cpp (≈8x faster than transformers on this CPU) and everything
+    # "auto" serves GGUF files with llama.cpp (≈8x faster than transformers on a 2-core CPU) and everything
     # else with transformers; force one with "llama.cpp" or "transformers".
     engine: str = "auto"
     # Converted GGUF -> safetensors copies live here, so transformers starts in <1 s after the first time.
@@ -46,8 +46,8 @@ class TextConfig:
     # Streaming timeout: if no token arrives for this long the request fails instead of hanging.
     stream_timeout_s: float = 60.0
     # The page is re-rendered at most this often while a reply streams (the API still gets every token).
-    # Chromium re-rendering the chat for every token took the model's CPU on 2 cores; bench/text_page.py
-    # with the page open: 39.6 tok/s updating per token, 55.5 at 0.05 s, 67.3 at 0.1 s, 64.4 at 0.2 s.
+    # Chromium re-rendering the chat for every token takes the model's CPU on 2 cores (bench/text_page.py,
+    # page open, 2-core AMX Xeon, 2026-11-30: 39.6 tok/s updating per token, 67.3 at 0.1 s, 64.4 at 0.2 s).
     ui_update_interval_s: float = 0.1
     system_prompt: str = "You are a helpful, concise assistant."
 
@@ -117,8 +117,10 @@ class ImageConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 7860
+    # None = Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (a Hugging Face Space sets 0.0.0.0 there),
+    # else 127.0.0.1 and the first free port from 7860.
+    host: str | None = None
+    port: int | None = None
     # Requests waiting beyond this get "busy, try again" instead of an ever-growing wait.
     queue_max_size: int = 16
     # CPU-heavy events share one slot per core-group, so two generations never fight for 2 cores.

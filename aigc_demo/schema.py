@@ -88,9 +88,15 @@ class Param:
 class Schema(Generic[P]):
     """The parameters of one request type, bound to a config section (limits) and the loaded model (choices)."""
 
-    def __init__(self, params_type: type[P], cfg: object | None = None, choices: Mapping | None = None):
+    def __init__(
+        self,
+        params_type: type[P],
+        cfg: object | None = None,
+        choices: Mapping | None = None,
+        defaults: Mapping | None = None,
+    ):
         self.params_type = params_type
-        choices = dict(choices or {})
+        choices, defaults = dict(choices or {}), dict(defaults or {})
         hints = dataclasses.fields(params_type)  # type: ignore[arg-type]
         resolved = []
         for f in hints:
@@ -99,6 +105,7 @@ class Schema(Generic[P]):
             default = f.default
             if spec.default_from and cfg is not None:
                 default = getattr(cfg, spec.default_from)
+            default = defaults.get(f.name, default)
             options = choices.get(f.name, _resolve(spec.choices, cfg))
             resolved.append(
                 Param(

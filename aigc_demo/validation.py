@@ -98,7 +98,6 @@ def text(name: str, value, limit: int, required: bool = False, example: str = ""
         raise ValueError(f"{name} must be text, not {type(value).__name__}")
     if len(value) > limit:
         raise ValueError(f"{name} is {len(value):,} characters; the limit is {limit:,}")
-    value = value.encode("utf-8", errors="replace").decode("utf-8")
     value = "".join(ch for ch in value if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs", "Co"))
     value = value.strip()
     if required and not value:

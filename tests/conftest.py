@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 
 import pytest
 
@@ -76,33 +75,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_watchdog(proc, log_path, stopping) -> threading.Thread:
-    """Run _fail_fast_if_it_dies in a thread; from the main thread. A shell's background job (`pytest &`)
-    starts with SIGINT ignored, which would swallow the watchdog's signal: take Python's handler back."""
-    import signal
-
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    thread = threading.Thread(target=_fail_fast_if_it_dies, args=(proc, log_path, stopping), daemon=True)
-    thread.start()
-    return thread
-
-
-def _fail_fast_if_it_dies(proc, log_path, stopping) -> None:
-    """A dead app would leave gradio_client waiting forever and the suite hanging until CI's time limit:
-    interrupt the test session instead, with the end of the app's log."""
-    import signal
-    import sys
-
-    while proc.poll() is None:
-        if stopping.wait(1.0):
-            return
-    if not stopping.is_set():
-        print(f"\napp.py died (exit {proc.returncode}):\n{log_path.read_text()[-3000:]}", file=sys.stderr)
-        # A real SIGINT to the main thread: it also wakes a blocking wait, which interrupt_main() does not.
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-
-
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory):
     """Start `python app.py` as a user would (default embedded models), on a free port."""
@@ -143,10 +115,7 @@ def app_url(tmp_path_factory):
     else:
         proc.kill()
         raise RuntimeError(f"app.py did not start:\n{log_path.read_text()[-3000:]}")
-    stopping = threading.Event()
-    _start_watchdog(proc, log_path, stopping)
     yield url
-    stopping.set()
     proc.terminate()
     try:
         proc.wait(timeout=20)

@@ -1,11 +1,11 @@
 """A UNet compiled for the CPU: inductor with frozen weights, used for the one input shape it was built for.
 
-On this 2-core machine (bf16, 20 guided steps at 64x64), bench/image.py: 0.59-0.66 s per image at batch 1
-against 0.78-1.09 s eager (oneDNN with prepacked linears), 0.39 against 0.50 s at batch 8. Freezing lets
-inductor pack every convolution's weights once and fuse the small ops around them; without it
-``torch.compile`` was no faster than eager. Compiling takes ~55 s per input shape here (bench/unet_compile.py:
-108 s for batch 1 and 8 with cpp_wrapper, 63-69 s without), so the app compiles in the background and serves
-the eager UNet until the compiled one is ready and checked.
+On a 2-core AMX Xeon (2026-11-30; bf16, 20 guided steps at 64x64, bench/image.py) it made an image in
+0.59-0.66 s at batch 1 against 0.78-1.09 s eager (oneDNN with prepacked linears), 0.39 against 0.50 s at
+batch 8. Freezing lets inductor pack every convolution's weights once and fuse the small ops around them;
+without it ``torch.compile`` is no faster than eager. Compiling takes about a minute per input shape on such
+a CPU (bench/unet_compile.py), so the app compiles in the background and serves the eager UNet until the
+compiled one is ready and checked.
 
 It is compiled for a few input signatures (the app: batch 1 and the largest batch, with guidance, at the
 native size, the default scheduler's timesteps). Anything else (batch 3, no guidance, another size, a

@@ -1,7 +1,7 @@
 """Faster ``nn.Linear`` for inference on CPU: oneDNN with weights packed once, not on every call.
 
 A text decode step is ~200 matrix-vector products. The default ``F.linear`` path (MKL gemv) streams the weights
-at ~12 GB/s on this 2-core machine; oneDNN's inner product on weights reordered once for its kernel reaches
+at ~12 GB/s on a 2-core AMX Xeon; oneDNN's inner product on weights reordered once for its kernel reaches
 ~20 GB/s (bench/text.py prints both). This is the packing PyTorch's inductor does for CPU linears, without a
 compile step. The UNet's attention and feed-forward layers gain ~4% per step the same way, bit for bit.
 
