@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from aigc_demo.compute import ComputeThread, on_compute_thread
+from aigc_demo.compute import ComputeThread, on_worker
 
 
 @pytest.fixture()
@@ -53,17 +53,23 @@ def test_nested_submission_does_not_deadlock(compute):
     assert compute.run(lambda: compute.submit(lambda: 42).result(timeout=5)) == 42
 
 
-def test_decorator_keeps_generators_streaming():
-    @on_compute_thread
-    def count(n):
-        yield from range(n)
+def test_a_pipeline_method_runs_on_its_pipelines_worker(compute):
+    class Pipeline:
+        worker = compute
 
-    @on_compute_thread
-    def double(x):
-        return 2 * x
+        @on_worker
+        def count(self, n):
+            for i in range(n):
+                yield i, threading.get_ident()
 
-    assert list(count(4)) == [0, 1, 2, 3]
-    assert double(21) == 42
+        @on_worker
+        def where(self):
+            return threading.get_ident()
+
+    pipe = Pipeline()
+    counted = list(pipe.count(3))
+    assert [i for i, _ in counted] == [0, 1, 2]
+    assert {ident for _, ident in counted} == {pipe.where()} != {threading.get_ident()}
 
 
 def test_named_threads_are_distinct_and_reused():
