@@ -11,10 +11,10 @@ GOMP_SPINCOUNT=300000 for that (aigc_demo/__init__.py); an empty OMP_WAIT_POLICY
 (libgomp warns about the empty value). The app's engine always runs on its own thread, so ``same`` calls its
 on-this-thread generator directly. Prints per line: TTFT ms, decode tokens/s, the first greedy ids; and the time
 of a fixed bf16 conv/matmul workload (its first call builds oneDNN's kernels, so it is no speed comparison).
-Session 15 on the AMX Xeon, idle machine, two runs of each (before the package set the variables): `same` exit
-132 (SIGILL) at the first llama.cpp call after the bf16 work; `split` 102-141 tok/s before it and 73-82 after;
-with OMP_WAIT_POLICY=ACTIVE 120-130 before and 127-130 after. Session 16 measured the whole pair (text and the
-image pipeline) with a throwaway script; README, "Two compute threads". Not a test.
+On a 2-core AMX Xeon (2026-11-30, idle, two runs of each, libgomp's defaults unless said): `same` exits
+with 132 (SIGILL) at the first llama.cpp call after the bf16 work; `split` decodes 102-141 tok/s before the
+bf16 work and 73-82 after, and 120-130 before and 127-130 after with OMP_WAIT_POLICY=ACTIVE. The whole pair
+(text and the image pipeline) is measured in docs/performance.md, "Two compute threads". Not a test.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main() -> None:
     engine = text_thread.submit(LlamaCppEngine.from_config, TextConfig()).result()
     ids = engine.tokenize(PROMPT, True)
     params = GenerationParams.parse(256, max_new_tokens=NEW_TOKENS, temperature=0)
-    # generate_ids hops to the engine's own thread; _generate_here runs on the caller's, as before session 16.
+    # generate_ids hops to the engine's own thread; _generate_here runs on the caller's (the `same` case).
     generate = engine._generate_here if mode == "same" else engine.generate_ids
     print(mode, "text before bf16:", text_thread.submit(decode, generate, ids, params).result(), flush=True)
     for _ in range(2):
