@@ -3,8 +3,8 @@
 PyTorch's CPU kernels use OpenMP, which keeps a team of worker threads per *calling* thread. Gradio runs
 handlers on a pool of threads, so each thread that touched a model grew its own team; with more OpenMP threads
 alive than cores, libgomp stops spin-waiting between parallel regions, and every small op then pays a thread
-wake-up. On a 2-core AMX Xeon (2026-11-30) an image took 1.06 s that way against 0.54 s on one thread, and
-transformers decoded at 23 tokens/s against 37. Running every model call on one thread keeps one team, hot.
+wake-up. On a 2-core EPYC with BF16 (2026-11-23) an image took about twice as long that way as on one thread,
+and transformers decoded at 23 tokens/s against 37 (docs/performance.md). One thread keeps one team, hot.
 
 Each pipeline owns the thread it runs on (``self.worker``; ``on_worker`` moves a method there), so no caller
 can run a model on a thread of its own.

@@ -47,7 +47,7 @@ class TextConfig:
     stream_timeout_s: float = 60.0
     # The page is re-rendered at most this often while a reply streams (the API still gets every token).
     # Chromium re-rendering the chat for every token takes the model's CPU on 2 cores (bench/text_page.py,
-    # page open, 2-core AMX Xeon, 2026-11-30: 39.6 tok/s updating per token, 67.3 at 0.1 s, 64.4 at 0.2 s).
+    # page open, a 2-core machine, 2026-11-23: 39.6 tok/s updating per token, 67.3 at 0.1 s, 64.4 at 0.2 s).
     ui_update_interval_s: float = 0.1
     system_prompt: str = "You are a helpful, concise assistant."
 

@@ -15,25 +15,16 @@ from pathlib import Path
 from PIL import Image, PngImagePlugin
 
 from aigc_demo.outputs import fresh_output_dir
+from aigc_demo.pipelines.image import RESULT_KEYS, ImageParams
+from aigc_demo.schema import Schema
 
 JSON_KEY = "aigc_studio"
 A1111_KEY = "parameters"
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_TEXT = 4000
 
-# key -> type of the value we accept back from a PNG
-PARAMETER_TYPES: dict[str, type] = {
-    "prompt": str,
-    "negative_prompt": str,
-    "seed": int,
-    "num_inference_steps": int,
-    "guidance_scale": float,
-    "scheduler": str,
-    "model": str,
-    "generator": str,
-    "width": int,
-    "height": int,
-}
+# key -> type of the value accepted back from a PNG: the request schema's fields and what made the image.
+PARAMETER_TYPES: dict[str, type] = {**Schema(ImageParams).types(), **RESULT_KEYS}
 
 
 def a1111_text(params: dict) -> str:
@@ -64,6 +55,8 @@ def save_png(image: Image.Image, params: dict, folder: Path | None = None) -> Pa
 
 def read_parameters(source: str | Path | bytes) -> dict:
     """The parameters stored in a PNG made by this app. ValueError with a clear message otherwise."""
+    if source is None:
+        raise ValueError("no file was given")
     data = source if isinstance(source, bytes) else _read_bounded(Path(source))
     try:
         with Image.open(BytesIO(data)) as img:  # reads only the header and text chunks, not the pixels

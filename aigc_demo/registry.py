@@ -83,11 +83,8 @@ def build_registry(cfg: AppConfig) -> PipelineRegistry:
         return ImagePipeline.from_config(cfg.image)
 
     def warm_image(pipe) -> None:
-        # One 2-step image: builds the kernels and pages in the weights before a visitor waits.
-        from aigc_demo.pipelines.image import ImageParams
-
-        if cfg.server.warmup and pipe.sd is not None:
-            pipe(ImageParams(prompt="warm-up", num_inference_steps=2, seed=0))
+        if cfg.server.warmup:
+            pipe.warm_up()
 
     registry.add(
         "image",

@@ -130,3 +130,130 @@ def artifacts_dir():
     folder = Path(__file__).resolve().parent.parent / "test-artifacts"
     folder.mkdir(exist_ok=True)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tab_screenshot(artifacts_dir):
+    """Save a page as a tab's screenshot: in test-artifacts/, and with AIGC_UPDATE_SCREENSHOTS=1 also as the
+    README's picture in docs/screenshots/ (how those are refreshed)."""
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+
+    def save(page, name: str) -> None:
+        page.screenshot(path=str(artifacts_dir / f"tab-{name}.png"), full_page=False)
+        if os.environ.get("AIGC_UPDATE_SCREENSHOTS") == "1":
+            docs.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(docs / f"{name}.png"), full_page=False)
+
+    return save
+
+
+# -- a tiny random Stable Diffusion pipeline (the hub-folder path) and a tiny GAN ------------------------
+WORDS = (
+    "a an the red blue green apple heart face cat dog happy sad star in style emoji openmoji twemoji".split()
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory):
+    """A randomly initialised SD pipeline (UNet, AutoencoderKL, BERT text encoder) saved like a hub model."""
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-sd")
+    vocab = folder / "vocab.txt"
+    vocab.write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz"])
+    )
+    tokenizer = BertTokenizer(str(vocab), model_max_length=8)
+    torch.manual_seed(0)
+    text_encoder = BertModel(
+        BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=37,
+        ),
+        add_pooling_layer=False,
+    )
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=32,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=16,
+    )
+    scheduler = DDPMScheduler(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction"
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    out = folder / "pipe"
+    pipe.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe(tiny_sd_dir):
+    from aigc_demo.config import ImageConfig
+    from aigc_demo.pipelines.image import ImagePipeline
+
+    return ImagePipeline.from_config(
+        ImageConfig(
+            model=str(tiny_sd_dir), gan="", dtype="float32", threads=1, max_batch_size=4, compile="off"
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_gan_pipe(tiny_sd_dir, tmp_path_factory):
+    """The tiny SD pipeline plus a random GAN conditioned on the tiny BERT's sentence embedding."""
+    import dataclasses
+
+    import torch
+    from transformers import BertModel, BertTokenizer
+
+    from aigc_demo.config import ImageConfig
+    from aigc_demo.models import GANGenerator, PromptMatch, save_fp16
+    from aigc_demo.pipelines.gan import GanGenerator
+    from aigc_demo.pipelines.image import ImagePipeline
+    from aigc_demo.pipelines.scoring import PromptScorer
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-gan")
+    save_fp16(GANGenerator(z_dim=8, text_dim=32, cond_dim=8, width=8), folder)
+    encoder = (
+        BertTokenizer.from_pretrained(tiny_sd_dir / "tokenizer"),
+        BertModel.from_pretrained(tiny_sd_dir / "text_encoder"),
+    )
+    cfg = ImageConfig(
+        model=str(tiny_sd_dir), gan=str(folder), dtype="float32", threads=1, max_batch_size=4, compile="off"
+    )
+    base = ImagePipeline.from_config(dataclasses.replace(cfg, gan=""))
+    scorer = PromptScorer(PromptMatch(text_dim=32, channels=(8, 8, 8, 8)).eval(), encoder)
+    gan = GanGenerator(GANGenerator.from_pretrained(folder), encoder, str(folder))
+    return ImagePipeline([base.diffusion, gan], cfg, scorer)

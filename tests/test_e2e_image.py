@@ -84,13 +84,31 @@ def test_gan_is_one_step_and_steerable(client):
         ({"batch_size": 10**4}, "batch_size"),
         ({"seed": "abc"}, "seed"),
         ({"width": 1000}, "width"),
-        ({"scheduler": "PLMS-9000"}, "unknown scheduler"),
+        ({"scheduler": "PLMS-9000"}, "scheduler must be one of"),
         ({"generator": "dall-e"}, "generator"),
     ],
 )
 def test_bad_input_gets_a_clear_message(client, kwargs, words):
     with pytest.raises(Exception, match=words):
         generate(client, **kwargs)
+
+
+def test_a_prompt_alone_is_a_whole_request(client):
+    """Every argument but the prompt has the schema's default (the API page lists them)."""
+    files, info = client.predict("red heart, in Twemoji style", api_name="/image_generate")
+    params = info["parameters"][0]
+    assert len(files) == 1 and params["num_inference_steps"] == 20 and params["scheduler"] == "DPM++ 2M"
+    assert params["generator"] == "diffusion" and params["width"] == 64
+    endpoint = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/image_generate"]
+    listed = {p["parameter_name"]: p for p in endpoint["parameters"]}
+    assert not listed["prompt"]["parameter_has_default"]
+    assert all(p["parameter_has_default"] for name, p in listed.items() if name != "prompt")
+    assert listed["guidance_scale"]["parameter_default"] == 5.0
+
+
+def test_reading_parameters_of_nothing_is_a_clear_message(client):
+    with pytest.raises(Exception, match="no file was given"):
+        client.predict(None, api_name="/image_read_parameters")
 
 
 def test_hostile_png_metadata_and_non_images(client, tmp_path):

