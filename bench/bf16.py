@@ -17,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 
 def seconds(fn, repeats: int) -> float:
     fn()  # the first call builds the oneDNN kernels

@@ -19,8 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 PROMPT = "grinning face, in Noto Color Emoji style"
 
 
@@ -98,7 +96,7 @@ def main() -> int:
     # encoder passed in (as the model card says) because the folder references it instead of copying it.
     kwargs = {}
     if not Path(cfg.model, "text_encoder").is_dir():
-        from aigc_demo.pipelines.text_encoder import load_text_encoder
+        from aigc_demo.models import load_text_encoder
 
         tokenizer, text_encoder = load_text_encoder(cfg.text_encoder)
         kwargs = {"text_encoder": text_encoder.float(), "tokenizer": tokenizer}

@@ -20,12 +20,8 @@ import argparse
 import copy
 import io
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -56,9 +52,9 @@ def timed(fn: Callable[[int], object], runs: int, warmup: int = 10) -> tuple[flo
 
 def exploration_pipeline() -> tuple[LatentPipeline, str]:
     folder = WEIGHTS_DIR / "vae-emoji"
-    if (folder / "model.safetensors").is_file():
+    if (folder / "config.json").is_file():
         return LatentPipeline.from_config(LatentConfig(model=str(folder), threads=1)), str(folder)
-    from aigc_demo.pipelines.vae_model import EmojiVAE
+    from aigc_demo.models import EmojiVAE
 
     torch.manual_seed(0)
     return LatentPipeline(EmojiVAE()), "random EmojiVAE (default config; weights/vae-emoji not found)"

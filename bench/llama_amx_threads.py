@@ -23,11 +23,8 @@ import itertools
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aigc_demo.config import TextConfig  # noqa: E402
 from aigc_demo.pipelines.text import GenerationParams, LlamaCppEngine  # noqa: E402

@@ -20,8 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 ROW_MARK = "BENCH-ROW "
 PROMPT = "Write a detailed essay about the history of the printing press and how it changed Europe."
 SYSTEM = "You are a helpful, concise assistant."
@@ -87,7 +85,7 @@ def bench_plain_transformers(prompt: str, threads: int, new_tokens: int):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from aigc_demo.config import DEFAULT_TEXT_MODEL
-    from aigc_demo.pipelines.text import resolve_model_path
+    from aigc_demo.models import resolve_model_path
 
     torch.set_num_threads(threads)
     folder, gguf = resolve_model_path(DEFAULT_TEXT_MODEL)
@@ -114,7 +112,7 @@ def bench_llama_cpp(prompt: str, threads: int, new_tokens: int):
     import llama_cpp
 
     from aigc_demo.config import DEFAULT_TEXT_MODEL
-    from aigc_demo.pipelines.text import resolve_model_path
+    from aigc_demo.models import resolve_model_path
 
     folder, gguf = resolve_model_path(DEFAULT_TEXT_MODEL)
     t0 = time.perf_counter()
@@ -154,7 +152,7 @@ def linear_weight_bytes() -> int:
     from transformers import AutoConfig
 
     from aigc_demo.config import DEFAULT_TEXT_MODEL
-    from aigc_demo.pipelines.text import resolve_model_path
+    from aigc_demo.models import resolve_model_path
 
     folder, gguf = resolve_model_path(DEFAULT_TEXT_MODEL)
     c = AutoConfig.from_pretrained(folder, gguf_file=gguf)
