@@ -13,7 +13,7 @@ from aigc_demo.data.captions import caption_variants
 from aigc_demo.data.catalog import _base_key, base_name_of, build_catalog, is_country_flag, split_of
 from aigc_demo.data.corpus import load_corpus
 from aigc_demo.data.sources import all_sources
-from aigc_demo.pipelines.vae_model import EmojiVAE, EmojiVAEConfig
+from aigc_demo.models import EmojiVAE, save_fp16
 
 torch.set_num_threads(1)
 
@@ -121,18 +121,18 @@ def test_missing_source_is_reported(tmp_path, caplog):
 
 
 def test_emoji_vae_roundtrip(tmp_path):
-    config = EmojiVAEConfig(image_size=32, latent_dim=8, channels=(8, 16), groups=4)
     torch.manual_seed(0)
-    model = EmojiVAE(config).eval()
+    model = EmojiVAE(image_size=32, latent_dim=8, channels=(8, 16), groups=4).eval()
     x = torch.rand(3, 3, 32, 32)
     mean, logvar = model.encode(x)
     assert mean.shape == logvar.shape == (3, 8)
     assert model.decode(mean).shape == (3, 3, 32, 32)
     assert model.sample(2, torch.Generator().manual_seed(0)).shape == (2, 3, 32, 32)
 
-    model.save_pretrained(tmp_path, dtype=torch.float32)
+    save_fp16(model, tmp_path)
     loaded = EmojiVAE.from_pretrained(tmp_path)
-    assert loaded.config == config
+    assert loaded.config.latent_dim == 8 and loaded.config.channels == [8, 16]
+    assert not loaded.training and next(loaded.parameters()).dtype == torch.float32
     with torch.no_grad():
-        assert torch.allclose(loaded.decode(mean), model.decode(mean))
+        assert torch.allclose(loaded.decode(mean), model.decode(mean), atol=2e-2)
     assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.pt"))

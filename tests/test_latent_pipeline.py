@@ -15,8 +15,8 @@ from PIL import Image
 
 from aigc_demo.config import LatentConfig
 from aigc_demo.imaging import png_bytes, psnr, to_pil, upscale
+from aigc_demo.models import EmojiVAE, save_fp16
 from aigc_demo.pipelines.latent import LatentAtlas, LatentPipeline, lerp, slerp
-from aigc_demo.pipelines.vae_model import EmojiVAE, EmojiVAEConfig
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = 16
@@ -50,7 +50,7 @@ def one_thread():
 # ----------------------------------------------------------------------------------------------------
 def tiny_vae() -> EmojiVAE:
     torch.manual_seed(0)
-    return EmojiVAE(EmojiVAEConfig(image_size=SIZE, latent_dim=LATENT_DIM, channels=(8, 16), groups=4)).eval()
+    return EmojiVAE(image_size=SIZE, latent_dim=LATENT_DIM, channels=(8, 16), groups=4).eval()
 
 
 def tiny_autoencoder_kl():
@@ -114,7 +114,7 @@ def write_atlas(folder: Path, latent_dim: int = LATENT_DIM) -> None:
 @pytest.fixture(scope="module")
 def vae_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-vae")
-    tiny_vae().save_pretrained(folder)
+    save_fp16(tiny_vae(), folder)
     write_atlas(folder)
     return folder
 
@@ -489,7 +489,7 @@ PSNR_FLOOR_DB = 16.0
 
 @pytest.mark.real_model
 def test_real_vae_reconstructs_heldout_noto_items():
-    if not (REAL_VAE / "model.safetensors").is_file():
+    if not (REAL_VAE / "diffusion_pytorch_model.safetensors").is_file():
         pytest.skip(f"{REAL_VAE} not trained yet (python -m aigc_demo.training.train_vae)")
     from aigc_demo.data.render import to_tile
     from aigc_demo.data.sources import NOTO_FONT, all_sources

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from aigc_demo.config import TextConfig
-from aigc_demo.pipelines.text import GenerationParams, TextPipeline, resolve_model_path
+from aigc_demo.models import resolve_model_path
+from aigc_demo.pipelines.text import GenerationParams, TextPipeline
 
 pytestmark = pytest.mark.real_model
 

@@ -37,7 +37,7 @@ from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 from aigc_demo.config import LatentConfig
 from aigc_demo.device import configure_threads, pick_device
 from aigc_demo.imaging import psnr, to_pil, upscale
-from aigc_demo.pipelines.vae_model import EmojiVAE
+from aigc_demo.models import EmojiVAE
 
 log = logging.getLogger(__name__)
 
@@ -338,13 +338,13 @@ def load_model(spec: str, device: torch.device, dtype: torch.dtype) -> torch.nn.
         if not config_path.is_file():
             raise FileNotFoundError(f"{config_path} not found: not a model folder")
         config = json.loads(config_path.read_text())
-        if config.get("model_type") == "EmojiVAE":
-            return EmojiVAE.from_pretrained(path, dtype=dtype, device=device)
+        if config.get("_class_name") == "EmojiVAE":
+            return EmojiVAE.from_pretrained(path, torch_dtype=dtype).to(device)
         if config.get("_class_name") == "AutoencoderKL":
             from diffusers import AutoencoderKL
 
             return AutoencoderKL.from_pretrained(path, torch_dtype=dtype).to(device).eval()
-        raise ValueError(f"{config_path}: unsupported model (need model_type EmojiVAE or AutoencoderKL)")
+        raise ValueError(f"{config_path}: unsupported model (need _class_name EmojiVAE or AutoencoderKL)")
     if path.is_absolute() or spec.startswith((".", "~")) or path.exists():
         hint = ""
         if path.name == "vae-emoji":

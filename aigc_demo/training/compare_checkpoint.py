@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-dir", type=Path, default=common.RUNS_DIR / MODEL_NAME)
     args = p.parse_args(argv)
     common.setup(args.threads, 0)
-    from aigc_demo.pipelines.text_encoder import load_text_encoder
+    from aigc_demo.models import load_text_encoder
 
     tokenizer, text_encoder = load_text_encoder()
     vae = AutoencoderKL.from_pretrained(AUTOENCODER, torch_dtype=torch.float32).eval()

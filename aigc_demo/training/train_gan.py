@@ -1,4 +1,4 @@
-"""Train the caption-conditional DCGAN (aigc_demo.pipelines.gan_model) on the emoji corpus.
+"""Train the caption-conditional DCGAN (aigc_demo.models.GANGenerator) on the emoji corpus.
 
     python -m aigc_demo.training.train_gan --minutes 30 --threads 1
 
@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 from aigc_demo.data.colour import colour_note, with_colour_variants
 from aigc_demo.data.corpus import Corpus, load_corpus
-from aigc_demo.pipelines.gan_model import Discriminator, EmojiGANConfig, Generator
+from aigc_demo.models import GANDiscriminator, GANGenerator, save_as, save_fp16
 from aigc_demo.training import common
 from aigc_demo.training.common import TrainState
 from aigc_demo.training.image_metrics import VAEFeatures, frechet_distance, retrieval_metrics, retrieval_rows
@@ -63,19 +62,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def load_models(args) -> tuple[Generator, Discriminator, TrainState, str]:
+def discriminator_for(gen: GANGenerator) -> GANDiscriminator:
+    return GANDiscriminator(
+        image_size=gen.config.image_size, text_dim=gen.config.text_dim, width=gen.config.width
+    )
+
+
+def load_models(args) -> tuple[GANGenerator, GANDiscriminator, TrainState, str]:
     ckpt = args.run_dir / "checkpoint"
     state = common.load_state(args.run_dir)
-    if (ckpt / "config.json").exists() and state is not None:
-        gen = Generator.from_pretrained(ckpt)
-        disc = Discriminator(gen.config)
-        disc.load_state_dict(load_file(str(ckpt / "discriminator.safetensors")))
+    if (ckpt / "generator" / "config.json").exists() and state is not None:
+        gen = GANGenerator.from_pretrained(ckpt / "generator")
+        disc = GANDiscriminator.from_pretrained(ckpt / "discriminator")
         return gen, disc, state, f"resumed from {ckpt}"
     if (args.weights_dir / "config.json").exists():
-        gen = Generator.from_pretrained(args.weights_dir)
+        gen = GANGenerator.from_pretrained(args.weights_dir)
         state = common.state_from_published(args.weights_dir)
-        return gen, Discriminator(gen.config), state, f"generator from committed {args.weights_dir}"
-    return Generator(EmojiGANConfig()), Discriminator(EmojiGANConfig()), TrainState(), "from scratch"
+        return gen, discriminator_for(gen), state, f"generator from committed {args.weights_dir}"
+    gen = GANGenerator()
+    return gen, discriminator_for(gen), TrainState(), "from scratch"
 
 
 def init_dcgan(module: torch.nn.Module) -> None:
@@ -88,7 +93,7 @@ def init_dcgan(module: torch.nn.Module) -> None:
             torch.nn.init.zeros_(m.bias)
 
 
-def train(args, corpus: Corpus, captions: dict) -> tuple[Generator, TrainState]:
+def train(args, corpus: Corpus, captions: dict) -> tuple[GANGenerator, TrainState]:
     gen, disc, state, origin = load_models(args)
     if origin == "from scratch":
         init_dcgan(gen)
@@ -128,11 +133,8 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[Generator, TrainState]:
             return {"g": opt_g.state_dict(), "d": opt_d.state_dict()}
 
     def save_weights(folder: Path) -> None:
-        gen.save_pretrained(folder, dtype=torch.float32)
-        save_file(
-            {k: v.contiguous() for k, v in disc.state_dict().items()},
-            str(folder / "discriminator.safetensors"),
-        )
+        save_as(gen, folder / "generator", torch.float32)
+        save_as(disc, folder / "discriminator", torch.float32)
 
     def checkpoint() -> None:
         state.epoch = sampler.epoch
@@ -194,7 +196,7 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[Generator, TrainState]:
 
 
 @torch.inference_mode()
-def evaluate(gen: Generator, corpus: Corpus, captions: dict, features: VAEFeatures, seed: int = 0) -> dict:
+def evaluate(gen: GANGenerator, corpus: Corpus, captions: dict, features: VAEFeatures, seed: int = 0) -> dict:
     """Fréchet distance (VAE features) of one generated image per held-out caption vs the real held-out images."""
     held = torch.from_numpy(corpus.split_indices("heldout"))
     train_rows = corpus.split_indices("train")
@@ -222,8 +224,8 @@ losses (non-saturating generator loss) plus GAN-CLS mismatched-caption negatives
 projection discriminator (kept in `runs/`, not shipped). It makes a 64x64 image in one step.
 
 ```python
-from aigc_demo.pipelines.gan_model import Generator
-gen = Generator.from_pretrained("weights/{MODEL_NAME}")
+from aigc_demo.models import GANGenerator
+gen = GANGenerator.from_pretrained("weights/{MODEL_NAME}")
 image = gen(z, sentence_embedding) * 0.5 + 0.5   # z: (B, {metrics["z_dim"]}) ~ N(0, I)
 ```
 
@@ -253,10 +255,10 @@ and their mean outputs on real (d_real) and generated (d_fake) images:
 """
 
 
-def publish(gen: Generator, corpus: Corpus, captions: dict, metrics: dict, args) -> None:
+def publish(gen: GANGenerator, corpus: Corpus, captions: dict, metrics: dict, args) -> None:
     out = args.weights_dir
-    gen.save_pretrained(out)
-    shipped = Generator.from_pretrained(out)
+    save_fp16(gen, out)
+    shipped = GANGenerator.from_pretrained(out)
     rows = torch.linspace(0, len(corpus) - 1, 32).long()
     z = torch.randn(32, gen.config.z_dim, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
@@ -280,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         corpus = with_colour_variants(corpus)
     captions = cached_embeddings(corpus, "sentence", args.data_dir)
     if args.evaluate_only:
-        gen = Generator.from_pretrained(args.weights_dir)
+        gen = GANGenerator.from_pretrained(args.weights_dir)
         metrics = json.loads((args.weights_dir / "metrics.json").read_text())
         metrics.update(evaluate(gen, corpus, captions, VAEFeatures()))
         (args.weights_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -289,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     gen, state = train(args, corpus, captions)
     # Evaluate what would ship: fp16 weights.
-    shipped = Generator(gen.config)
+    shipped = GANGenerator.from_config(gen.config)
     shipped.load_state_dict(
         {k: v.half().float() if v.is_floating_point() else v for k, v in gen.state_dict().items()}
     )

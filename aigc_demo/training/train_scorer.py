@@ -19,10 +19,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from aigc_demo.data.corpus import Corpus, load_corpus
-from aigc_demo.pipelines.scorer_model import PromptMatch
+from aigc_demo.models import PromptMatch, save_as, save_fp16
 from aigc_demo.training import common
 from aigc_demo.training.common import TrainState
 from aigc_demo.training.text_cache import cached_embeddings, pick_variants
@@ -65,7 +64,6 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[PromptMatch, TrainState
     state = common.load_state(args.run_dir)
     if (ckpt / "config.json").exists() and state is not None:
         model = PromptMatch.from_pretrained(ckpt)
-        model.load_state_dict(load_file(str(ckpt / "fp32.safetensors")))
     elif (args.weights_dir / "config.json").exists():
         model = PromptMatch.from_pretrained(args.weights_dir)
         state = common.state_from_published(args.weights_dir)
@@ -83,12 +81,7 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[PromptMatch, TrainState
     state.runs += 1
 
     def save_weights(folder: Path) -> None:
-        from safetensors.torch import save_file
-
-        model.save_pretrained(folder)
-        save_file(
-            {k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "fp32.safetensors")
-        )
+        save_as(model, folder, torch.float32)
 
     bar = common.time_bar(args.minutes, "scorer")
     while not timer.done():
@@ -161,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     corpus = load_corpus(args.data_dir)
     captions = cached_embeddings(corpus, "sentence", args.data_dir)
     model, state = train(args, corpus, captions)
-    shipped = PromptMatch(model.config)
+    shipped = PromptMatch.from_config(model.config)
     shipped.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
     scores = retrieval(shipped.eval(), *heldout_set(corpus, captions))
     metrics = {
@@ -182,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         cumulative_train_seconds=round(state.wall_seconds, 1),
         params_m=sum(p.numel() for p in model.parameters()) / 1e6,
     )
-    model.save_pretrained(args.weights_dir)
+    save_fp16(model, args.weights_dir)
     (args.weights_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (args.weights_dir / "README.md").write_text(model_card(metrics, corpus), encoding="utf-8")
     logger.info("published to %s", args.weights_dir)

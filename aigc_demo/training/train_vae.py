@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from aigc_demo.data.corpus import Corpus, load_corpus
-from aigc_demo.pipelines.vae_model import EmojiVAE, EmojiVAEConfig
+from aigc_demo.models import EmojiVAE, save_as, save_fp16
 from aigc_demo.training import common
 from aigc_demo.training.common import TrainState
 
@@ -148,9 +148,9 @@ def evaluate(model: EmojiVAE, images: np.ndarray, batch_size: int = 128) -> dict
 def load_model(args: argparse.Namespace) -> tuple[EmojiVAE, TrainState, str]:
     ckpt = args.run_dir / "checkpoint"
     state = common.load_state(args.run_dir)
-    if (ckpt / "model.safetensors").exists() and state is not None:
+    if (ckpt / "config.json").exists() and state is not None:
         return EmojiVAE.from_pretrained(ckpt).train(), state, f"resumed from {ckpt}"
-    if (args.weights_dir / "model.safetensors").exists():
+    if (args.weights_dir / "config.json").exists():
         model = EmojiVAE.from_pretrained(args.weights_dir).train()
         prior = (
             json.loads((args.weights_dir / "metrics.json").read_text())
@@ -163,8 +163,7 @@ def load_model(args: argparse.Namespace) -> tuple[EmojiVAE, TrainState, str]:
             runs=prior.get("runs", 0),
         )
         return model, state, f"initialised from committed {args.weights_dir}"
-    config = EmojiVAEConfig(latent_dim=args.latent_dim)
-    return EmojiVAE(config), TrainState(), "from scratch"
+    return EmojiVAE(latent_dim=args.latent_dim), TrainState(), "from scratch"
 
 
 def lr_at(base: float, frac: float) -> float:
@@ -210,7 +209,7 @@ def train(args: argparse.Namespace, corpus: Corpus) -> tuple[EmojiVAE, TrainStat
     def checkpoint() -> None:
         state.epoch = sampler.epoch
         state.wall_seconds = wall0 + timer.elapsed()
-        common.save_checkpoint(args.run_dir, model.save_pretrained, opt, state)
+        common.save_checkpoint(args.run_dir, lambda d: save_as(model, d, torch.float32), opt, state)
 
     bar = tqdm(
         total=int(args.minutes * 60),
@@ -373,7 +372,7 @@ def model_card(metrics: dict, command: str, corpus: Corpus) -> str:
     style_list = ", ".join(f"{k} ({v})" for k, v in styles.items())
     return f"""# vae-emoji: exploration VAE with a global {metrics["latent_dim"]}-d latent
 
-A small convolutional VAE (`aigc_demo.pipelines.vae_model.EmojiVAE`, {metrics["params_m"]:.2f} M
+A small convolutional VAE (`aigc_demo.models.EmojiVAE`, {metrics["params_m"]:.2f} M
 parameters, fp16 safetensors) trained from scratch on this project's emoji corpus. It powers the
 Latent tab: prior samples, interpolation, PCA sliders and nearest neighbours.
 
@@ -412,7 +411,7 @@ reconstruction), interpolations between held-out pairs, and the training loss:
 
 ## Files
 
-- `model.safetensors`, `config.json`: `EmojiVAE.from_pretrained(dir)`.
+- `diffusion_pytorch_model.safetensors`, `config.json`: `EmojiVAE.from_pretrained(dir)`.
 - `latents.safetensors`: `mean`/`logvar` (N x {metrics["latent_dim"]}, fp16, posterior of every
   corpus row), `pca_mean`, `pca_components` (rows = directions), `pca_explained_variance(_ratio)`,
   `pca_coords` (N x 2), `style_means` (styles x {metrics["latent_dim"]}, order in `index.json`).
@@ -433,7 +432,7 @@ def publish(
 ) -> None:
     out = args.weights_dir
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, dtype=torch.float16)
+    save_fp16(model, out)
     # Artifacts come from the fp16 weights actually shipped, not the fp32 copy.
     shipped = EmojiVAE.from_pretrained(out)
     metrics.update(write_latents(shipped, corpus, out))

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from aigc_demo.pipelines.text import resolve_model_path
+from aigc_demo.models.specs import resolve_model_path
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,9 @@ def load_text_encoder(spec: str = DEFAULT_TEXT_ENCODER, max_length: int = DEFAUL
     path = text_encoder_path(spec)
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.model_max_length = max_length
-    model = BertModel.from_pretrained(path, use_safetensors=True, add_pooling_layer=False).eval()
+    # The checkpoint has a pooler (150k parameters) that nothing here reads; loading it keeps the weights and
+    # the model in step, so transformers has no unexpected keys to warn about.
+    model = BertModel.from_pretrained(path, use_safetensors=True).eval()
     return tokenizer, model
 
 
