@@ -26,9 +26,14 @@ P = TypeVar("P")
 
 @dataclass(frozen=True)
 class Config:
-    """A value read from the pipeline's config section when the schema is bound."""
+    """A value read from the pipeline's config section when the schema is bound; ``-Config(key)`` is its
+    negative (a symmetric range such as ``low=-Config("max_strength"), high=Config("max_strength")``)."""
 
     key: str
+    sign: int = 1
+
+    def __neg__(self) -> Config:
+        return Config(self.key, -self.sign)
 
 
 @dataclass(frozen=True)
@@ -175,5 +180,5 @@ def _resolve(value, cfg):
     if isinstance(value, Config):
         if cfg is None:
             return None
-        return getattr(cfg, value.key)
+        return value.sign * getattr(cfg, value.key)
     return value

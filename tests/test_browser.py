@@ -115,15 +115,34 @@ def test_latent_tab_slider_moves_the_image(browser, app_url, artifacts_dir):
         f"() => {{ const i = document.querySelector('#latent-steered img'); return i && i.src !== {before!r}; }}",
         timeout=30_000,
     )
-    assert "PSNR" in page.inner_text("#latent-psnr") or "corpus" in page.inner_text("#latent-psnr")
+    assert "corpus row" in page.inner_text("#latent-psnr")
+    # A corpus pick has no original picture here: one image, labelled as the decode.
+    assert not page.locator("#latent-original").is_visible()
+    assert page.get_by_text("Decoded corpus latent").first.is_visible()
+    # Thumbnail captions show whole (no ellipsis).
+    clipped = page.evaluate(
+        "() => [...document.querySelectorAll('#latent-corpus .caption-label')]"
+        ".filter(c => c.scrollWidth > c.clientWidth).map(c => c.textContent)"
+    )
+    assert clipped == []
     page.screenshot(path=str(artifacts_dir / "latent-tab-slider.png"), full_page=True)
+
+
+def test_latent_tab_in_chinese(browser, app_url, artifacts_dir):
+    page = open_page(browser, app_url, locale="zh-CN")
+    page.get_by_role("tab", name="潜空间").click()
+    page.wait_for_selector("#latent-input", timeout=30_000)
+    editor = page.inner_text("#latent-input")
+    assert "把图片拖到这里" in editor and "Layer" not in editor and "Drop" not in editor
+    assert page.get_by_text("随机采样", exact=True).is_visible()
+    page.screenshot(path=str(artifacts_dir / "latent-tab-zh.png"), full_page=True)
 
 
 def test_latent_tab_samples_walk_and_map(browser, app_url, artifacts_dir):
     page = open_page(browser, app_url)
     page.get_by_role("tab", name="Latent").click()
     # Random samples.
-    page.get_by_text("Random samples from the prior").click()
+    page.get_by_text("Random samples", exact=True).click()
     page.click("#latent-sample-btn")
     page.wait_for_selector("#latent-samples .thumbnail-item img", timeout=60_000)
     # Interpolation between two corpus items.

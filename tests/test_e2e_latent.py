@@ -120,12 +120,65 @@ def test_sample_limits(client):
         client.predict(10**6, -1, 1.0, "corpus", api_name="/latent_sample")
 
 
+def _pixels(paths) -> list[np.ndarray]:
+    return [np.asarray(Image.open(p)) for p in paths]
+
+
 def test_samples_are_reproducible_by_seed(client):
     a = client.predict(4, 123, 1.0, "corpus", api_name="/latent_sample")
-    b = client.predict(4, 123, 1.0, "corpus", api_name="/latent_sample")
-    pixels = [[np.asarray(Image.open(item["image"])) for item in run[0]] for run in (a, b)]
-    assert len(pixels[0]) == 4 and all(np.array_equal(x, y) for x, y in zip(*pixels))
-    assert "123" in a[1]
+    b = client.predict(n=4, seed=123, api_name="/latent_sample")  # the rest are the defaults
+    pixels = [_pixels(run[0]) for run in (a, b)]
+    assert len(pixels[0]) == 4 and all(np.array_equal(x, y) for x, y in zip(*pixels, strict=True))
+    assert a[1] == {"seed": 123, "n": 4, "temperature": 1.0, "source": "corpus"}
+
+
+def test_sample_source_is_honoured(client):
+    corpus = _pixels(client.predict(n=2, seed=7, source="corpus", api_name="/latent_sample")[0])
+    prior = _pixels(client.predict(n=2, seed=7, source="prior", api_name="/latent_sample")[0])
+    assert not all(np.array_equal(x, y) for x, y in zip(corpus, prior, strict=True))
+
+
+def test_random_seeds_differ(client):
+    seeds = {client.predict(n=1, api_name="/latent_sample")[1]["seed"] for _ in range(2)}
+    assert len(seeds) == 2
+
+
+def test_interpolate_with_defaults_and_an_upload(client, tmp_path):
+    strip, gif, mp4 = client.predict(api_name="/latent_interpolate")
+    with Image.open(strip) as im:
+        assert im.format == "PNG" and im.width == 10 * im.height  # 10 steps by default
+    with Image.open(gif) as im:
+        assert im.n_frames == 10 + 8  # forth and back
+    assert mp4.endswith(".mp4")
+    img = Image.new("RGB", (64, 64), "white")
+    img.paste((40, 90, 230), (16, 16, 48, 48))
+    upload = _write(tmp_path, "blue.png", _image_bytes(img, "PNG"))
+    strip2, _, _ = client.predict(a_image=upload, steps=3, method="lerp", api_name="/latent_interpolate")
+    with Image.open(strip2) as im:
+        assert im.width == 3 * im.height
+
+
+def test_attribute_and_search(client):
+    image, note = client.predict(api_name="/latent_attribute")
+    assert "smiling" in note and "neutral" in note
+    with Image.open(image) as im:
+        assert im.format == "PNG"
+    items = client.predict("cat", api_name="/latent_search")
+    assert items and all({"row", "char", "name", "caption", "style"} <= set(i) for i in items)
+
+
+def test_latent_endpoints_are_listed_with_defaults(client):
+    named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    sample = {p["parameter_name"]: p["parameter_default"] for p in named["/latent_sample"]["parameters"]}
+    assert sample == {"n": 16, "seed": -1, "temperature": 1.0, "source": "corpus"}
+    for name in (
+        "/latent_interpolate",
+        "/latent_attribute",
+        "/latent_reconstruct",
+        "/latent_steer",
+        "/latent_search",
+    ):
+        assert name in named
 
 
 def test_server_still_serves_text_after_bad_images(client):

@@ -4,14 +4,16 @@ Two kinds of model serve the same interface (the UI never sees a tensor, only PI
 floats and frozen dataclasses):
 
 - ``vector``: the project's ``EmojiVAE`` (one global latent vector, default ``weights/vae-emoji``). With
-  its *atlas* (``latents.safetensors`` + ``index.json``: every corpus row's posterior, a PCA and the
-  captions) it also offers principal-direction sliders, caption arithmetic, search and a 2D map.
+  its *atlas* (``pipelines/latent_atlas.py``: every corpus row's posterior, a PCA and the captions) it also
+  offers principal-direction sliders, caption arithmetic, search and a 2D map.
 - ``spatial``: any diffusers ``AutoencoderKL`` (e.g. ``weights/autoencoder-kl-emoji``, 64x64 -> 4x16x16,
   or ``stabilityai/sd-vae-ft-mse``). Its latents are exposed *scaled* by ``config.scaling_factor`` (what a
   latent diffusion model sees, roughly unit variance), so the N(0, I) prior of ``sample`` and the slerp of
   ``interpolate`` mean the same thing for both kinds.
 
-Images go in and out at the model's resolution; ``imaging.upscale`` enlarges them crisply for display.
+Requests are ``SampleParams``, ``InterpolationParams`` and ``AttributeParams``: the checks, the Latent tab's
+controls and the API signatures all come from them. Images go in and out at the model's resolution;
+``imaging.upscale`` enlarges them crisply for display, ``media.write_animation`` turns a walk into GIF + MP4.
 """
 
 from __future__ import annotations
@@ -19,32 +21,81 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
-import re
-import struct
 import threading
 import time
-import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from io import BytesIO
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw
 
+from aigc_demo import validation
+from aigc_demo.compute import compute_thread, on_worker
 from aigc_demo.config import LatentConfig
 from aigc_demo.device import configure_threads, pick_device
-from aigc_demo.imaging import psnr, to_pil, upscale
+from aigc_demo.imaging import limit_pil_pixels, load_image, psnr, to_pil, upscale
 from aigc_demo.models import EmojiVAE
+from aigc_demo.pipelines.latent_atlas import (
+    ATLAS_INDEX,
+    ATLAS_TENSORS,
+    CorpusItem,
+    CorpusMap,
+    LatentAtlas,
+    draw_map,
+    load_atlas,
+    words,
+)
+from aigc_demo.schema import Config, Schema, param
 
 log = logging.getLogger(__name__)
 
-MAX_SEED = 2**32 - 1
-ATLAS_TENSORS = "latents.safetensors"
-ATLAS_INDEX = "index.json"
-STYLE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+MAX_CAPTION_CHARS = 200  # attribute phrases and search queries: a caption is a few words
+
+
+# ----------------------------------------------------------------------------------------------------
+# Requests
+# ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SampleParams:
+    n: int = param(16, label="latent_count", low=1, high=Config("max_samples"), step=1)
+    seed: int = param(-1, label="seed", seed=True)  # -1 = a fresh seed per request, returned with the images
+    # 0 = the centre of the distribution; 1 = as spread as the data (or the prior).
+    temperature: float = param(
+        1.0, label="latent_temperature", low=0.0, high=Config("max_temperature"), step=0.05
+    )
+    # "corpus": a Gaussian fitted to the corpus latents (lands where real emoji live even where the encoder has
+    # not filled the prior); "prior": N(0, I), as the textbooks do. Bound per model: "corpus" needs an atlas.
+    source: str = param(
+        "corpus",
+        label="latent_source",
+        choices=("corpus", "prior"),
+        choice_labels={"corpus": "latent_source_corpus", "prior": "latent_source_prior"},
+    )
+
+
+@dataclass(frozen=True)
+class InterpolationParams:
+    # Frames including both ends; 3 is the least that shows a middle.
+    steps: int = param(10, label="latent_steps", low=3, high=Config("max_steps"), step=1)
+    # slerp keeps a typical norm between two typical latents; lerp cuts towards the origin (washed-out middle).
+    method: str = param("slerp", label="latent_method", choices=("slerp", "lerp"))
+
+
+@dataclass(frozen=True)
+class AttributeParams:
+    # A caption phrase ("smiling", "cat face") or alternatives ("cat, kitten"); see attribute_vector.
+    positive: str = param(
+        "smiling", label="latent_positive", max_chars=MAX_CAPTION_CHARS, required=True, example="smiling"
+    )
+    negative: str = param(
+        "neutral", label="latent_negative", max_chars=MAX_CAPTION_CHARS, required=True, example="neutral"
+    )
+    # In units of the attribute vector (mean difference): 1 = move by the whole difference.
+    strength: float = param(
+        1.0, label="latent_strength", low=-Config("max_strength"), high=Config("max_strength"), step=0.1
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -62,7 +113,8 @@ class Reconstruction:
 class Samples:
     images: list[Image.Image]
     latents: np.ndarray  # (n, *latent_shape) float32
-    seed: int
+    seed: int  # the seed used (drawn fresh when -1 was asked): pass it back to get these again
+    params: SampleParams  # the request, with that seed
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,196 +134,11 @@ class Attribute:
     negative: str
 
 
-@dataclass(frozen=True)
-class CorpusItem:
-    row: int
-    char: str
-    name: str
-    caption: str
-    style: str
-
-
 @dataclass(frozen=True, eq=False)
-class CorpusMap:
-    """The corpus in the plane of the first two principal components, as an image you can click."""
-
-    image: Image.Image
-    x_range: tuple[float, float]  # PC1 at the left and right image edges
-    y_range: tuple[float, float]  # PC2 at the bottom and top image edges
-    pca_mean: np.ndarray
-    components: np.ndarray  # (2, D): the first two principal directions (rows)
-
-    def pixel_to_coords(self, px: float, py: float) -> tuple[float, float]:
-        """Pixel (x right, y down, as Gradio's SelectData.index) -> (PC1, PC2), at the pixel's centre."""
-        px, py = _as_float("x", px), _as_float("y", py)
-        w, h = self.image.size
-        if not (0 <= px < w and 0 <= py < h):
-            raise ValueError(f"point ({px:g}, {py:g}) is outside the {w}x{h} map")
-        (x0, x1), (y0, y1) = self.x_range, self.y_range
-        return x0 + (px + 0.5) / w * (x1 - x0), y1 - (py + 0.5) / h * (y1 - y0)
-
-    def coords_to_pixel(self, x: float, y: float) -> tuple[float, float]:
-        (x0, x1), (y0, y1) = self.x_range, self.y_range
-        w, h = self.image.size
-        return (x - x0) / (x1 - x0) * w - 0.5, (y1 - y) / (y1 - y0) * h - 0.5
-
-    def pixel_to_latent(self, px: float, py: float) -> np.ndarray:
-        """A click -> the full latent whose projection is that point (pca_mean + coords @ components)."""
-        coords = np.asarray(self.pixel_to_coords(px, py), dtype=np.float64)
-        return (self.pca_mean + coords @ self.components).astype(np.float32)
-
-    def latent_to_pixel(self, latent: np.ndarray) -> tuple[float, float]:
-        flat = np.asarray(latent, dtype=np.float64).reshape(-1)
-        x, y = (flat - self.pca_mean) @ self.components.T
-        return self.coords_to_pixel(float(x), float(y))
-
-
-# ----------------------------------------------------------------------------------------------------
-# Input checks
-# ----------------------------------------------------------------------------------------------------
-def _as_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating | str):
-        raise ValueError(f"{name} must be a whole number, not {value!r}")
-    try:
-        f = float(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, not {value!r}") from None
-    if not math.isfinite(f) or f != int(f):
-        raise ValueError(f"{name} must be a whole number, not {value!r}")
-    return int(f)
-
-
-def _as_float(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating | str):
-        raise ValueError(f"{name} must be a number, not {value!r}")
-    try:
-        f = float(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, not {value!r}") from None
-    if not math.isfinite(f):
-        raise ValueError(f"{name} must be a finite number, not {value!r}")
-    return f
-
-
-def _check_range(name: str, value, low, high) -> None:
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
-
-
-def _as_seed(seed) -> int:
-    """None -> a fresh random seed (returned with the result, so any output can be reproduced)."""
-    if seed is None:
-        return random.randint(0, MAX_SEED)
-    value = _as_int("seed", seed)
-    _check_range("seed", value, 0, MAX_SEED)
-    return value
-
-
-# ----------------------------------------------------------------------------------------------------
-# Images in
-# ----------------------------------------------------------------------------------------------------
-def limit_pil_pixels(max_pixels: int) -> None:
-    """Tighten (never loosen) PIL's decompression-bomb guard to our own limit.
-
-    PIL warns above MAX_IMAGE_PIXELS and refuses at twice that, *before* allocating, so a 20000x20000 PNG
-    costs a header read, not 1.2 GB. Process-wide: other pipelines get the same guard.
-    """
-    current = Image.MAX_IMAGE_PIXELS
-    if current is None or current > max_pixels:
-        Image.MAX_IMAGE_PIXELS = max_pixels
-
-
-def _check_size(w: int, h: int, min_side: int, max_pixels: int) -> None:
-    if w < min_side or h < min_side:
-        raise ValueError(f"image is too small: {w}x{h}; it must be at least {min_side}x{min_side}")
-    if w * h > max_pixels:
-        raise ValueError(
-            f"image is too large: {w}x{h} = {w * h / 1e6:.0f} megapixels; the limit is {max_pixels / 1e6:g}"
-        )
-
-
-def _open_file(source, min_side: int, max_pixels: int, target: int) -> Image.Image:
-    """Open a path or bytes and decode the first frame to RGB, refusing bad input before decoding."""
-    # PIL checks the header against MAX_IMAGE_PIXELS inside Image.open, before any allocation: it raises
-    # DecompressionBombError beyond twice the limit and warns below that (a warning filtered to "error"
-    # arrives as the exception). Our own check right after open refuses anything over the configured
-    # limit either way; no warnings.catch_warnings here, it is not thread-safe in a server.
-    try:
-        with Image.open(source) as img:
-            _check_size(img.width, img.height, min_side, max_pixels)
-            if img.format == "JPEG":
-                img.draft("RGB", (target * 2, target * 2))  # decode big photos at 1/2..1/8 scale: fast
-            img.seek(0)  # animated: the first frame
-            img.load()
-            return _to_rgb(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ValueError(f"image is too large ({err})") from None
-    except UnidentifiedImageError:
-        raise ValueError("not an image file (or a format Pillow cannot read)") from None
-    except (OSError, SyntaxError, EOFError, struct.error) as err:
-        raise ValueError(f"could not decode the image (corrupt or truncated file: {err})") from None
-
-
-def _array_to_pil(arr: np.ndarray, min_side: int, max_pixels: int) -> Image.Image:
-    """HxW, HxWx1/3/4 arrays: uint8, uint16 (scaled down), bool or floats in [0, 1] (or [0, 255])."""
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
-        raise ValueError(f"an image array must be HxW or HxWx3/4, got shape {arr.shape}")
-    _check_size(arr.shape[1], arr.shape[0], min_side, max_pixels)
-    if arr.dtype == np.uint8:
-        u8 = arr
-    elif arr.dtype == np.bool_:
-        u8 = arr.astype(np.uint8) * 255
-    elif np.issubdtype(arr.dtype, np.integer):
-        top = 65535 if arr.max(initial=0) > 255 else 255
-        u8 = (np.clip(arr, 0, top).astype(np.float32) * (255 / top) + 0.5).astype(np.uint8)
-    elif np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all():
-            raise ValueError("the image array contains NaN or infinite values")
-        scale = 255.0 if arr.max(initial=0.0) <= 1.0 else 1.0
-        u8 = (np.clip(arr * scale, 0, 255) + 0.5).astype(np.uint8)
-    else:
-        raise ValueError(f"unsupported image array dtype {arr.dtype}")
-    mode = {2: "L", 3: "RGB", 4: "RGBA"}[u8.ndim if u8.ndim == 2 else u8.shape[-1]]
-    return Image.fromarray(np.ascontiguousarray(u8), mode=mode)
-
-
-def _deep_gray_to_l(img: Image.Image) -> Image.Image:
-    """16/32-bit and float grayscale -> 8-bit. PIL's own convert clips everything above 255 to white."""
-    arr = np.asarray(img, dtype=np.float32)
-    peak = float(arr.max(initial=0.0))
-    if img.mode == "F" and peak <= 1.0:
-        top = 1.0
-    else:
-        top = 65535.0 if peak > 255 else 255.0
-    return Image.fromarray((np.clip(arr / top, 0, 1) * 255 + 0.5).astype(np.uint8), mode="L")
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any mode -> RGB. Transparency is composited on white: the corpus (and so the model) is on white."""
-    try:
-        img = ImageOps.exif_transpose(img)
-    except Exception:  # broken EXIF must not make a viewable image unusable
-        log.debug("ignoring unreadable EXIF orientation")
-    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        img = _deep_gray_to_l(img)
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return img.convert("RGB")
-
-
-def _fit_square(img: Image.Image, size: int) -> Image.Image:
-    """Centre-crop to a square, then resize to the model's input size."""
-    w, h = img.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    square = img.crop((left, top, left + side, top + side)) if w != h else img
-    if side == size:
-        return square.copy()
-    return square.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+class AttributeEdit:
+    image: Image.Image  # decode(latent + strength * attribute.vector)
+    attribute: Attribute
+    strength: float
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -358,119 +225,6 @@ def load_model(spec: str, device: torch.device, dtype: torch.dtype) -> torch.nn.
 
 
 # ----------------------------------------------------------------------------------------------------
-# Atlas: the corpus in latent space
-# ----------------------------------------------------------------------------------------------------
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-
-
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-@dataclass(frozen=True, eq=False)
-class LatentAtlas:
-    """Posterior means of every corpus row, their PCA, and the captions (written by train_vae)."""
-
-    means: np.ndarray  # (N, D) float32
-    pca_mean: np.ndarray  # (D,) float64
-    components: np.ndarray  # (K, D) float64, rows = directions, by decreasing variance
-    variance: np.ndarray  # (K,)
-    variance_ratio: np.ndarray  # (K,)
-    coords: np.ndarray  # (N, 2): projections on the first two components
-    items: tuple[CorpusItem, ...]
-    keywords: tuple[tuple[str, ...], ...]
-    styles: tuple[str, ...]
-    # Derived once in __post_init__ (6k rows: ~10 ms): lower-cased search text and word sets per row.
-    _text: tuple[str, ...] = field(init=False, repr=False)
-    _word_sets: tuple[frozenset[str], ...] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        n, d = self.means.shape
-        if len(self.items) != n or self.coords.shape != (n, 2) or self.components.shape[1] != d:
-            raise ValueError(
-                f"inconsistent atlas: {n} latents, {len(self.items)} items, coords {self.coords.shape}, "
-                f"components {self.components.shape}"
-            )
-        if any(item.row != i for i, item in enumerate(self.items)):
-            raise ValueError("atlas index rows must be 0..N-1 in order (one per latent)")
-        object.__setattr__(
-            self,
-            "_text",
-            tuple(
-                f"{i.name}\n{i.caption}\n{' '.join(k)}".lower()
-                for i, k in zip(self.items, self.keywords, strict=True)
-            ),
-        )
-        object.__setattr__(self, "_word_sets", tuple(frozenset(_words(t)) for t in self._text))
-
-    @classmethod
-    def from_folder(cls, folder: str | Path) -> LatentAtlas:
-        from safetensors.numpy import load_file
-
-        folder = Path(folder)
-        t = load_file(str(folder / ATLAS_TENSORS))
-        index = json.loads((folder / ATLAS_INDEX).read_text(encoding="utf-8"))
-        rows = index["items"]
-        items = tuple(
-            CorpusItem(
-                int(r["row"]), r.get("char", ""), r.get("name", ""), r.get("caption", ""), r.get("style", "")
-            )
-            for r in rows
-        )
-        keywords = tuple(tuple(str(k) for k in r.get("keywords") or ()) for r in rows)
-        return cls(
-            means=t["mean"].astype(np.float32),
-            pca_mean=t["pca_mean"].astype(np.float64),
-            components=t["pca_components"].astype(np.float64),
-            variance=t["pca_explained_variance"].astype(np.float64),
-            variance_ratio=t["pca_explained_variance_ratio"].astype(np.float64),
-            coords=t["pca_coords"].astype(np.float64),
-            items=items,
-            keywords=keywords,
-            styles=tuple(index.get("styles") or sorted({i.style for i in items})),
-        )
-
-    def search(self, query: str, limit: int) -> list[CorpusItem]:
-        """Case-insensitive: the emoji itself, then names starting with the query, then any substring."""
-        q = query.strip().lower()
-        if not q:
-            # A spread over the whole corpus (it is sorted by category) rather than its first rows.
-            step = max(1, len(self.items) // max(1, limit))
-            return list(self.items[::step][:limit])
-        exact, prefix, inside = [], [], []
-        for item, text in zip(self.items, self._text, strict=True):
-            if q == item.char or q == item.name.lower():
-                exact.append(item)
-            elif item.name.lower().startswith(q):
-                prefix.append(item)
-            elif q in text or q in item.char:
-                inside.append(item)
-        return (exact + prefix + inside)[:limit]
-
-    def matching_rows(self, phrase: str) -> np.ndarray:
-        """Rows matching any comma- or |-separated alternative; an alternative needs all its words."""
-        alternatives = [set(_words(a)) for a in re.split(r"[,|]", phrase)]
-        alternatives = [a for a in alternatives if a]
-        if not alternatives:
-            return np.zeros(0, dtype=np.int64)
-        hits = [i for i, ws in enumerate(self._word_sets) if any(a <= ws for a in alternatives)]
-        return np.asarray(hits, dtype=np.int64)
-
-
-def load_atlas(cfg: LatentConfig) -> LatentAtlas | None:
-    """The configured atlas folder (must exist), else the model folder's own, else None."""
-    if cfg.atlas:
-        folder = Path(cfg.atlas)
-        if not (folder / ATLAS_TENSORS).is_file() or not (folder / ATLAS_INDEX).is_file():
-            raise FileNotFoundError(f"atlas folder {folder} needs {ATLAS_TENSORS} and {ATLAS_INDEX}")
-        return LatentAtlas.from_folder(folder)
-    folder = Path(cfg.model)
-    if (folder / ATLAS_TENSORS).is_file() and (folder / ATLAS_INDEX).is_file():
-        return LatentAtlas.from_folder(folder)
-    return None
-
-
-# ----------------------------------------------------------------------------------------------------
 # Small pure helpers
 # ----------------------------------------------------------------------------------------------------
 def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -494,16 +248,6 @@ def lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     return ((1 - tt) * a.astype(np.float64) + tt * b.astype(np.float64)).astype(np.float32)
 
 
-def _even_canvas(img: Image.Image) -> Image.Image:
-    """H.264 with yuv420p needs even width and height: pad one white pixel where odd."""
-    w, h = img.size
-    if w % 2 == 0 and h % 2 == 0:
-        return img
-    canvas = Image.new("RGB", (w + w % 2, h + h % 2), (255, 255, 255))
-    canvas.paste(img, (0, 0))
-    return canvas
-
-
 def _bar_chart(vector: np.ndarray, width: int, height: int) -> Image.Image:
     """A latent vector as bars around a zero line (scale: at least +-3 std)."""
     img = Image.new("RGB", (width, height), (255, 255, 255))
@@ -523,7 +267,10 @@ def _bar_chart(vector: np.ndarray, width: int, height: int) -> Image.Image:
 # Pipeline
 # ----------------------------------------------------------------------------------------------------
 class LatentPipeline:
-    """One resident autoencoder (+ optional atlas) shared by every user; all methods are stateless."""
+    """One resident autoencoder (+ optional atlas) shared by every user; all methods are stateless.
+
+    Model work runs on ``self.worker`` (``aigc_demo/compute.py``), whoever calls.
+    """
 
     def __init__(
         self,
@@ -533,6 +280,7 @@ class LatentPipeline:
         model_id: str | None = None,
     ):
         self.cfg = cfg or LatentConfig()
+        self.worker = compute_thread()
         self._model = _adapter(model.eval())
         self.model_id = model_id or type(model).__name__
         p = next(model.parameters())
@@ -545,6 +293,13 @@ class LatentPipeline:
         self.atlas = atlas
         self._map: CorpusMap | None = None
         self._map_lock = threading.Lock()
+        # Drawing from the corpus needs its latents: without an atlas, the prior is the only source.
+        sources = ("corpus", "prior") if atlas is not None else ("prior",)
+        self.sample_schema = Schema(
+            SampleParams, self.cfg, choices={"source": sources}, defaults={"source": sources[0]}
+        )
+        self.interpolation_schema = Schema(InterpolationParams, self.cfg)
+        self.attribute_schema = Schema(AttributeParams, self.cfg)
 
     @classmethod
     def from_config(cls, cfg: LatentConfig | None = None) -> LatentPipeline:
@@ -639,31 +394,11 @@ class LatentPipeline:
 
     # -- images --------------------------------------------------------------------------------------
     def prepare_image(self, image) -> Image.Image:
-        """PIL / numpy / path / bytes -> RGB on white, centre-cropped square at the model's size."""
+        """PIL / numpy / path / bytes / file dict -> RGB on white, centre-cropped square at the model's size."""
         cfg = self.cfg
-        if isinstance(image, Image.Image):
-            _check_size(image.width, image.height, cfg.min_image_side, cfg.max_image_pixels)
-            try:
-                if getattr(image, "is_animated", False):
-                    image.seek(0)
-                rgb = _to_rgb(image)
-            except (OSError, SyntaxError, EOFError, struct.error) as err:
-                raise ValueError(f"could not decode the image ({err})") from None
-        elif isinstance(image, np.ndarray):
-            rgb = _to_rgb(_array_to_pil(image, cfg.min_image_side, cfg.max_image_pixels))
-        elif isinstance(image, str | Path):
-            path = Path(image)
-            if not path.is_file():
-                raise ValueError(f"no image file at {path}")
-            rgb = _open_file(path, cfg.min_image_side, cfg.max_image_pixels, self.image_size)
-        elif isinstance(image, bytes | bytearray):
-            rgb = _open_file(BytesIO(image), cfg.min_image_side, cfg.max_image_pixels, self.image_size)
-        else:
-            raise ValueError(
-                f"expected an image (PIL image, numpy array or file path), not {type(image).__name__}"
-            )
-        return _fit_square(rgb, self.image_size)
+        return load_image(image, cfg.min_image_side, cfg.max_image_pixels, self.image_size)
 
+    @on_worker
     def reconstruct(self, image) -> Reconstruction:
         # 1. Normalise the input exactly as the corpus was (RGB on white, square, model size).
         original = self.prepare_image(image)
@@ -673,90 +408,45 @@ class LatentPipeline:
         recon = self._decode(latent[None])[0]
         return Reconstruction(original, recon, latent, psnr(original, recon))
 
+    @on_worker
     def decode(self, latent: np.ndarray) -> Image.Image:
         return self._decode(self._latent(latent)[None])[0]
 
-    def sample(
-        self, n: int, seed: int | None = None, temperature: float = 1.0, source: str = "prior"
-    ) -> Samples:
-        """Decode random latents scaled by ``temperature`` (0 = the centre).
-
-        source="prior" draws from the VAE's N(0, I) prior, as the textbooks do; source="corpus" draws from a
-        Gaussian fitted to the corpus latents (its PCA), which lands where real emoji live even when the
-        encoder has not filled the prior (our 35-minute VAE has not: its prior samples are blobs).
-        """
-        n = _as_int("n", n)
-        _check_range("n", n, 1, self.cfg.max_samples)
-        temperature = _as_float("temperature", temperature)
-        _check_range("temperature", temperature, 0.0, self.cfg.max_temperature)
-        if source not in ("prior", "corpus"):
-            raise ValueError(f"source must be 'prior' or 'corpus', not {source!r}")
-        if source == "corpus" and not self.has_atlas:
-            raise ValueError("source='corpus' needs corpus latents (latents.safetensors) next to the model")
-        seed = _as_seed(seed)
+    @on_worker
+    def sample(self, params: SampleParams | Mapping | None = None, **values) -> Samples:
+        """Decode ``n`` random latents scaled by ``temperature`` (0 = the centre), from ``source``."""
+        # 1. Check the request; -1 draws a fresh seed from the OS, never from an RNG other code seeds.
+        p = self.sample_schema.parse(params, **values)
+        seed = validation.seed(p.seed)
         gen = torch.Generator().manual_seed(seed)
-        if source == "prior":
-            z = (torch.randn((n, *self.latent_shape), generator=gen) * temperature).numpy()
+        # 2. Latents: N(0, I), or the corpus Gaussian (its PCA: mean + eps * sqrt(variance) @ components).
+        if p.source == "prior":
+            z = (torch.randn((p.n, *self.latent_shape), generator=gen) * p.temperature).numpy()
         else:
-            atlas = self.atlas
-            eps = torch.randn((n, len(atlas.variance)), generator=gen, dtype=torch.float64).numpy()
-            z = atlas.pca_mean + (eps * temperature * np.sqrt(atlas.variance)) @ atlas.components
-            z = z.reshape(n, *self.latent_shape).astype(np.float32)
-        return Samples(self._decode(z), z, seed)
+            atlas = self._need_atlas("sampling from the corpus")
+            eps = torch.randn((p.n, len(atlas.variance)), generator=gen, dtype=torch.float64).numpy()
+            z = atlas.pca_mean + (eps * p.temperature * np.sqrt(atlas.variance)) @ atlas.components
+            z = z.reshape(p.n, *self.latent_shape).astype(np.float32)
+        # 3. Decode.
+        return Samples(self._decode(z), z, seed, self.sample_schema.parse(p, seed=seed))
 
+    @on_worker
     def interpolate(
-        self, a: np.ndarray, b: np.ndarray, steps: int = 8, method: str = "slerp"
+        self, a: np.ndarray, b: np.ndarray, params: InterpolationParams | Mapping | None = None, **values
     ) -> Interpolation:
         # 1. Check inputs.
         a, b = self._latent(a, "a"), self._latent(b, "b")
-        steps = _as_int("steps", steps)
-        _check_range("steps", steps, 2, self.cfg.max_steps)
-        if method not in ("slerp", "lerp"):
-            raise ValueError(f"method must be 'slerp' or 'lerp', not {method!r}")
+        p = self.interpolation_schema.parse(params, **values)
         # 2. Path in latent space; the endpoints are the inputs themselves, bit for bit.
-        t = np.linspace(0.0, 1.0, steps)
-        path = slerp(a, b, t) if method == "slerp" else lerp(a, b, t)
+        t = np.linspace(0.0, 1.0, p.steps)
+        path = slerp(a, b, t) if p.method == "slerp" else lerp(a, b, t)
         path[0], path[-1] = a, b
         # 3. Decode and lay out.
         frames = self._decode(path)
-        strip = Image.new("RGB", (self.image_size * steps, self.image_size), (255, 255, 255))
+        strip = Image.new("RGB", (self.image_size * p.steps, self.image_size), (255, 255, 255))
         for i, frame in enumerate(frames):
             strip.paste(frame, (i * self.image_size, 0))
-        return Interpolation(frames, strip, method, steps)
-
-    def write_animation(
-        self,
-        frames: Sequence[Image.Image],
-        folder: str | Path,
-        fps: int | None = None,
-        boomerang: bool = True,
-    ) -> tuple[Path, Path]:
-        """Animated GIF (Pillow) and MP4 (H.264, yuv420p, via imageio-ffmpeg) of ``frames``.
-
-        Frames are upscaled with NEAREST to at least the display size (>= 256 px): a 64 px GIF is a
-        postage stamp, and smooth resampling would blur the pixels the model actually produced.
-        """
-        # 1. Check inputs.
-        frames = list(frames)
-        if not frames or not all(isinstance(f, Image.Image) for f in frames):
-            raise ValueError("frames must be a non-empty list of images")
-        if len(frames) > 4 * self.cfg.max_steps:
-            raise ValueError(f"{len(frames)} frames; the limit is {4 * self.cfg.max_steps}")
-        fps = _as_int("fps", self.cfg.animation_fps if fps is None else fps)
-        _check_range("fps", fps, 1, 60)
-        # 2. Play forth and back (without repeating the turning frames), crisp and large.
-        if boomerang and len(frames) > 2:
-            frames = frames + frames[-2:0:-1]
-        side = max(256, self.cfg.display_size)
-        big = [_even_canvas(upscale(f.convert("RGB"), side)) for f in frames]
-        # 3. Write both files under one unique stem.
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = folder / f"latent-walk-{uuid.uuid4().hex[:8]}"
-        gif, mp4 = stem.with_suffix(".gif"), stem.with_suffix(".mp4")
-        big[0].save(gif, save_all=True, append_images=big[1:], duration=round(1000 / fps), loop=0)
-        _write_mp4(mp4, big, fps)
-        return gif, mp4
+        return Interpolation(frames, strip, p.method, p.steps)
 
     # -- principal directions and attributes ---------------------------------------------------------
     def steer_latent(self, latent: np.ndarray, coefficients: Sequence[float]) -> np.ndarray:
@@ -766,25 +456,22 @@ class LatentPipeline:
         sliders works for every model (all-zero = the latent unchanged, even without an atlas).
         """
         z = self._latent(latent)
-        if isinstance(coefficients, str | bytes) or not hasattr(coefficients, "__iter__"):
-            raise ValueError("coefficients must be a list of numbers (one per direction)")
-        coeffs = [_as_float(f"coefficient {i + 1}", c) for i, c in enumerate(coefficients)]
         limit = self.cfg.max_strength
-        for i, c in enumerate(coeffs):
-            _check_range(f"coefficient {i + 1}", c, -limit, limit)
+        coeffs = validation.numbers_list("coefficients", coefficients, self.cfg.max_directions, -limit, limit)
         used = [(i, c) for i, c in enumerate(coeffs) if c != 0.0]
         if not used:
             return z
         atlas = self._need_atlas("steering along principal directions")
         if used[-1][0] >= self.directions:
             raise ValueError(
-                f"coefficient {used[-1][0] + 1} is set but only {self.directions} directions exist"
+                f"coefficients[{used[-1][0]}] is set but only {self.directions} directions exist"
             )
         offset = np.zeros(z.size, dtype=np.float64)
         for i, c in used:
             offset += c * math.sqrt(atlas.variance[i]) * atlas.components[i]
         return (z.astype(np.float64) + offset.reshape(z.shape)).astype(np.float32)
 
+    @on_worker
     def steer(self, latent: np.ndarray, coefficients: Sequence[float]) -> Image.Image:
         return self.decode(self.steer_latent(latent, coefficients))
 
@@ -796,61 +483,64 @@ class LatentPipeline:
         are left out of both, so "face" vs "smiling face" still means something.
         """
         atlas = self._need_atlas("attribute arithmetic")
-        for name, text in (("positive", positive), ("negative", negative)):
-            if not isinstance(text, str) or not _words(text):
-                raise ValueError(f"{name} must name something, e.g. 'smiling' or 'cat'")
-            if len(text) > 200:
-                raise ValueError(f"{name} is {len(text)} characters; the limit is 200")
-        pos, neg = atlas.matching_rows(positive), atlas.matching_rows(negative)
+        p = self.attribute_schema.parse(positive=positive, negative=negative)
+        for name, text in (("positive", p.positive), ("negative", p.negative)):
+            if not words(text):
+                raise ValueError(f"{name} must name something (letters or digits), e.g. “smiling” or “cat”")
+        pos, neg = atlas.matching_rows(p.positive), atlas.matching_rows(p.negative)
         both = np.intersect1d(pos, neg)
         pos, neg = np.setdiff1d(pos, both), np.setdiff1d(neg, both)
-        for name, text, rows in (("positive", positive, pos), ("negative", negative, neg)):
+        for name, text, rows in (("positive", p.positive, pos), ("negative", p.negative, neg)):
             if len(rows) == 0:
                 extra = " that is not also matched by the other side" if len(both) else ""
-                raise ValueError(f"no corpus item matches {name} {text.strip()!r}{extra}")
+                raise ValueError(f"no corpus item matches {name} {validation.quoted(text)}{extra}")
         vector = atlas.means[pos].astype(np.float64).mean(0) - atlas.means[neg].astype(np.float64).mean(0)
         return Attribute(
-            vector.astype(np.float32).reshape(self.latent_shape),
-            len(pos),
-            len(neg),
-            positive.strip(),
-            negative.strip(),
+            vector.astype(np.float32).reshape(self.latent_shape), len(pos), len(neg), p.positive, p.negative
         )
 
     def apply_latent(self, latent: np.ndarray, vector: np.ndarray, strength: float) -> np.ndarray:
         z, v = self._latent(latent), self._latent(vector, "vector")
-        strength = _as_float("strength", strength)
-        _check_range("strength", strength, -self.cfg.max_strength, self.cfg.max_strength)
+        strength = self.attribute_schema["strength"].check(strength)
         return (z + np.float32(strength) * v).astype(np.float32)
 
+    @on_worker
     def apply(self, latent: np.ndarray, vector: np.ndarray, strength: float) -> Image.Image:
         return self.decode(self.apply_latent(latent, vector, strength))
+
+    @on_worker
+    def edit(
+        self, latent: np.ndarray, params: AttributeParams | Mapping | None = None, **values
+    ) -> AttributeEdit:
+        """``latent`` moved by ``strength`` times the attribute ``positive`` - ``negative``, decoded."""
+        p = self.attribute_schema.parse(params, **values)
+        attribute = self.attribute_vector(p.positive, p.negative)
+        return AttributeEdit(self.apply(latent, attribute.vector, p.strength), attribute, p.strength)
 
     # -- corpus ----------------------------------------------------------------------------------------
     def search(self, query: str, limit: int = 24) -> list[CorpusItem]:
         atlas = self._need_atlas("corpus search")
-        if not isinstance(query, str):
-            raise ValueError("query must be text")
-        if len(query) > 200:
-            raise ValueError(f"query is {len(query)} characters; the limit is 200")
-        limit = _as_int("limit", limit)
-        _check_range("limit", limit, 1, 500)
+        query = validation.text("query", query, MAX_CAPTION_CHARS)
+        limit = validation.in_range("limit", validation.as_int("limit", limit), 1, 500)
         return atlas.search(query, limit)
 
     def corpus_latent(self, row: int) -> np.ndarray:
+        return self.atlas.means[self._row(row)].reshape(self.latent_shape).copy()
+
+    def corpus_item(self, row: int) -> CorpusItem:
+        return self.atlas.items[self._row(row)]
+
+    def _row(self, row) -> int:
         atlas = self._need_atlas("corpus latents")
-        row = _as_int("row", row)
-        _check_range("row", row, 0, len(atlas.items) - 1)
-        return atlas.means[row].reshape(self.latent_shape).copy()
+        return validation.in_range("row", validation.as_int("row", row), 0, len(atlas.items) - 1)
 
     def corpus_map(self, size: int = 512) -> CorpusMap:
         """Scatter of the corpus on PC1/PC2 coloured by style; drawn once per size (~0.5 s), then cached."""
         atlas = self._need_atlas("the corpus map")
-        size = _as_int("size", size)
-        _check_range("size", size, 128, 2048)
+        size = validation.in_range("size", validation.as_int("size", size), 128, 2048)
         with self._map_lock:
             if self._map is None or self._map.image.size != (size, size):
-                self._map = _draw_map(atlas, size)
+                self._map = draw_map(atlas, size)
             return self._map
 
     def pixel_to_latent(self, px: float, py: float) -> np.ndarray:
@@ -863,8 +553,7 @@ class LatentPipeline:
         """The k corpus rows whose posterior means are closest (Euclidean) to ``latent``."""
         atlas = self._need_atlas("nearest neighbours")
         z = self._latent(latent).reshape(-1)
-        k = _as_int("k", k)
-        _check_range("k", k, 1, 100)
+        k = validation.in_range("k", validation.as_int("k", k), 1, 100)
         dist = np.linalg.norm(atlas.means - z[None], axis=1)
         order = np.argsort(dist, kind="stable")[:k]
         return [(atlas.items[i], float(dist[i])) for i in order]
@@ -886,55 +575,3 @@ class LatentPipeline:
             norm = (channel - lo) / (hi - lo) if hi - lo > 1e-12 else np.full_like(channel, 0.5)
             images.append(upscale(to_pil(norm), side))
         return images
-
-
-def _write_mp4(path: Path, frames: list[Image.Image], fps: int) -> None:
-    import imageio_ffmpeg
-
-    w, h = frames[0].size
-    writer = imageio_ffmpeg.write_frames(
-        str(path),
-        (w, h),
-        fps=fps,
-        codec="libx264",
-        pix_fmt_out="yuv420p",
-        macro_block_size=2,
-        ffmpeg_log_level="error",
-        output_params=["-threads", "1", "-movflags", "+faststart"],
-    )
-    writer.send(None)  # start ffmpeg
-    try:
-        for frame in frames:
-            writer.send(np.ascontiguousarray(np.asarray(frame.convert("RGB"), dtype=np.uint8)).tobytes())
-    finally:
-        writer.close()
-
-
-def _draw_map(atlas: LatentAtlas, size: int) -> CorpusMap:
-    """Full-bleed axes (no margins), so image pixels map linearly to PCA coordinates."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    coords = atlas.coords
-    lo, hi = coords.min(0), coords.max(0)
-    pad = np.maximum((hi - lo) * 0.05, 1e-3)
-    x_range = (float(lo[0] - pad[0]), float(hi[0] + pad[0]))
-    y_range = (float(lo[1] - pad[1]), float(hi[1] + pad[1]))
-    fig = Figure(figsize=(size / 100, size / 100), dpi=100)
-    canvas = FigureCanvasAgg(fig)
-    ax = fig.add_axes((0, 0, 1, 1))
-    styles = [i.style for i in atlas.items]
-    for k, style in enumerate(atlas.styles):
-        mask = np.array([s == style for s in styles])
-        if mask.any():
-            colour = STYLE_COLOURS[k % len(STYLE_COLOURS)]
-            ax.scatter(coords[mask, 0], coords[mask, 1], s=5, c=colour, alpha=0.55, linewidths=0, label=style)
-    ax.set_xlim(*x_range)
-    ax.set_ylim(*y_range)
-    ax.set_axis_off()
-    ax.legend(loc="upper right", fontsize=8, markerscale=2.5, framealpha=0.85)
-    canvas.draw()
-    image = Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB")
-    if image.size != (size, size):  # float figsize rounding: keep the promised size exactly
-        image = image.resize((size, size), Image.Resampling.BILINEAR)
-    return CorpusMap(image, x_range, y_range, atlas.pca_mean.copy(), atlas.components[:2].copy())

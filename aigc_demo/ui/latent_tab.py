@@ -1,386 +1,488 @@
-"""The Latent tab: see what an autoencoder learned. Layout and wiring only; the pipeline does the work."""
+"""The Latent tab: see what an autoencoder learned. Layout and wiring only; the pipeline does the work.
+
+The request controls come from ``SampleParams``, ``InterpolationParams`` and ``AttributeParams``
+(``pipelines/latent.py``) and bind to them by name; so do the API endpoints, which take plain arguments with
+the same defaults. Handlers return ``{component: value}`` for what changes.
+"""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
+from gradio.data_classes import FileData
+from PIL import Image
 
-from aigc_demo.compute import on_compute_thread
 from aigc_demo.imaging import upscale
+from aigc_demo.media import write_animation
 from aigc_demo.outputs import fresh_output_dir
 from aigc_demo.pipelines.latent import LatentPipeline
 from aigc_demo.registry import LoadFailure
+from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors
-from aigc_demo.ui.strings import EN, t
-from aigc_demo.ui.text_tab import HEAVY, build_failure_notice
+from aigc_demo.ui.shared import HEAVY, failure_notice
+from aigc_demo.ui.strings import t
 
 log = logging.getLogger(__name__)
 
-N_SLIDERS = 8
+UI = {"api_visibility": "undocumented"}  # the page's own events; the API is the gr.api endpoints
+STRIP_SIDE = 96  # interpolation strip frames, upscaled from the model's size
+
+
+def _file(image: Image.Image, folder: Path, name: str) -> dict:
+    """A PNG for an API client (Gradio moves it into its cache and serves it; lossless, unlike webp)."""
+    path = folder / f"{name}.png"
+    image.save(path, compress_level=1)
+    return FileData(path=str(path)).model_dump()
+
+
+def _caption(item) -> str:
+    """Short enough to show whole under a thumbnail; the full caption appears once the item is picked."""
+    return f"{item.char} {item.style}".strip()
 
 
 class LatentHandlers:
-    def __init__(self, pipe: LatentPipeline, display_size: int):
+    """The tab's components, its event handlers and its API endpoints, around one shared pipeline."""
+
+    def __init__(self, pipe: LatentPipeline, display_size: int = 256):
         self.pipe = pipe
         self.size = display_size
 
-    def _show(self, img):
-        return upscale(img, self.size)
+    def _show(self, image: Image.Image) -> Image.Image:
+        return upscale(image, self.size)
+
+    # -- layout ---------------------------------------------------------------------------------------
+    def build(self) -> None:
+        """Lay out the tab in the current Blocks context and wire its events and API endpoints."""
+        pipe = self.pipe
+        self.latent = gr.State(None)  # the current image's latent (numpy): what sliders and attributes move
+        self.latent_b = gr.State(None)  # endpoint B of a walk
+        # Some corpus items from the start, so there is always something to click.
+        first = self.search("") if pipe.has_atlas else {}
+        self.corpus_items = gr.State(first.get("items", []))
+
+        gr.Markdown(t("latent_intro"))
+        with gr.Row():
+            with gr.Column(scale=1):
+                self.editor = gr.ImageEditor(
+                    label=t("latent_input"),
+                    placeholder=t("latent_input_placeholder"),
+                    layers=False,  # one sketch or photo: layers would only add an English "Layer 1"
+                    type="pil",
+                    height=300,
+                    elem_id="latent-input",
+                )
+                self.encode = gr.Button(t("latent_encode"), variant="primary")
+                self.query = gr.Textbox(label=t("latent_search"), placeholder=t("latent_search_placeholder"))
+                self.results = gr.Gallery(
+                    first.get("thumbs", []),
+                    label=t("latent_corpus"),
+                    columns=4,  # wide enough for a whole caption; 6 overflowed the half-width column
+                    height=220,
+                    allow_preview=False,
+                    object_fit="contain",
+                    format="png",
+                    elem_classes=["pixels"],
+                    elem_id="latent-corpus",
+                )
+            with gr.Column(scale=1):
+                with gr.Row():
+                    self.original = self._image(t("latent_original"), elem_id="latent-original")
+                    self.reconstruction = self._image(
+                        t("latent_reconstruction"), elem_id="latent-reconstruction"
+                    )
+                self.rec_info = gr.Markdown(elem_id="latent-psnr")
+                # A vector latent is one bar chart, shown whole; a spatial one is a gallery of channels.
+                if pipe.kind == "vector":
+                    self.code = gr.Image(
+                        label=t("latent_code"),
+                        interactive=False,
+                        height=170,
+                        format="png",
+                        elem_id="latent-code",
+                    )
+                else:
+                    self.code = gr.Gallery(
+                        label=t("latent_code"),
+                        columns=4,
+                        height=170,
+                        allow_preview=False,
+                        object_fit="contain",
+                        format="png",
+                        elem_classes=["pixels"],
+                        elem_id="latent-code",
+                    )
+                self.steered = self._image(t("latent_steered"), elem_id="latent-steered")
+                ratios = pipe.explained_variance_ratio
+                limit = pipe.cfg.max_strength
+                # One slider per direction the config allows; those this model lacks stay hidden at zero.
+                self.sliders = [
+                    gr.Slider(
+                        -limit,
+                        limit,
+                        0,
+                        step=0.1,
+                        label=f"PC{i + 1} ({ratios[i] * 100:.1f} %)" if i < len(ratios) else f"PC{i + 1}",
+                        visible=i < pipe.directions,
+                        elem_id=f"pc-slider-{i}",
+                    )
+                    for i in range(pipe.cfg.max_directions)
+                ]
+
+        with gr.Accordion(t("latent_samples"), open=False):
+            with gr.Row():
+                self.sample_controls = Controls.build(
+                    pipe.sample_schema,
+                    ["n", "temperature", "seed", "source"],
+                    seed={"elem_id": "latent-seed"},
+                )
+                self.sample_btn = gr.Button(t("generate"), variant="primary", elem_id="latent-sample-btn")
+            self.sample_info = gr.Markdown(elem_id="latent-sample-info")
+            self.samples = gr.Gallery(
+                columns=8,
+                height=300,
+                show_label=False,
+                format="png",
+                elem_classes=["pixels"],
+                elem_id="latent-samples",
+            )
+
+        with gr.Accordion(t("latent_interpolate"), open=False):
+            with gr.Row():
+                self.set_b_btn = gr.Button(t("latent_set_b"), elem_id="latent-set-b")
+                self.b_image = gr.Image(
+                    label="B", interactive=False, height=128, format="png", elem_classes=["pixels"]
+                )
+                self.walk_controls = Controls.build(pipe.interpolation_schema, ["steps", "method"])
+                self.walk_btn = gr.Button(t("generate"), variant="primary", elem_id="latent-walk-btn")
+            self.strip = self._image(t("latent_strip"), elem_id="latent-strip", height=None)
+            with gr.Row():
+                self.gif = gr.Image(label="GIF", interactive=False, height=256)
+                self.mp4 = gr.Video(label="MP4", height=256, elem_id="latent-mp4", autoplay=True, loop=True)
+
+        with gr.Accordion(t("latent_attributes"), open=False):
+            with gr.Row():
+                self.attribute_controls = Controls.build(
+                    pipe.attribute_schema, ["positive", "negative", "strength"]
+                )
+                self.apply_btn = gr.Button(t("generate"), variant="primary", elem_id="latent-apply-btn")
+            with gr.Row():
+                self.attr_image = self._image(None, elem_id="latent-attribute-image")
+                self.attr_info = gr.Markdown(elem_id="latent-attribute-info")
+
+        with gr.Accordion(t("latent_map"), open=False):
+            with gr.Row():
+                self.corpus_map = gr.Image(
+                    value=pipe.corpus_map().image if pipe.has_atlas else None,
+                    interactive=False,
+                    label=t("latent_map_hint"),
+                    elem_id="latent-map",
+                    height=512,
+                    format="png",
+                )
+                with gr.Column():
+                    self.map_image = self._image(None)
+                    self.map_info = gr.Markdown(elem_id="latent-map-info")
+        self._wire()
+
+    @staticmethod
+    def _image(label, elem_id: str | None = None, height: int | None = 256) -> gr.Image:
+        """An output image of crisp pixels, PNG (Gradio's default webp would blur them)."""
+        return gr.Image(
+            label=label,
+            show_label=label is not None,
+            interactive=False,
+            height=height,
+            format="png",
+            elem_classes=["pixels"],
+            elem_id=elem_id,
+        )
+
+    def _wire(self) -> None:
+        picked = [
+            self.latent,
+            self.original,
+            self.reconstruction,
+            self.rec_info,
+            self.steered,
+            self.code,
+            *self.sliders,
+        ]
+        self.encode.click(self.from_upload, [self.editor], picked, concurrency_id=HEAVY, **UI)
+        self.results.select(self.from_corpus, [self.corpus_items], picked, **UI)
+        self.query.submit(self.search_ui, [self.query], [self.results, self.corpus_items], **UI)
+        gr.on(
+            # "always_last" drops intermediate positions while one decode runs: the image follows the hand.
+            triggers=[s.input for s in self.sliders],
+            fn=self.steer,
+            inputs=[self.latent, *self.sliders],
+            outputs=[self.steered],
+            trigger_mode="always_last",
+            show_progress="hidden",
+            **UI,
+        )
+        self.sample_btn.click(
+            self.sample,
+            self.sample_controls.components,
+            [self.samples, self.sample_info],
+            concurrency_id=HEAVY,
+            **UI,
+        )
+        self.set_b_btn.click(self.set_b, [self.latent], [self.latent_b, self.b_image], **UI)
+        self.walk_btn.click(
+            self.interpolate,
+            {self.latent, self.latent_b, *self.walk_controls.components},
+            [self.strip, self.gif, self.mp4],
+            concurrency_id=HEAVY,
+            **UI,
+        )
+        self.apply_btn.click(
+            self.attribute,
+            {self.latent, *self.attribute_controls.components},
+            [self.attr_image, self.attr_info],
+            concurrency_id=HEAVY,
+            **UI,
+        )
+        self.corpus_map.select(
+            self.map_click,
+            None,
+            [self.map_image, self.map_info, self.latent, self.steered, self.code, *self.sliders],
+            **UI,
+        )
+
+        # The API: plain arguments with the schemas' defaults.
+        pipe = self.pipe
+        api(
+            self.api_sample,
+            api_name="latent_sample",
+            schema=pipe.sample_schema,
+            returns=tuple[list[FileData], dict],
+            concurrency_id=HEAVY,
+        )
+        api(
+            self.api_interpolate,
+            api_name="latent_interpolate",
+            schema=pipe.interpolation_schema,
+            head=[
+                arg("a_row", int, 0),
+                arg("b_row", int, 1),
+                arg("a_image", FileData | None, None),
+                arg("b_image", FileData | None, None),
+            ],
+            returns=tuple[FileData, FileData, FileData],
+            concurrency_id=HEAVY,
+        )
+        api(
+            self.api_attribute,
+            api_name="latent_attribute",
+            schema=pipe.attribute_schema,
+            head=[arg("row", int, 0)],
+            returns=tuple[FileData, str],
+            concurrency_id=HEAVY,
+        )
+        api(
+            self.api_reconstruct,
+            api_name="latent_reconstruct",
+            head=[arg("image", FileData | None)],
+            returns=tuple[FileData, dict],
+            concurrency_id=HEAVY,
+        )
+        api(
+            self.api_steer,
+            api_name="latent_steer",
+            head=[arg("row", int), arg("coefficients", list[float])],
+            returns=FileData,
+            concurrency_id=HEAVY,
+        )
+        api(self.api_search, api_name="latent_search", head=[arg("query", str, "")], returns=list[dict])
+
+    # -- picking an image: every view of "the current latent" at once ---------------------------------
+    def _picked(
+        self, latent: np.ndarray, decoded: Image.Image, info: str, original: Image.Image | None
+    ) -> dict:
+        """An upload shows its original beside the reconstruction; a corpus item has no original here (the
+        app keeps latents, not pictures), so it shows one image, labelled as the decode."""
+        shown = self._show(decoded)
+        return {
+            self.latent: latent,
+            self.original: gr.Image(
+                value=self._show(original) if original is not None else None, visible=original is not None
+            ),
+            self.reconstruction: gr.Image(
+                value=shown, label=t("latent_reconstruction" if original is not None else "latent_decode")
+            ),
+            self.rec_info: info,
+            self.steered: shown,  # every slider back at zero: the latent itself
+            self.code: self._code(latent),
+            **{slider: 0.0 for slider in self.sliders},
+        }
+
+    def _code(self, latent: np.ndarray):
+        """The latent itself: a bar chart of the vector, or one image per channel of a spatial latent."""
+        images = self.pipe.channels(latent)
+        return images[0] if self.pipe.kind == "vector" else images
 
     @user_errors
-    @on_compute_thread
-    def from_upload(self, editor_value):
+    def from_upload(self, editor_value) -> dict:
         """Reconstruct an uploaded or sketched image; reset the sliders to the new latent."""
         image = editor_value.get("composite") if isinstance(editor_value, dict) else editor_value
         if image is None:
             raise ValueError("Upload or draw an image first.")
-        return self._reconstruction(self.pipe.reconstruct(image))
+        rec = self.pipe.reconstruct(image)
+        return self._picked(rec.latent, rec.reconstruction, f"PSNR **{rec.psnr_db:.1f} dB**", rec.original)
 
     @user_errors
-    @on_compute_thread
-    def from_corpus(self, items, evt: gr.SelectData):
-        row = items[evt.index]["row"]
-        latent = self.pipe.corpus_latent(row)
-        image = self.pipe.decode(latent)
-        caption = items[evt.index]["caption"]
-        return (
-            self._show(image),
-            self._show(image),
-            f"**{caption}** (corpus latent, row {row}; both views show its decode: the app keeps latents, "
-            "not the corpus pictures)",
-            latent,
-            *[0.0] * N_SLIDERS,
-        )
-
-    def _reconstruction(self, rec):
-        return (
-            self._show(rec.original),
-            self._show(rec.reconstruction),
-            f"PSNR **{rec.psnr_db:.1f} dB**",
-            rec.latent,
-            *[0.0] * N_SLIDERS,
-        )
+    def from_corpus(self, items: list[dict], evt: gr.SelectData) -> dict:
+        item = self.pipe.corpus_item(items[evt.index]["row"])
+        latent = self.pipe.corpus_latent(item.row)
+        info = f"**{item.caption}** · corpus row {item.row}: the decode of its stored latent"
+        return self._picked(latent, self.pipe.decode(latent), info, None)
 
     @user_errors
-    @on_compute_thread
-    def search(self, query):
-        items = self.pipe.search(query or "", limit=24)
-        thumbs = [(self._show(self.pipe.decode(self.pipe.corpus_latent(i.row))), i.caption) for i in items]
-        return thumbs, [{"row": i.row, "caption": i.caption} for i in items]
-
-    @user_errors
-    @on_compute_thread
-    def steer(self, latent, *coefficients):
-        if latent is None:
-            return None
-        return self._show(self.pipe.steer(np.asarray(latent, dtype=np.float32), coefficients))
-
-    @user_errors
-    @on_compute_thread
-    def sample(self, n, seed, temperature, source):
-        result = self.pipe.sample(
-            int(n), seed=None if seed is None or int(seed) < 0 else int(seed), temperature=float(temperature)
-        )
-        return [
-            self._show(img) for img in result.images
-        ], f"seed `{result.seed}` (type it in to get these again)"
-
-    @user_errors
-    @on_compute_thread
-    def set_b(self, latent):
-        if latent is None:
-            raise ValueError("Pick an image first; it becomes endpoint B.")
-        return latent, self._show(self.pipe.decode(np.asarray(latent, dtype=np.float32)))
-
-    @user_errors
-    @on_compute_thread
-    def interpolate(self, a, b, steps, method):
-        if a is None or b is None:
-            raise ValueError("Choose two images: the current one (A) and one set as B.")
-        result = self.pipe.interpolate(
-            np.asarray(a, np.float32), np.asarray(b, np.float32), int(steps), method
-        )
-        folder = fresh_output_dir("walk-")
-        gif, mp4 = self.pipe.write_animation(result.frames, folder)
-        return upscale(result.strip, 96), str(gif), str(mp4)
-
-    @user_errors
-    @on_compute_thread
-    def attribute(self, latent, positive, negative, strength):
-        if latent is None:
-            raise ValueError("Pick an image first.")
-        attr = self.pipe.attribute_vector(positive, negative)
-        image = self.pipe.apply(np.asarray(latent, np.float32), attr.vector, float(strength))
-        note = f"“{attr.positive}” ({attr.n_positive} items) − “{attr.negative}” ({attr.n_negative} items)"
-        return self._show(image), note
-
-    @user_errors
-    @on_compute_thread
-    def code(self, latent):
-        """The latent itself: a bar chart of the vector, or one image per channel of a spatial latent."""
-        if latent is None:
-            return None if self.pipe.kind == "vector" else []
-        images = self.pipe.channels(np.asarray(latent, dtype=np.float32))
-        return images[0] if self.pipe.kind == "vector" else images
-
-    # ---- API-only handlers: plain inputs, plain outputs ------------------------------------------
-    @user_errors
-    @on_compute_thread
-    def api_reconstruct(self, image_path):
-        """Encode an image file and decode it back; returns the reconstruction, PSNR and the latent."""
-        if not image_path:
-            raise ValueError("image is missing")
-        rec = self.pipe.reconstruct(image_path)
-        return self._show(rec.reconstruction), {"psnr_db": rec.psnr_db, "latent": rec.latent.tolist()}
-
-    @user_errors
-    @on_compute_thread
-    def api_steer(self, row, coefficients):
-        """Decode corpus item `row` moved by `coefficients` (std units) along the principal directions."""
-        if not isinstance(coefficients, list):
-            raise ValueError("coefficients must be a list of numbers")
-        latent = self.pipe.corpus_latent(_as_row(row))
-        return self._show(self.pipe.steer(latent, coefficients))
-
-    @user_errors
-    @on_compute_thread
-    def map_click(self, evt: gr.SelectData):
+    def map_click(self, evt: gr.SelectData) -> dict:
         x, y = evt.index
         latent = self.pipe.pixel_to_latent(x, y)
         near = self.pipe.nearest(latent, k=5)
         lines = "\n".join(f"- {item.char} {item.caption} (distance {d:.2f})" for item, d in near)
-        return self._show(self.pipe.decode(latent)), lines, latent
+        shown = self._show(self.pipe.decode(latent))
+        return {
+            self.map_image: shown,
+            self.map_info: lines,
+            self.latent: latent,
+            self.steered: shown,
+            self.code: self._code(latent),
+            **{slider: 0.0 for slider in self.sliders},
+        }
+
+    # -- the other handlers ---------------------------------------------------------------------------
+    def search(self, query: str) -> dict:
+        """Thumbnails (decodes) and the rows they stand for."""
+        items = self.pipe.search(query or "", limit=24)
+        thumbs = [(self._show(self.pipe.decode(self.pipe.corpus_latent(i.row))), _caption(i)) for i in items]
+        return {"thumbs": thumbs, "items": [{"row": i.row, "caption": i.caption} for i in items]}
+
+    @user_errors
+    def search_ui(self, query: str) -> dict:
+        found = self.search(query)
+        return {self.results: found["thumbs"], self.corpus_items: found["items"]}
+
+    @user_errors
+    def steer(self, latent, *coefficients):
+        if latent is None:
+            return None
+        return self._show(self.pipe.steer(latent, list(coefficients)))
+
+    @user_errors
+    def sample(self, data: dict) -> dict:
+        result = self.pipe.sample(self.sample_controls.read(data))
+        return {
+            self.samples: [self._show(img) for img in result.images],
+            self.sample_info: f"seed `{result.seed}` (type it in to get these again)",
+        }
+
+    @user_errors
+    def set_b(self, latent) -> dict:
+        if latent is None:
+            raise ValueError("Pick an image first; it becomes endpoint B.")
+        return {self.latent_b: latent, self.b_image: self._show(self.pipe.decode(latent))}
+
+    @user_errors
+    def interpolate(self, data: dict) -> dict:
+        a, b = data[self.latent], data[self.latent_b]
+        if a is None or b is None:
+            raise ValueError("Choose two images: the current one (A) and one set as B.")
+        strip, gif, mp4 = self._walk(a, b, self.walk_controls.read(data))
+        return {self.strip: upscale(strip, STRIP_SIDE), self.gif: str(gif), self.mp4: str(mp4)}
+
+    def _walk(self, a: np.ndarray, b: np.ndarray, params: dict) -> tuple[Image.Image, Path, Path]:
+        result = self.pipe.interpolate(a, b, params)
+        cfg = self.pipe.cfg
+        folder = fresh_output_dir("walk-")
+        gif, mp4 = write_animation(result.frames, folder, fps=cfg.animation_fps, display_size=self.size)
+        return result.strip, gif, mp4
+
+    @user_errors
+    def attribute(self, data: dict) -> dict:
+        latent = data[self.latent]
+        if latent is None:
+            raise ValueError("Pick an image first.")
+        edit = self.pipe.edit(latent, self.attribute_controls.read(data))
+        return {self.attr_image: self._show(edit.image), self.attr_info: _attribute_note(edit.attribute)}
+
+    # -- API endpoints: plain arguments in, files and plain values out --------------------------------
+    @user_errors
+    def api_sample(self, request: gr.Request | None = None, **params) -> tuple[list[dict], dict]:
+        """Decode ``n`` random latents; the info carries the seed that reproduces them."""
+        result = self.pipe.sample(params)
+        folder = fresh_output_dir("latent-")
+        files = [_file(self._show(img), folder, f"sample-{i:02d}") for i, img in enumerate(result.images)]
+        p = result.params
+        return files, {"seed": result.seed, "n": p.n, "temperature": p.temperature, "source": p.source}
+
+    @user_errors
+    def api_interpolate(
+        self, a_row=0, b_row=1, a_image=None, b_image=None, request: gr.Request | None = None, **params
+    ) -> tuple[dict, dict, dict]:
+        """Walk from A to B: a corpus row each, or an uploaded image instead of its row."""
+        a = self._api_latent(a_row, a_image, "a")
+        b = self._api_latent(b_row, b_image, "b")
+        strip, gif, mp4 = self._walk(a, b, params)
+        folder = gif.parent
+        return _file(upscale(strip, STRIP_SIDE), folder, "strip"), _path(gif), _path(mp4)
+
+    def _api_latent(self, row, image, name: str) -> np.ndarray:
+        if image is not None:
+            return self.pipe.reconstruct(image).latent
+        if not self.pipe.has_atlas:
+            raise ValueError(f"{name}_image is needed: this model has no corpus rows to pick from")
+        return self.pipe.corpus_latent(row)
+
+    @user_errors
+    def api_attribute(self, row=0, request: gr.Request | None = None, **params) -> tuple[dict, str]:
+        """Corpus item ``row`` moved by ``strength`` along the attribute ``positive`` - ``negative``."""
+        edit = self.pipe.edit(self.pipe.corpus_latent(row), params)
+        return _file(self._show(edit.image), fresh_output_dir("latent-"), "attribute"), _attribute_note(
+            edit.attribute
+        )
+
+    @user_errors
+    def api_reconstruct(self, image=None, request: gr.Request | None = None) -> tuple[dict, dict]:
+        """Encode an image file and decode it back; returns the reconstruction, PSNR and the latent."""
+        if not image:
+            raise ValueError("image is missing")
+        rec = self.pipe.reconstruct(image)
+        file = _file(self._show(rec.reconstruction), fresh_output_dir("latent-"), "reconstruction")
+        return file, {"psnr_db": rec.psnr_db, "latent": rec.latent.tolist()}
+
+    @user_errors
+    def api_steer(self, row, coefficients, request: gr.Request | None = None) -> dict:
+        """Decode corpus item ``row`` moved by ``coefficients`` (std units) along the principal directions."""
+        image = self.pipe.steer(self.pipe.corpus_latent(row), coefficients)
+        return _file(self._show(image), fresh_output_dir("latent-"), "steered")
+
+    @user_errors
+    def api_search(self, query="", request: gr.Request | None = None) -> list[dict]:
+        """Corpus items whose emoji, name, caption or keywords match ``query`` (rows for the other endpoints)."""
+        return [
+            {"row": i.row, "char": i.char, "name": i.name, "caption": i.caption, "style": i.style}
+            for i in self.pipe.search(query)
+        ]
 
 
-def _as_row(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"row must be a whole number, not {value!r}") from None
+def _path(path: Path) -> dict:
+    return FileData(path=str(path)).model_dump()
+
+
+def _attribute_note(attr) -> str:
+    return f"“{attr.positive}” ({attr.n_positive} items) − “{attr.negative}” ({attr.n_negative} items)"
 
 
 def build_latent_tab(
     pipe: LatentPipeline | None, failure: LoadFailure | None, display_size: int = 256
 ) -> None:
     if pipe is None:
-        build_failure_notice(failure)
+        failure_notice(failure)
         return
-    h = LatentHandlers(pipe, display_size)
-    heavy = {"concurrency_id": HEAVY, "api_visibility": "undocumented"}
-    latent = gr.State(None)
-    latent_b = gr.State(None)
-    # Some corpus items from the start, so there is always something to click.
-    first_thumbs, first_items = h.search("") if pipe.has_atlas else ([], [])
-    corpus_items = gr.State(first_items)
-
-    gr.Markdown(t("latent_intro"))
-    with gr.Row():
-        with gr.Column(scale=1):
-            editor = gr.ImageEditor(label=t("latent_input"), type="pil", height=300, elem_id="latent-input")
-            encode = gr.Button(t("latent_encode"), variant="primary")
-            query = gr.Textbox(label=t("latent_search"), placeholder=t("latent_search_placeholder"))
-            results = gr.Gallery(
-                first_thumbs,
-                label=t("latent_corpus"),
-                columns=5,  # Gradio's 100 px minimum per column: 6 overflowed the half-width column
-                height=220,
-                allow_preview=False,
-                object_fit="contain",
-                format="png",
-                elem_classes=["pixels"],
-                elem_id="latent-corpus",
-            )
-        with gr.Column(scale=1):
-            with gr.Row():
-                original = gr.Image(
-                    label=t("latent_original"),
-                    interactive=False,
-                    height=256,
-                    format="png",
-                    elem_classes=["pixels"],
-                )
-                reconstruction = gr.Image(
-                    label=t("latent_reconstruction"),
-                    interactive=False,
-                    height=256,
-                    format="png",
-                    elem_classes=["pixels"],
-                )
-            rec_info = gr.Markdown(elem_id="latent-psnr")
-            # A vector latent is one bar chart, shown whole in an image view; a spatial one is a gallery of channels.
-            if pipe.kind == "vector":
-                code = gr.Image(
-                    label=t("latent_code"), interactive=False, height=170, format="png", elem_id="latent-code"
-                )
-            else:
-                code = gr.Gallery(
-                    label=t("latent_code"),
-                    columns=4,
-                    height=170,
-                    allow_preview=False,
-                    object_fit="contain",
-                    format="png",
-                    elem_classes=["pixels"],
-                    elem_id="latent-code",
-                )
-            steered = gr.Image(
-                label=t("latent_steered"),
-                interactive=False,
-                height=256,
-                format="png",
-                elem_classes=["pixels"],
-                elem_id="latent-steered",
-            )
-            n_dirs = min(N_SLIDERS, pipe.directions)
-            ratios = pipe.explained_variance_ratio
-            sliders = [
-                gr.Slider(
-                    -3,
-                    3,
-                    0,
-                    step=0.1,
-                    label=f"PC{i + 1} ({ratios[i] * 100:.1f} %)",
-                    visible=i < n_dirs,
-                    elem_id=f"pc-slider-{i}",
-                )
-                for i in range(N_SLIDERS)
-            ]
-
-    with gr.Accordion(t("latent_samples"), open=False):
-        with gr.Row():
-            n = gr.Slider(1, 32, 16, step=1, label=t("latent_count"))
-            temperature = gr.Slider(0.0, 2.0, 1.0, step=0.05, label=t("temperature_prior"))
-            seed = gr.Number(-1, precision=0, label=t("seed"))
-            source = gr.Radio(
-                [(EN["latent_source_corpus"], "corpus"), (EN["latent_source_prior"], "prior")],
-                value="corpus" if pipe.has_atlas else "prior",
-                label=t("latent_source"),
-            )
-            sample_btn = gr.Button(t("generate"), variant="primary", elem_id="latent-sample-btn")
-        sample_info = gr.Markdown()
-        samples = gr.Gallery(
-            columns=8,
-            height=300,
-            show_label=False,
-            format="png",
-            elem_classes=["pixels"],
-            elem_id="latent-samples",
-        )
-
-    with gr.Accordion(t("latent_interpolate"), open=False):
-        with gr.Row():
-            set_b = gr.Button(t("latent_set_b"), elem_id="latent-set-b")
-            b_image = gr.Image(
-                label="B", interactive=False, height=128, format="png", elem_classes=["pixels"]
-            )
-            steps = gr.Slider(3, 32, 10, step=1, label=t("latent_steps"))
-            method = gr.Radio(["slerp", "lerp"], value="slerp", label=t("latent_method"))
-            walk = gr.Button(t("generate"), variant="primary", elem_id="latent-walk-btn")
-        strip = gr.Image(
-            label=t("latent_strip"),
-            interactive=False,
-            format="png",
-            elem_classes=["pixels"],
-            elem_id="latent-strip",
-        )
-        with gr.Row():
-            gif = gr.Image(label="GIF", interactive=False, height=256)
-            mp4 = gr.Video(label="MP4", height=256, elem_id="latent-mp4", autoplay=True, loop=True)
-
-    with gr.Accordion(t("latent_attributes"), open=False):
-        with gr.Row():
-            positive = gr.Textbox("smiling", label=t("latent_positive"))
-            negative = gr.Textbox("neutral", label=t("latent_negative"))
-            strength = gr.Slider(-3, 3, 1.0, step=0.1, label=t("latent_strength"))
-            apply_btn = gr.Button(t("generate"), variant="primary")
-        with gr.Row():
-            attr_image = gr.Image(
-                interactive=False, height=256, show_label=False, format="png", elem_classes=["pixels"]
-            )
-            attr_info = gr.Markdown()
-
-    with gr.Accordion(t("latent_map"), open=False):
-        with gr.Row():
-            corpus_map = gr.Image(
-                value=pipe.corpus_map().image if pipe.has_atlas else None,
-                interactive=False,
-                label=t("latent_map_hint"),
-                elem_id="latent-map",
-                height=512,
-                format="png",
-            )
-            with gr.Column():
-                map_image = gr.Image(
-                    interactive=False, height=256, show_label=False, format="png", elem_classes=["pixels"]
-                )
-                map_info = gr.Markdown(elem_id="latent-map-info")
-
-    # API-only endpoints with plain inputs (the editor's layered value is awkward for API clients).
-    with gr.Row(visible=False):
-        api_image = gr.File(type="filepath")  # our own checks open it, not gradio's PIL preprocessing
-        api_row = gr.Number(precision=0)
-        api_coefficients = gr.JSON()
-        api_result_image = gr.Image(format="png")  # lossless for API clients (the default is webp)
-        api_result_info = gr.JSON()
-        api_reconstruct = gr.Button()
-        api_steer = gr.Button()
-    api_reconstruct.click(
-        h.api_reconstruct,
-        [api_image],
-        [api_result_image, api_result_info],
-        api_name="latent_reconstruct",
-        concurrency_id=HEAVY,
-    )
-    api_steer.click(
-        h.api_steer,
-        [api_row, api_coefficients],
-        [api_result_image],
-        api_name="latent_steer",
-        concurrency_id=HEAVY,
-    )
-
-    rec_outputs = [original, reconstruction, rec_info, latent, *sliders]
-    picked = [
-        encode.click(h.from_upload, [editor], rec_outputs, api_name="ui_latent_encode", **heavy),
-        results.select(h.from_corpus, [corpus_items], rec_outputs, api_visibility="undocumented"),
-    ]
-    for event in picked:
-        event.then(h.steer, [latent, *sliders], [steered], api_visibility="undocumented").then(
-            h.code, [latent], [code], api_visibility="undocumented"
-        )
-    query.submit(
-        h.search, [query], [results, corpus_items], api_name="latent_search", api_visibility="undocumented"
-    )
-    for slider in sliders:
-        # "always_last" drops intermediate positions while one decode runs: the image follows the hand.
-        slider.input(
-            h.steer,
-            [latent, *sliders],
-            [steered],
-            trigger_mode="always_last",
-            show_progress="hidden",
-            api_visibility="undocumented",
-        )
-    sample_btn.click(
-        h.sample, [n, seed, temperature, source], [samples, sample_info], api_name="latent_sample", **heavy
-    )
-    set_b.click(h.set_b, [latent], [latent_b, b_image], api_visibility="undocumented")
-    walk.click(
-        h.interpolate,
-        [latent, latent_b, steps, method],
-        [strip, gif, mp4],
-        api_name="latent_interpolate",
-        **heavy,
-    )
-    apply_btn.click(
-        h.attribute,
-        [latent, positive, negative, strength],
-        [attr_image, attr_info],
-        api_name="latent_attribute",
-        **heavy,
-    )
-    corpus_map.select(h.map_click, None, [map_image, map_info, latent], api_visibility="undocumented").then(
-        h.steer, [latent, *sliders], [steered], api_visibility="undocumented"
-    )
+    LatentHandlers(pipe, display_size).build()
