@@ -27,7 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from aigc_demo.config import TextConfig  # noqa: E402
-from aigc_demo.pipelines.text import GenerationParams, LlamaCppEngine  # noqa: E402
+from aigc_demo.pipelines.text import GenerationParams  # noqa: E402
+from aigc_demo.pipelines.text_engines import LlamaCppEngine  # noqa: E402
 
 PROMPT = "Write a detailed essay about the history of the printing press."
 NEW_TOKENS = 128
@@ -64,7 +65,7 @@ def main() -> None:
     torch_thread = text_thread if mode == "same" else ThreadPoolExecutor(1)
     engine = text_thread.submit(LlamaCppEngine.from_config, TextConfig()).result()
     ids = engine.tokenize(PROMPT, True)
-    params = GenerationParams.parse(256, max_new_tokens=NEW_TOKENS, temperature=0)
+    params = GenerationParams(max_new_tokens=NEW_TOKENS, temperature=0, seed=0)
     # generate_ids hops to the engine's own thread; _generate_here runs on the caller's (the `same` case).
     generate = engine._generate_here if mode == "same" else engine.generate_ids
     print(mode, "text before bf16:", text_thread.submit(decode, generate, ids, params).result(), flush=True)

@@ -74,7 +74,7 @@ def bench_pipeline(engine: str, threads: int, new_tokens: int, cache_dir: Path |
 
 def chat_prompt_text() -> str:
     from aigc_demo.config import TextConfig
-    from aigc_demo.pipelines.text import LlamaCppEngine
+    from aigc_demo.pipelines.text_engines import LlamaCppEngine
 
     eng = LlamaCppEngine.from_config(TextConfig(threads=1, context_length=512))
     return eng.render_chat([{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}])

@@ -92,6 +92,12 @@ def test_bad_input_shows_a_message_not_a_traceback(browser, app_url, artifacts_d
 def test_chinese_ui(browser, app_url, artifacts_dir):
     page = open_page(browser, app_url, locale="zh-CN")
     page.wait_for_selector("text=AIGC 工作室", timeout=30_000)
+    # The Text tab: the model line and the preset names translated; the examples show only their message.
+    assert page.get_by_text("模型 · 推理引擎").first.is_visible()
+    page.get_by_text("参数", exact=True).first.click()  # the parameters accordion
+    assert page.locator("input[aria-label='预设']").input_value() == "助手"
+    text = page.inner_text("body")
+    assert "__i18n__" not in text and "· engine" not in text and "Assistant:" not in text
     page.screenshot(path=str(artifacts_dir / "text-tab-zh.png"), full_page=True)
 
 

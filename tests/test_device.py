@@ -73,11 +73,12 @@ from itertools import islice
 import torch
 from aigc_demo.compute import compute_thread
 from aigc_demo.config import TextConfig
-from aigc_demo.pipelines.text import GenerationParams, LlamaCppEngine
+from aigc_demo.pipelines.text import GenerationParams
+from aigc_demo.pipelines.text_engines import LlamaCppEngine
 
 engine = LlamaCppEngine.from_config(TextConfig())
 ids = engine.tokenize("Tell me a story about a lighthouse.", True)
-params = GenerationParams.parse(64, max_new_tokens=4, temperature=0)
+params = GenerationParams(max_new_tokens=4, temperature=0, seed=0)
 first = list(islice(engine.generate_ids(ids, params), 4))  # the engine streams until its caller stops
 
 

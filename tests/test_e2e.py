@@ -31,6 +31,11 @@ def test_greedy_is_reproducible_through_the_api(client):
     assert a["text"] == b["text"] and a["text"].strip()
 
 
+def test_random_seed_is_fresh_per_request(client):
+    a, b = (client.predict("Hi", api_name="/chat", max_new_tokens=1, seed=-1)["seed"] for _ in range(2))
+    assert a != b and 0 <= a < 2**32 and 0 <= b < 2**32
+
+
 def test_completion_streams(client):
     final = client.predict(
         "Once upon a time",

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 import torch
 
+from aigc_demo import validation
 from aigc_demo.config import AppConfig, TextConfig
-from aigc_demo.pipelines.text import (
-    GenerationParams,
-    TextPipeline,
-    clean_text,
-    parse_messages,
-)
+from aigc_demo.pipelines.text import GenerationParams, TextPipeline, parse_messages
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +73,7 @@ def test_same_seed_same_text_and_seed_reported(pipe):
         run(
             pipe.chat(
                 "Tell me a story",
-                params=GenerationParams(**{**params.__dict__, "seed": s}),
+                params=replace(params, seed=s),
             )
         ).text
         for s in range(5)
@@ -86,7 +83,7 @@ def test_same_seed_same_text_and_seed_reported(pipe):
 
 def test_random_seed_is_chosen_and_reusable(pipe):
     first = run(pipe.chat("Hi", params=GenerationParams(max_new_tokens=10, temperature=1.0)))
-    assert first.stats.seed is not None
+    assert first.params.seed == first.stats.seed and 0 <= first.stats.seed <= validation.MAX_SEED
     again = run(
         pipe.chat(
             "Hi",
@@ -173,7 +170,11 @@ def test_streams_growing_text_with_stats(pipe):
     "field, value, words",
     [
         ("temperature", -1, "temperature"),
+        ("temperature", 2.5, "temperature must be between 0.0 and 2.0"),
         ("top_p", 5, "top_p"),
+        ("top_p", 0, "top_p must be above 0.0"),
+        ("top_k", 201, "top_k"),
+        ("repetition_penalty", 0.9, "repetition_penalty"),
         ("max_new_tokens", 10**9, "max_new_tokens"),
         ("seed", "abc", "seed"),
         ("top_k", 1.5, "top_k"),
@@ -189,7 +190,8 @@ def test_bad_parameters_are_named(pipe, field, value, words):
 def test_loose_types_are_coerced(pipe):
     p = pipe.parse_params(max_new_tokens="12", temperature="0.5", seed="42", top_k=5.0)
     assert (p.max_new_tokens, p.temperature, p.seed, p.top_k) == (12, 0.5, 42, 5)
-    assert pipe.parse_params(seed=-1).seed is None
+    assert pipe.parse_params(seed=-1).seed == -1, "-1 stays: the pipeline draws the seed per request"
+    assert pipe.parse_params() == GenerationParams()
 
 
 @pytest.mark.parametrize("message", ["", "   \n\t ", "\x00\x01"])
@@ -203,9 +205,12 @@ def test_huge_message_rejected(pipe):
         next(pipe.chat("x" * 100_000))
 
 
-def test_control_chars_and_invalid_unicode_are_cleaned():
-    cleaned = clean_text("a\x00b\x1bc\ud800d\ne", "m", 100)
+def test_control_chars_and_invalid_unicode_are_cleaned(pipe):
+    cleaned = validation.text("m", "a\x00b\x1bc\ud800d\ne", 100)
     assert "\x00" not in cleaned and "\x1b" not in cleaned and "\ud800" not in cleaned and "\n" in cleaned
+    history = parse_messages([{"role": "user", "content": "hi\ud800\x00"}], 10, 1000)
+    assert history == [{"role": "user", "content": "hi"}]
+    assert run(pipe.chat("hello\x00 wor\ud800ld", params=GenerationParams(max_new_tokens=2, seed=0)))
 
 
 @pytest.mark.parametrize(

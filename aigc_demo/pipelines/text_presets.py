@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from aigc_demo.pipelines.text import GenerationParams
 
@@ -13,6 +14,11 @@ class Preset:
     system_prompt: str
     params: GenerationParams
     example: str  # a message that shows the preset off
+
+    def settings(self) -> dict[str, Any]:
+        """The sampling values it sets, by parameter name. Not the seed: a preset changes how the model
+        samples, and a seed the visitor fixed stays fixed."""
+        return {name: value for name, value in asdict(self.params).items() if name != "seed"}
 
 
 PRESETS: tuple[Preset, ...] = (

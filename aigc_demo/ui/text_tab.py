@@ -1,4 +1,9 @@
-"""The Text tab: chat and completion, streamed. Layout and wiring only; the pipeline does the work."""
+"""The Text tab: chat and completion, streamed. Layout and wiring only; the pipeline does the work.
+
+The seven sampling controls come from ``GenerationParams`` (``pipelines/text.py``) and bind to it by name:
+every handler receives ``{component: value}`` and reads the settings with ``controls.read``; the API
+endpoints take the same parameters, with the schema's defaults.
+"""
 
 from __future__ import annotations
 
@@ -13,29 +18,26 @@ import gradio as gr
 from aigc_demo.config import AppConfig
 from aigc_demo.device import gpu_task
 from aigc_demo.outputs import fresh_output_dir
-from aigc_demo.pipelines.text import (
-    TextPipeline,
-    TextUpdate,
-    parse_messages,
-)
-from aigc_demo.pipelines.text_presets import (
-    COMPLETION_EXAMPLES,
-    PRESETS,
-    PRESETS_BY_KEY,
-)
+from aigc_demo.pipelines.text import GenerationParams, TextPipeline, TextUpdate, parse_messages
+from aigc_demo.pipelines.text_presets import COMPLETION_EXAMPLES, PRESETS, PRESETS_BY_KEY
 from aigc_demo.registry import LoadFailure
+from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.sessions import SessionStops
-from aigc_demo.ui.strings import EN, t
+from aigc_demo.ui.shared import HEAVY, failure_notice
+from aigc_demo.ui.strings import t
 
 log = logging.getLogger(__name__)
 
-HEAVY = "heavy"  # concurrency_id shared by every CPU-heavy event: one at a time on 2 cores
 DEFAULT = PRESETS[0]
 
 
 def format_stats(update: TextUpdate) -> str:
     s = update.stats
-    parts = [f"**{s.new_tokens}** tokens"]
+    if s.new_tokens == 0:
+        # A translated phrase inside a string: the page translates one such phrase per value.
+        parts = [str(t("text_nothing_generated"))]
+    else:
+        parts = [f"**{s.new_tokens}** tokens"]
     if s.tokens_per_s is not None:
         parts.append(f"{s.tokens_per_s:.1f} tok/s")
     if s.time_to_first_token_s is not None:
@@ -76,59 +78,88 @@ def paced(updates: Iterator[TextUpdate], interval_s: float) -> Iterator[TextUpda
 
 class TextHandlers:
     """Event handlers: turn UI values into pipeline calls and pipeline results into UI values.
-    A bad request becomes gr.Error (a message in the page / the API client), never a traceback."""
+    A bad request becomes gr.Error (a message in the page / the API client), never a traceback.
 
-    def __init__(self, pipe: TextPipeline):
+    UI handlers take one ``{component: value}`` dict and read the components of ``tab`` by identity; they
+    return (or stream) ``{component: value}`` for what changes."""
+
+    def __init__(self, pipe: TextPipeline, tab: TextTab):
         self.pipe = pipe
+        self.tab = tab
         self._stops = SessionStops(threading.Event)  # the Stop button of each browser session
 
-    def _params(self, max_new_tokens, temperature, top_p, top_k, min_p, repetition_penalty, seed):
-        return self.pipe.parse_params(
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k,
-            min_p=min_p,
-            repetition_penalty=repetition_penalty,
-            seed=seed,
-        )
+    def _params(self, data: dict) -> GenerationParams:
+        return self.pipe.parse_params(self.tab.controls.read(data))
 
     # ---- UI events ------------------------------------------------------------------------------
-    # Explicit parameters, not *settings: Gradio injects ``request`` by its position in the signature.
-    def chat(
-        self, message, history, system_prompt, max_new_tokens, temperature, top_p, top_k, min_p,
-        repetition_penalty, seed, request: gr.Request = None,
-    ):  # fmt: skip
-        """Stream a reply into the chatbot. Yields (chatbot, message box, stats, last seed)."""
-        settings = (max_new_tokens, temperature, top_p, top_k, min_p, repetition_penalty, seed)
-        stop = self._stops.arm(request)
-        try:
-            params = self._params(*settings)
-            history = parse_messages(history, self.pipe.cfg.max_history_turns, self.pipe.cfg.max_prompt_chars)
-            stream = self.pipe.chat(message, history, system_prompt, params, stop=stop)  # checks inputs
-            shown = history + [{"role": "user", "content": message}]
-            # The message moves into the chat at once, before the prompt is read (slow on a busy machine).
-            yield shown, "", gr.skip(), gr.skip()
-            for update in paced(stream, self.pipe.cfg.ui_update_interval_s):
-                reply = {"role": "assistant", "content": update.text}
-                yield shown + [reply], "", format_stats(update), update.stats.seed
-        except ValueError as err:
-            raise gr.Error(str(err)) from None
+    def chat(self, data: dict, request: gr.Request = None) -> Iterator[dict]:
+        """Stream a reply to the message box into the chatbot."""
+        tab = self.tab
+        yield from self._reply(data[tab.message], data[tab.chatbot], data, request)
 
-    def regenerate(
-        self, history, system_prompt, max_new_tokens, temperature, top_p, top_k, min_p, repetition_penalty,
-        seed, request: gr.Request = None,
-    ):  # fmt: skip
+    def regenerate(self, data: dict, request: gr.Request = None) -> Iterator[dict]:
         """Drop the last reply and answer the last user message again (with the seed settings given)."""
-        history = list(history or [])
+        history = list(data[self.tab.chatbot] or [])
         while history and history[-1].get("role") == "assistant":
             history.pop()
         if not history:
             raise gr.Error("Nothing to regenerate yet.")
         last = history.pop()
-        message = parse_messages([last], 1, self.pipe.cfg.max_prompt_chars)[0]["content"]
-        settings = (max_new_tokens, temperature, top_p, top_k, min_p, repetition_penalty, seed)
-        yield from self.chat(message, history, system_prompt, *settings, request=request)
+        try:
+            message = parse_messages([last], 1, self.pipe.cfg.max_prompt_chars)[0]["content"]
+        except ValueError as err:
+            raise gr.Error(str(err)) from None
+        yield from self._reply(message, history, data, request)
+
+    def _reply(self, message, history, data: dict, request) -> Iterator[dict]:
+        tab = self.tab
+        stop = self._stops.arm(request)
+        try:
+            params = self._params(data)
+            history = parse_messages(history, self.pipe.cfg.max_history_turns, self.pipe.cfg.max_prompt_chars)
+            stream = self.pipe.chat(message, history, data[tab.system_prompt], params, stop=stop)  # checks
+            shown = history + [{"role": "user", "content": message}]
+            # The message moves into the chat at once, before the prompt is read (slow on a busy machine).
+            yield {tab.chatbot: shown, tab.message: ""}
+            for update in paced(stream, self.pipe.cfg.ui_update_interval_s):
+                # No bubble until there is something to show: Stop before the first token leaves none.
+                reply = [{"role": "assistant", "content": update.text}] if update.text.strip() else []
+                yield {
+                    tab.chatbot: shown + reply,
+                    tab.chat_stats: format_stats(update),
+                    tab.last_seed: update.stats.seed,
+                }
+        except ValueError as err:
+            raise gr.Error(str(err)) from None
+
+    def complete(self, data: dict, request: gr.Request = None) -> Iterator[dict]:
+        """Stream a continuation of the prompt box into the prompt box."""
+        tab = self.tab
+        prompt = data[tab.prompt]
+        stop = self._stops.arm(request)
+        try:
+            stream = self.pipe.complete(prompt, self._params(data), stop=stop)
+            for update in paced(stream, self.pipe.cfg.ui_update_interval_s):
+                yield {
+                    tab.prompt: prompt + update.text,
+                    tab.completion_stats: format_stats(update),
+                    tab.last_seed: update.stats.seed,
+                }
+        except ValueError as err:
+            raise gr.Error(str(err)) from None
+
+    def apply_preset(self, data: dict) -> dict:
+        """Set the chosen preset's system prompt and sampling values; only the ones that differ change."""
+        tab = self.tab
+        preset = PRESETS_BY_KEY.get(data[tab.preset])
+        if preset is None:
+            raise gr.Error(f"unknown preset {data[tab.preset]!r}")
+        current = tab.controls.read(data)
+        changed = tab.controls.write({k: v for k, v in preset.settings().items() if current.get(k) != v})
+        same_prompt = data.get(tab.system_prompt) == preset.system_prompt
+        # Never an empty dict: Gradio 6.31 takes {} for one output value and fails the event.
+        changed[tab.system_prompt] = gr.skip() if same_prompt else preset.system_prompt
+        return changed
 
     def stop(self, request: gr.Request = None) -> None:
         """Ask this session's running generation to end after the current token; it keeps its text."""
@@ -145,19 +176,6 @@ class TextHandlers:
                 message = m["content"] if isinstance(m["content"], str) else ""
                 break
         return history, message
-
-    def complete(
-        self, prompt, max_new_tokens, temperature, top_p, top_k, min_p, repetition_penalty, seed,
-        request: gr.Request = None,
-    ):  # fmt: skip
-        stop = self._stops.arm(request)
-        try:
-            params = self._params(max_new_tokens, temperature, top_p, top_k, min_p, repetition_penalty, seed)
-            stream = self.pipe.complete(prompt, params, stop=stop)
-            for update in paced(stream, self.pipe.cfg.ui_update_interval_s):
-                yield prompt + update.text, format_stats(update), update.stats.seed
-        except ValueError as err:
-            raise gr.Error(str(err)) from None
 
     @staticmethod
     def export(history) -> list[str]:
@@ -181,244 +199,187 @@ class TextHandlers:
         return [str(md_path), str(json_path)]
 
     # ---- API (stable names, documented on the page's "Use via API") ---------------------------
+    # Registered with ``controls.api``: the signature is the head arguments plus GenerationParams.
     def api_chat(
-        self,
-        message: str,
-        history: list | None = None,
-        system_prompt: str | None = None,
-        max_new_tokens: int = 256,
-        temperature: float = 0.7,
-        top_p: float = 0.9,
-        top_k: int = 50,
-        min_p: float = 0.05,
-        repetition_penalty: float = 1.1,
-        seed: int = -1,
-        request: gr.Request = None,
+        self, message, history=None, system_prompt=None, request: gr.Request = None, **settings
     ) -> Iterator[dict]:
         """Chat with the language model. Streams {"text", "seed", "new_tokens", "tokens_per_s", ...};
         history is a list of {"role": "user"|"assistant", "content": str}. seed -1 = random.
         /chat_stop from the same client ends it early (finish_reason "stopped")."""
         stop = self._stops.arm(request)
         try:
-            params = self._params(
-                max_new_tokens,
-                temperature,
-                top_p,
-                top_k,
-                min_p,
-                repetition_penalty,
-                seed,
-            )
+            params = self.pipe.parse_params(settings)
             for update in self.pipe.chat(message, history, system_prompt, params, stop=stop):
                 yield api_result(update)
         except ValueError as err:
             raise gr.Error(str(err)) from None
 
-    def api_complete(
-        self,
-        prompt: str,
-        max_new_tokens: int = 256,
-        temperature: float = 0.7,
-        top_p: float = 0.9,
-        top_k: int = 50,
-        min_p: float = 0.05,
-        repetition_penalty: float = 1.1,
-        seed: int = -1,
-        request: gr.Request = None,
-    ) -> Iterator[dict]:
+    def api_complete(self, prompt, request: gr.Request = None, **settings) -> Iterator[dict]:
         """Continue a text (no chat template). Streams the same dict as /chat (text = continuation only)."""
         stop = self._stops.arm(request)
         try:
-            params = self._params(
-                max_new_tokens,
-                temperature,
-                top_p,
-                top_k,
-                min_p,
-                repetition_penalty,
-                seed,
-            )
+            params = self.pipe.parse_params(settings)
             for update in self.pipe.complete(prompt, params, stop=stop):
                 yield api_result(update)
         except ValueError as err:
             raise gr.Error(str(err)) from None
 
 
-def apply_preset(label: str):
-    preset = PRESETS_BY_KEY[_preset_key(label)]
-    p = preset.params
-    return (
-        preset.system_prompt,
-        p.max_new_tokens,
-        p.temperature,
-        p.top_p,
-        p.top_k,
-        p.min_p,
-        p.repetition_penalty,
-    )
+class TextTab:
+    """The tab's components, built in the current Blocks context, its handlers and their wiring."""
 
+    def __init__(self, pipe: TextPipeline, cfg: AppConfig):
+        self.pipe = pipe
+        self._build()
+        self.handlers = TextHandlers(pipe, self)
+        self._wire(cfg)
 
-def _preset_key(label: str) -> str:
-    for key in PRESETS_BY_KEY:
-        if label in (key, EN[key]):
-            return key
-    raise gr.Error(f"Unknown preset {label!r}")
+    # -- layout ---------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        pipe, schema = self.pipe, self.pipe.schema
+        gr.Markdown(f"{t('text_model_engine')}: `{pipe.model_id}` · `{pipe.engine.name}`")
 
-
-def build_failure_notice(failure: LoadFailure | None) -> None:
-    failure = failure or LoadFailure("text", "not loaded", "")
-    gr.Markdown(f"### ⚠️ {EN['load_failed']}\n\n`{failure.error}`\n\n**{EN['how_to_fix']}:** {failure.hint}")
-
-
-def build_text_tab(pipe: TextPipeline | None, failure: LoadFailure | None, cfg: AppConfig) -> None:
-    """Render the Text tab inside the current Blocks context."""
-    if pipe is None:
-        build_failure_notice(failure)
-        return
-    handlers = TextHandlers(pipe)
-    limit = cfg.text.max_new_tokens_limit
-    d = DEFAULT.params
-    gr.Markdown(f"{t('model_info')}: `{pipe.model_id}` · engine `{pipe.engine.name}`")
-
-    with gr.Accordion(t("parameters"), open=False):
-        with gr.Row():
-            preset = gr.Dropdown(
-                [EN[p.key] for p in PRESETS],
-                value=EN[DEFAULT.key],
-                label=t("preset"),
-                info=t("preset_info"),
-            )
-            seed = gr.Number(value=-1, precision=0, label=t("seed"), minimum=-1, maximum=2**32 - 1)
-            reuse_seed = gr.Button(t("reuse_seed"), size="sm")
-            random_seed = gr.Button(t("random_seed"), size="sm")
-        system_prompt = gr.Textbox(DEFAULT.system_prompt, label=t("system_prompt"), lines=2)
-        with gr.Row():
-            max_new_tokens = gr.Slider(1, limit, d.max_new_tokens, step=1, label=t("max_new_tokens"))
-            temperature = gr.Slider(0.0, 2.0, d.temperature, step=0.05, label=t("temperature"))
-            top_p = gr.Slider(0.05, 1.0, d.top_p, step=0.01, label=t("top_p"))
-        with gr.Row():
-            top_k = gr.Slider(0, 200, d.top_k, step=1, label=t("top_k"))
-            min_p = gr.Slider(0.0, 0.5, d.min_p, step=0.01, label=t("min_p"))
-            repetition_penalty = gr.Slider(
-                1.0, 2.0, d.repetition_penalty, step=0.01, label=t("repetition_penalty")
-            )
-    settings = [
-        max_new_tokens,
-        temperature,
-        top_p,
-        top_k,
-        min_p,
-        repetition_penalty,
-        seed,
-    ]
-    last_seed = gr.State(None)
-
-    with gr.Tabs():
-        with gr.Tab(t("text_chat"), id="chat"):
-            chatbot = gr.Chatbot(
-                show_label=False,
-                height=420,
-                buttons=["copy", "copy_all"],
-                elem_id="chatbot",
-            )
+        with gr.Accordion(t("parameters"), open=False):
             with gr.Row():
-                message = gr.Textbox(
-                    placeholder=t("message_placeholder"),
-                    show_label=False,
-                    scale=6,
-                    elem_id="chat-message",
+                # Translated names, stable values: the handler and the examples use the preset's key.
+                self.preset = gr.Dropdown(
+                    [(t(p.key), p.key) for p in PRESETS],
+                    value=DEFAULT.key,
+                    label=t("preset"),
+                    info=t("preset_info"),
                 )
-                send = gr.Button(t("send"), variant="primary", scale=1, elem_id="chat-send")
-                stop = gr.Button(t("stop"), variant="stop", scale=1, elem_id="chat-stop")
+                c = self.controls = Controls.build(schema, ["seed"])
+                self.reuse_seed = gr.Button(t("reuse_seed"), size="sm")
+                self.random_seed = gr.Button(t("random_seed"), size="sm")
+            self.system_prompt = gr.Textbox(DEFAULT.system_prompt, label=t("system_prompt"), lines=2)
             with gr.Row():
-                regenerate = gr.Button(t("regenerate"), size="sm")
-                undo = gr.Button(t("undo"), size="sm")
-                clear = gr.Button(t("clear"), size="sm")
-                export = gr.Button(t("export"), size="sm")
-            chat_stats = gr.Markdown(elem_id="chat-stats")
-            export_files = gr.File(label=t("export"), file_count="multiple", visible=False, height=80)
-            gr.Examples(
-                [[p.example, EN[p.key]] for p in PRESETS],
-                inputs=[message, preset],
-                label=t("examples"),
-                example_labels=[f"{EN[p.key]}: {p.example}" for p in PRESETS],
-            )
-
-        with gr.Tab(t("text_completion"), id="completion"):
-            prompt = gr.Textbox(lines=8, label=t("prompt"), placeholder=t("prompt_placeholder"))
+                c.update(Controls.build(schema, ["max_new_tokens", "temperature", "top_p"]))
             with gr.Row():
-                generate = gr.Button(t("generate"), variant="primary", elem_id="complete-generate")
-                stop_completion = gr.Button(t("stop"), variant="stop")
-            completion_stats = gr.Markdown()
-            gr.Examples([[e] for e in COMPLETION_EXAMPLES], inputs=[prompt], label=t("examples"))
+                c.update(Controls.build(schema, ["top_k", "min_p", "repetition_penalty"]))
+        self.last_seed = gr.State(None)
 
-    # ---- wiring ---------------------------------------------------------------------------------
-    heavy = {"concurrency_id": HEAVY, "concurrency_limit": cfg.server.heavy_concurrency}
-    chat_outputs = [chatbot, message, chat_stats, last_seed]
-    for name, trigger in (("submit", message.submit), ("send", send.click)):
-        trigger(
-            gpu_task(handlers.chat),
-            [message, chatbot, system_prompt, *settings],
-            chat_outputs,
-            api_name=f"ui_chat_{name}",
-            api_visibility="undocumented",
+        with gr.Tabs():
+            with gr.Tab(t("text_chat"), id="chat"):
+                self.chatbot = gr.Chatbot(
+                    show_label=False,
+                    height=420,
+                    buttons=["copy", "copy_all"],
+                    elem_id="chatbot",
+                )
+                with gr.Row():
+                    self.message = gr.Textbox(
+                        placeholder=t("message_placeholder"),
+                        show_label=False,
+                        scale=6,
+                        elem_id="chat-message",
+                    )
+                    self.send = gr.Button(t("send"), variant="primary", scale=1, elem_id="chat-send")
+                    self.stop = gr.Button(t("stop"), variant="stop", scale=1, elem_id="chat-stop")
+                with gr.Row():
+                    self.regenerate = gr.Button(t("regenerate"), size="sm")
+                    self.undo = gr.Button(t("undo"), size="sm")
+                    self.clear = gr.Button(t("clear"), size="sm")
+                    self.export = gr.Button(t("export"), size="sm")
+                self.chat_stats = gr.Markdown(elem_id="chat-stats")
+                self.export_files = gr.File(
+                    label=t("export"), file_count="multiple", visible=False, height=80
+                )
+                # Labelled by the message alone: Gradio 6.31 shows example labels (and the preset column a
+                # table would show) untranslated, while the preset dropdown itself is translated.
+                gr.Examples(
+                    [[p.example, p.key] for p in PRESETS],
+                    inputs=[self.message, self.preset],
+                    label=t("examples"),
+                    example_labels=[p.example for p in PRESETS],
+                )
+
+            with gr.Tab(t("text_completion"), id="completion"):
+                self.prompt = gr.Textbox(lines=8, label=t("prompt"), placeholder=t("prompt_placeholder"))
+                with gr.Row():
+                    self.generate = gr.Button(t("generate"), variant="primary", elem_id="complete-generate")
+                    self.stop_completion = gr.Button(t("stop"), variant="stop")
+                self.completion_stats = gr.Markdown()
+                gr.Examples([[e] for e in COMPLETION_EXAMPLES], inputs=[self.prompt], label=t("examples"))
+
+    # -- wiring ---------------------------------------------------------------------------------------
+    def _wire(self, cfg: AppConfig) -> None:
+        h, c = self.handlers, self.controls
+        heavy = {"concurrency_id": HEAVY, "concurrency_limit": cfg.server.heavy_concurrency}
+        ui = {"api_visibility": "undocumented"}
+        chat_outputs = [self.chatbot, self.message, self.chat_stats, self.last_seed]
+        gr.on(
+            triggers=[self.message.submit, self.send.click],
+            fn=gpu_task(h.chat),
+            inputs={self.message, self.chatbot, self.system_prompt, *c.components},
+            outputs=chat_outputs,
+            api_name="ui_chat",
+            **ui,
             **heavy,
         )
-    regenerate.click(
-        gpu_task(handlers.regenerate),
-        [chatbot, system_prompt, *settings],
-        chat_outputs,
-        api_name="ui_regenerate",
-        api_visibility="undocumented",
-        **heavy,
-    )
-    # Stop asks the running reply to end after this token and keeps it; not a cancel (see ui/sessions.py).
-    stop.click(handlers.stop, None, None, queue=False, api_name="chat_stop")
-    undo.click(handlers.undo, [chatbot], [chatbot, message], api_visibility="undocumented")
-    clear.click(
-        lambda: ([], "", ""),
-        None,
-        [chatbot, message, chat_stats],
-        api_visibility="undocumented",
-    )
-    export.click(
-        lambda h: gr.File(value=handlers.export(h), visible=True),
-        [chatbot],
-        [export_files],
-        api_visibility="undocumented",
-    )
-    preset.change(
-        apply_preset,
-        [preset],
-        [
-            system_prompt,
-            max_new_tokens,
-            temperature,
-            top_p,
-            top_k,
-            min_p,
-            repetition_penalty,
-        ],
-        api_visibility="undocumented",
-    )
-    reuse_seed.click(
-        lambda s: -1 if s is None else s,
-        [last_seed],
-        [seed],
-        api_visibility="undocumented",
-    )
-    random_seed.click(lambda: -1, None, [seed], api_visibility="undocumented")
+        self.regenerate.click(
+            gpu_task(h.regenerate),
+            inputs={self.chatbot, self.system_prompt, *c.components},
+            outputs=chat_outputs,
+            api_name="ui_regenerate",
+            **ui,
+            **heavy,
+        )
+        # Stop asks the running reply to end after this token and keeps it; not a cancel (see ui/sessions.py).
+        self.stop.click(h.stop, None, None, queue=False, api_name="chat_stop")
+        self.undo.click(h.undo, [self.chatbot], [self.chatbot, self.message], **ui)
+        self.clear.click(lambda: ([], "", ""), None, [self.chatbot, self.message, self.chat_stats], **ui)
+        self.export.click(
+            lambda history: gr.File(value=h.export(history), visible=True),
+            [self.chatbot],
+            [self.export_files],
+            **ui,
+        )
+        self.preset.change(
+            h.apply_preset,
+            inputs={self.preset, self.system_prompt, *c.components},
+            outputs={self.system_prompt, *c.components},
+            **ui,
+        )
+        self.reuse_seed.click(lambda s: -1 if s is None else s, [self.last_seed], [c["seed"]], **ui)
+        self.random_seed.click(lambda: -1, None, [c["seed"]], **ui)
 
-    generate.click(
-        gpu_task(handlers.complete),
-        [prompt, *settings],
-        [prompt, completion_stats, last_seed],
-        api_name="ui_complete",
-        api_visibility="undocumented",
-        **heavy,
-    )
-    stop_completion.click(handlers.stop, None, None, queue=False, api_visibility="undocumented")
+        self.generate.click(
+            gpu_task(h.complete),
+            inputs={self.prompt, *c.components},
+            outputs=[self.prompt, self.completion_stats, self.last_seed],
+            api_name="ui_complete",
+            **ui,
+            **heavy,
+        )
+        self.stop_completion.click(h.stop, None, None, queue=False, **ui)
 
-    # Stable, documented API endpoints (streaming through gradio_client's submit()).
-    gr.api(gpu_task(handlers.api_chat), api_name="chat", **heavy)
-    gr.api(gpu_task(handlers.api_complete), api_name="complete", **heavy)
+        # Stable, documented API endpoints (streaming through gradio_client's submit()).
+        schema = self.pipe.schema
+        api(
+            gpu_task(h.api_chat),
+            api_name="chat",
+            schema=schema,
+            head=[
+                arg("message", str),
+                arg("history", list | None, None),
+                arg("system_prompt", str | None, None),
+            ],
+            returns=dict,
+            **heavy,
+        )
+        api(
+            gpu_task(h.api_complete),
+            api_name="complete",
+            schema=schema,
+            head=[arg("prompt", str)],
+            returns=dict,
+            **heavy,
+        )
+
+
+def build_text_tab(pipe: TextPipeline | None, failure: LoadFailure | None, cfg: AppConfig) -> TextTab | None:
+    """Render the Text tab inside the current Blocks context."""
+    if pipe is None:
+        failure_notice(failure)
+        return None
+    return TextTab(pipe, cfg)

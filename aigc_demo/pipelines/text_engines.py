@@ -1,0 +1,321 @@
+"""Model runtimes for the text pipeline: each knows one runtime and deals only in token ids.
+
+- ``LlamaCppEngine`` runs GGUF files through llama.cpp (the embedded default: ~8x faster than
+  transformers on a 2-core CPU).
+- ``TransformersEngine`` runs any Hugging Face model id or folder (and GGUF files, dequantised once and
+  cached as safetensors); it is the path for GPUs, hub models and later fine-tuned adapters.
+
+Engines take ``GenerationParams`` with the seed already chosen (``TextPipeline`` resolves -1 per request).
+"""
+
+from __future__ import annotations
+
+import codecs
+import importlib.util
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from aigc_demo.compute import LLAMA_CPP, SHARED, compute_thread
+from aigc_demo.config import TextConfig
+from aigc_demo.device import configure_threads, usable_cores
+from aigc_demo.models import resolve_model_path
+
+if TYPE_CHECKING:
+    from aigc_demo.pipelines.text import GenerationParams
+
+log = logging.getLogger(__name__)
+
+
+class Detokenizer(Protocol):
+    """Turns a stream of token ids into text deltas, holding back incomplete characters."""
+
+    def add(self, token_id: int) -> str: ...
+    def flush(self) -> str: ...
+
+
+class _Utf8Detokenizer:
+    """For runtimes that give each token's raw bytes (a multi-byte character may span tokens)."""
+
+    def __init__(self, token_bytes: Callable[[int], bytes]):
+        self._token_bytes = token_bytes
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def add(self, token_id):
+        return self._decoder.decode(self._token_bytes(token_id))
+
+    def flush(self):
+        return self._decoder.decode(b"", final=True)
+
+
+class _IncrementalDetokenizer:
+    """For Hugging Face tokenizers: decode a short window and emit only what is new and complete
+    (the prefix-offset method of text-generation-inference; right for byte-level BPE and SentencePiece)."""
+
+    def __init__(self, tokenizer):
+        self._tok = tokenizer
+        self._ids: list[int] = []
+        self._prefix = 0
+        self._read = 0
+
+    def _decode(self, ids):
+        return self._tok.decode(ids, skip_special_tokens=True)
+
+    def add(self, token_id):
+        self._ids.append(token_id)
+        before = self._decode(self._ids[self._prefix : self._read])
+        after = self._decode(self._ids[self._prefix :])
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            self._prefix, self._read = self._read, len(self._ids)
+            return after[len(before) :]
+        return ""
+
+    def flush(self):
+        before = self._decode(self._ids[self._prefix : self._read])
+        return self._decode(self._ids[self._prefix :])[len(before) :]
+
+
+class TextEngine(Protocol):
+    """What the pipeline needs from a model runtime. Engines are not thread-safe; the pipeline locks."""
+
+    name: str
+    model_id: str
+    context_length: int
+    thread_name: str  # the compute thread it runs on (aigc_demo/compute.py)
+
+    def render_chat(self, messages: Sequence[dict[str, str]]) -> str: ...
+    def tokenize(self, text: str, add_special: bool) -> list[int]: ...
+    def new_detokenizer(self) -> Detokenizer: ...
+    def is_end_of_turn(self, token_id: int) -> bool: ...
+    def generate_ids(self, prompt_ids: list[int], params: GenerationParams) -> Iterator[int]: ...
+
+
+class LlamaCppEngine:
+    """GGUF through llama.cpp (llama-cpp-python). Chat template read from the GGUF itself.
+
+    Generation always runs on llama.cpp's own thread, never on one that runs PyTorch: ggml's AMX kernels
+    configure the tiles once per thread and oneDNN's bf16 kernels release them, so sharing a thread ends in
+    SIGILL on AMX CPUs (aigc_demo/compute.py)."""
+
+    name = "llama.cpp"
+    thread_name = LLAMA_CPP
+
+    def __init__(self, llama, model_id: str):
+        self._llm = llama
+        self.model_id = model_id
+        self.context_length = llama.n_ctx()
+        template = llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ValueError(f"{model_id} has no chat template in its GGUF metadata")
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        vocab_text = llama.detokenize
+        self._formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=vocab_text([llama.token_eos()], special=True).decode("utf-8", "replace"),
+            bos_token=vocab_text([llama.token_bos()], special=True).decode("utf-8", "replace"),
+        )
+        self._eot_ids = {llama.token_eos()}
+        for marker in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>"):
+            ids = llama.tokenize(marker.encode(), add_bos=False, special=True)
+            if len(ids) == 1:
+                self._eot_ids.add(ids[0])
+
+    @classmethod
+    def from_config(cls, cfg: TextConfig) -> LlamaCppEngine:
+        import llama_cpp
+
+        folder, gguf = resolve_model_path(cfg.model)
+        path = Path(folder) / (gguf or "")
+        threads = cfg.threads or usable_cores()
+        llama = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=cfg.context_length,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
+        )
+        return cls(llama, model_id=cfg.model)
+
+    def render_chat(self, messages):
+        return self._formatter(messages=list(messages)).prompt
+
+    def tokenize(self, text, add_special):
+        # The chat template already writes any BOS it wants; completions get the model's default.
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=not add_special)
+
+    def new_detokenizer(self):
+        return _Utf8Detokenizer(lambda token_id: self._llm.detokenize([token_id]))
+
+    def is_end_of_turn(self, token_id):
+        return token_id in self._eot_ids
+
+    def generate_ids(self, prompt_ids, params):
+        return compute_thread(self.thread_name).iterate(self._generate_here(prompt_ids, params))
+
+    def _generate_here(self, prompt_ids, params):
+        self._llm.set_seed(params.seed)
+        # Re-evaluate the whole prompt. llama-cpp-python's prefix reuse would evaluate only the tail, but a
+        # one-token tail takes another ggml kernel whose last bits differ, and greedy text then depends on
+        # the previous request (seen: "Paris, France." vs "France (The woman ...)"). Same seed, same text
+        # wins over ~2.3 ms per cached prompt token.
+        self._llm.reset()
+        # min_p/top_k/top_p are llama.cpp's own samplers; temperature 0 switches it to greedy.
+        yield from self._llm.generate(
+            prompt_ids,
+            top_k=params.top_k,
+            top_p=params.top_p,
+            min_p=params.min_p,
+            temp=params.temperature,
+            repeat_penalty=params.repetition_penalty,
+        )
+
+
+class TransformersEngine:
+    """Any causal LM that transformers loads. A hand-written decode loop instead of `generate`:
+    it yields each token as it is made (no streamer thread) and skips per-step bookkeeping we don't use,
+    while computing exactly the same logits, so greedy output matches `generate` token for token."""
+
+    name = "transformers"
+    thread_name = SHARED  # one OpenMP team with the image and latent models (aigc_demo/compute.py)
+
+    def __init__(self, model, tokenizer, model_id: str, context_length: int):
+        import torch
+
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.context_length = context_length
+        self.device = next(model.parameters()).device
+        self._torch = torch
+        eos = model.generation_config.eos_token_id if model.generation_config else None
+        eos = eos if isinstance(eos, list) else [eos] if eos is not None else []
+        self._eot_ids = set(eos) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+        for marker in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>"):
+            tid = tokenizer.convert_tokens_to_ids(marker)
+            if isinstance(tid, int) and tid != tokenizer.unk_token_id:
+                self._eot_ids.add(tid)
+
+    @classmethod
+    def from_config(cls, cfg: TextConfig) -> TransformersEngine:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from aigc_demo.device import pick_device
+        from aigc_demo.pipelines.cpu_linear import prepack_linears
+
+        configure_threads(cfg.threads)
+        # fp32 on CPU even where bf16 is native: decoding is memory-bound, so bf16 is no faster there, and it
+        # changes greedy tokens (measured: bench/text.py). GPUs still get half precision.
+        plan = pick_device(prefer_half_on_cpu=False)
+        folder, gguf = resolve_model_path(cfg.model)
+        source = folder if gguf is None else str(_gguf_safetensors_cache(cfg, folder, gguf))
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=plan.dtype)
+        model.to(plan.device)
+        packed = prepack_linears(model)  # CPU only: oneDNN matrix-vector products, ~1.6x faster decoding
+        ctx = min(
+            cfg.context_length,
+            getattr(model.config, "max_position_embeddings", cfg.context_length),
+        )
+        log.info(
+            "transformers engine: %s on %s (%s), %d linears prepacked",
+            cfg.model,
+            plan.device,
+            plan.reason,
+            packed,
+        )
+        return cls(model, tokenizer, model_id=cfg.model, context_length=ctx)
+
+    def render_chat(self, messages):
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(f"{self.model_id} has no chat template: use Completion mode")
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+
+    def tokenize(self, text, add_special):
+        return self.tokenizer(text, add_special_tokens=add_special)["input_ids"]
+
+    def new_detokenizer(self):
+        return _IncrementalDetokenizer(self.tokenizer)
+
+    def is_end_of_turn(self, token_id):
+        return token_id in self._eot_ids
+
+    def generate_ids(self, prompt_ids, params):
+        torch = self._torch
+        from transformers import DynamicCache
+
+        processors = _logits_processors(params)
+        generator = torch.Generator(device="cpu").manual_seed(params.seed)
+        ids = torch.tensor([prompt_ids], device=self.device)
+        cache = DynamicCache()
+        step_input = ids
+        with torch.inference_mode():
+            while True:
+                out = self.model(
+                    input_ids=step_input,
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+                scores = out.logits[:, -1, :].float()
+                for proc in processors:
+                    scores = proc(ids, scores)
+                if params.greedy:
+                    next_id = scores.argmax(dim=-1, keepdim=True)
+                else:
+                    probs = torch.softmax(scores, dim=-1).cpu()
+                    next_id = torch.multinomial(probs, 1, generator=generator).to(self.device)
+                ids = torch.cat([ids, next_id], dim=-1)
+                step_input = next_id
+                yield int(next_id)
+
+
+def _logits_processors(params: GenerationParams) -> list[Callable]:
+    """The same processors `generate` would build, in the same order, so results agree."""
+    from transformers.generation import logits_process as lp
+
+    procs: list[Callable] = []
+    if params.repetition_penalty != 1.0:
+        procs.append(lp.RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
+    if params.greedy:
+        return procs
+    if params.temperature != 1.0:
+        procs.append(lp.TemperatureLogitsWarper(params.temperature))
+    if params.top_k:
+        procs.append(lp.TopKLogitsWarper(params.top_k))
+    if params.top_p < 1.0:
+        procs.append(lp.TopPLogitsWarper(params.top_p))
+    if params.min_p > 0.0:
+        procs.append(lp.MinPLogitsWarper(params.min_p))
+    return procs
+
+
+def _gguf_safetensors_cache(cfg: TextConfig, folder: str, gguf: str) -> Path:
+    """Dequantise a GGUF once (10-30 s on a small CPU) and keep a safetensors copy (<1 s to load)."""
+    target = cfg.cache_dir / Path(gguf).stem
+    if (target / "model.safetensors").is_file() and (target / "tokenizer_config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to safetensors under %s (one time)", gguf, target)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf)
+    model.hf_quantizer = None  # the tensors are plain floats now; let save_pretrained write them
+    tmp = target.with_name(target.name + ".partial")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(target)  # atomic: a crash mid-save never leaves a half cache behind
+    return target
+
+
+def build_engine(cfg: TextConfig) -> TextEngine:
+    engine = cfg.engine
+    if engine == "auto":
+        _, gguf = resolve_model_path(cfg.model)
+        engine = "llama.cpp" if gguf and importlib.util.find_spec("llama_cpp") else "transformers"
+    if engine == "llama.cpp":
+        return LlamaCppEngine.from_config(cfg)
+    if engine == "transformers":
+        return TransformersEngine.from_config(cfg)
+    raise ValueError(f"unknown text engine {cfg.engine!r}: use 'auto', 'llama.cpp' or 'transformers'")
