@@ -292,18 +292,20 @@ def test_the_autocast_probe_step_runs_a_real_backward_and_leaves_no_gradients(ti
 
 
 def test_checkpoint_comparison_puts_each_seed_committed_row_then_checkpoint_row(tiny_sd_dir, tmp_path):
+    import copy
+
     from diffusers import StableDiffusionPipeline
-    from safetensors.torch import save_file
 
     from aigc_demo.training.compare_checkpoint import checkpoint_unet, side_by_side
     from aigc_demo.training.train_diffusion import build_pipeline, generate
 
     plain = StableDiffusionPipeline.from_pretrained(tiny_sd_dir, safety_checker=None)
     folder = tmp_path / "checkpoint"
-    plain.unet.save_pretrained(folder, safe_serialization=True)
     torch.manual_seed(0)
     ema = {k: v + 0.05 * torch.randn_like(v) for k, v in plain.unet.state_dict().items()}
-    save_file(ema, str(folder / "ema.safetensors"))
+    ema_unet = copy.deepcopy(plain.unet)
+    ema_unet.load_state_dict(ema)
+    ema_unet.save_pretrained(folder / "ema", safe_serialization=True)  # the training checkpoint's layout
 
     trained = checkpoint_unet(folder)
     for k, v in trained.state_dict().items():

@@ -32,7 +32,9 @@ def save_as(model: OwnModel, folder: str | Path, dtype: torch.dtype) -> Path:
     graph leaf after a training step, and deepcopy refuses it.
     """
     folder = Path(folder)
-    config = {k: v for k, v in model.config.items() if k != "_name_or_path"}  # where it was loaded from
+    # Drop where it was loaded from, and the list of defaulted keys (from_config would reset those to the
+    # defaults, losing values set since, e.g. an AutoencoderKL's measured scaling_factor).
+    config = {k: v for k, v in model.config.items() if k not in ("_name_or_path", "_use_default_values")}
     shipped = type(model).from_config(config)
     # nn.Module.to, not ModelMixin.to: the latter warns about fp32-only modules on every dtype cast.
     torch.nn.Module.to(shipped, dtype=dtype)

@@ -1,8 +1,8 @@
 """Shared plumbing for the training scripts (never imported by the UI).
 
-Threads, seeds, autocast policy, batching, CSV/PNG loss logs, time-based
-checkpoints in ``runs/<model>/``, image metrics and grids, and the "only
-publish if better" rule for ``weights/<model>/``.
+Threads, seeds, autocast policy, batching, CSV/PNG loss logs, the time budget,
+image metrics and grids, and the "only publish if better" comparison for
+``weights/<model>/``. The loop itself is in ``loop.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -226,6 +226,9 @@ class TrainState:
     epoch: int = 0
     wall_seconds: float = 0.0  # cumulative training time across all runs
     runs: int = 0
+    # One entry per run: {"first_step", "last_step", "from", "to"} learning rates. runs/ is not committed, so
+    # the published metrics.json carries it too and a run started from the weights continues it.
+    lr_history: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -238,34 +241,7 @@ def load_state(run_dir: Path) -> TrainState | None:
     return TrainState(**json.loads(path.read_text()))
 
 
-def save_checkpoint(
-    run_dir: Path,
-    save_weights: callable,
-    optimizer: torch.optim.Optimizer,
-    state: TrainState,
-) -> None:
-    """Weights as safetensors (via ``save_weights(dir)``) + optimizer/state in runs/ only.
-
-    Written to a temp dir then renamed so an interrupted save never leaves a
-    half-written checkpoint behind.
-    """
-    tmp = run_dir / "checkpoint.tmp"
-    final = run_dir / "checkpoint"
-    if tmp.exists():
-        _rmtree(tmp)
-    tmp.mkdir(parents=True)
-    save_weights(tmp)
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps(state.to_dict(), indent=2))
-    if final.exists():
-        _rmtree(final)
-    tmp.rename(final)
-    (run_dir / "state.json").write_text(json.dumps(state.to_dict(), indent=2))
-
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
+def rmtree(path: Path) -> None:
     shutil.rmtree(path)
 
 
@@ -325,6 +301,27 @@ def format_minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
+def machine_class() -> str:
+    """What a card names when it states a time: "2-core AMD EPYC", "2-core Intel Xeon ... with AMX"."""
+    name, flags = "CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name == "CPU":
+                name = " ".join(value.replace("(R)", "").replace("(TM)", "").replace(" CPU", "").split())
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return f"{os.cpu_count()}-core {name}" + (" with AMX" if "amx_tile" in flags else "")
+
+
+def trained_on(metrics: dict) -> str:
+    """ "2-core AMD EPYC, 1 thread, 2026-11-30": where and when a card's times were measured."""
+    threads = metrics.get("threads", 1)
+    return f"{metrics['machine']}, {threads} thread{'s' if threads > 1 else ''}, {metrics['date']}"
+
+
 DATA_LICENSE_NOTE = (
     "The training data mixes Noto Color Emoji (SIL OFL 1.1), OpenMoji (CC BY-SA 4.0) and "
     "Twemoji graphics (CC BY 4.0); see `aigc_demo/data/CREDITS.md`. Because OpenMoji is "
@@ -342,6 +339,7 @@ def state_from_published(weights_dir: Path) -> TrainState:
         step=prior.get("steps", 0),
         wall_seconds=prior.get("cumulative_train_seconds", 0.0),
         runs=prior.get("runs", 0),
+        lr_history=prior.get("lr_history", []),
     )
 
 
@@ -350,7 +348,7 @@ def time_bar(minutes: float, desc: str):
     from tqdm import tqdm
 
     return tqdm(
-        total=int(minutes * 60),
+        total=minutes * 60,  # a float: with int() a short budget's last fraction overflows the bar
         desc=desc,
         unit="s",
         bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}s {postfix}",

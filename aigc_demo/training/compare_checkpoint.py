@@ -16,26 +16,23 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from safetensors.torch import load_file
 
 from aigc_demo.training import common
+from aigc_demo.training.loop import as_shipped
 from aigc_demo.training.train_diffusion import (
     AUTOENCODER,
     GRID_SEEDS,
     MODEL_NAME,
     NOVEL_PROMPTS,
     TRAIN_PROMPTS,
-    as_shipped,
     build_pipeline,
     generate,
 )
 
 
 def checkpoint_unet(checkpoint: Path) -> UNet2DConditionModel:
-    """The EMA weights of a training checkpoint, as they would ship."""
-    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(checkpoint))
-    unet.load_state_dict(load_file(str(checkpoint / "ema.safetensors")))
-    return as_shipped(unet)
+    """The EMA weights of a training checkpoint (``checkpoint/ema/``), as they would ship."""
+    return as_shipped(UNet2DConditionModel.from_pretrained(checkpoint / "ema", torch_dtype=torch.float32))
 
 
 def side_by_side(pipes: list, prompts: list[str], seeds: range, steps: int) -> torch.Tensor:

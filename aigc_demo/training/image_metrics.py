@@ -8,6 +8,8 @@ real-vs-real (train vs held-out) is printed beside it as the floor.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from scipy import linalg
@@ -36,11 +38,12 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a + s_b - 2 * covmean))
 
 
-def caption_retrieval(images01: torch.Tensor, corpus, rows: np.ndarray, scorer_dir=None) -> dict | None:
+def caption_retrieval(
+    images01: torch.Tensor, corpus, rows: np.ndarray, scorer_dir=None, data_dir: Path | None = None
+) -> dict | None:
     """Top-1/top-5 caption retrieval of ``images01`` (image i belongs to corpus row rows[i]) among the
-    canonical captions of all ``rows``, scored by the project's PromptMatch; None until a scorer is trained."""
-    from pathlib import Path
-
+    canonical captions of all ``rows``, scored by the project's PromptMatch; None until a scorer is trained.
+    ``data_dir`` is the corpus folder (its caption-embedding cache), default data/emoji."""
     from aigc_demo.config import WEIGHTS_DIR
     from aigc_demo.models import PromptMatch
     from aigc_demo.training.text_cache import cached_embeddings
@@ -49,17 +52,19 @@ def caption_retrieval(images01: torch.Tensor, corpus, rows: np.ndarray, scorer_d
     folder = Path(scorer_dir or WEIGHTS_DIR / "prompt-match")
     if not (folder / "config.json").is_file():
         return None
-    captions = cached_embeddings(corpus, "sentence")
+    captions = cached_embeddings(corpus, "sentence", data_dir)
     text = captions["emb"][captions["spans"][torch.from_numpy(np.asarray(rows)), 0]]
     return retrieval(PromptMatch.from_pretrained(folder), images01.float(), text)
 
 
-def retrieval_metrics(generated01: torch.Tensor, real01: torch.Tensor, corpus, rows: np.ndarray) -> dict:
+def retrieval_metrics(
+    generated01: torch.Tensor, real01: torch.Tensor, corpus, rows: np.ndarray, data_dir: Path | None = None
+) -> dict:
     """Caption retrieval of generated vs real images of the same rows (empty until a scorer exists)."""
-    generated = caption_retrieval(generated01, corpus, rows)
+    generated = caption_retrieval(generated01, corpus, rows, data_dir=data_dir)
     if generated is None:
         return {}
-    real = caption_retrieval(real01, corpus, rows)
+    real = caption_retrieval(real01, corpus, rows, data_dir=data_dir)
     return {
         "heldout_generated_top1": generated["top1"],
         "heldout_generated_top5": generated["top5"],

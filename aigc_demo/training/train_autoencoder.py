@@ -17,19 +17,20 @@ import argparse
 import json
 import logging
 import math
-import shlex
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
-from tqdm import tqdm
 
 from aigc_demo.data.corpus import Corpus, load_corpus
-from aigc_demo.training import common
+from aigc_demo.models import save_fp16
+from aigc_demo.training import common, loop
 from aigc_demo.training.common import TrainState
+from aigc_demo.training.loop import as_shipped
 
 logger = logging.getLogger(__name__)
 
@@ -38,17 +39,8 @@ CROP = 32
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--minutes", type=float, default=60.0, help="training time budget")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument(
-        "--kl-weight",
-        type=float,
-        default=1e-5,
-        help="weight of the per-element mean KL",
-    )
+    p = loop.training_parser(MODEL_NAME, minutes=60.0, lr=1e-3, batch_size=16, doc=__doc__)
+    p.add_argument("--kl-weight", type=float, default=1e-5, help="weight of the per-element mean KL")
     p.add_argument("--edge-weight", type=float, default=0.1, help="L1 on image gradients")
     p.add_argument(
         "--crop-fraction",
@@ -56,17 +48,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.75,
         help="fraction of the budget trained on 32x32 crops",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--autocast",
-        choices=["auto", "on", "off"],
-        default="auto",
-        help="bf16 autocast; 'auto' enables it only if oneDNN has bf16 kernels",
-    )
-    p.add_argument("--data-dir", type=Path, default=None)
-    p.add_argument("--run-dir", type=Path, default=common.RUNS_DIR / MODEL_NAME)
-    p.add_argument("--weights-dir", type=Path, default=common.WEIGHTS_DIR / MODEL_NAME)
-    p.add_argument("--log-every", type=int, default=10)
     return p.parse_args(argv)
 
 
@@ -169,88 +150,38 @@ def latent_stats(
     }
 
 
-def load_model(args: argparse.Namespace) -> tuple[AutoencoderKL, TrainState, str]:
-    ckpt = args.run_dir / "checkpoint"
-    state = common.load_state(args.run_dir)
-    if (ckpt / "config.json").exists() and state is not None:
-        return AutoencoderKL.from_pretrained(ckpt), state, f"resumed from {ckpt}"
-    if (args.weights_dir / "config.json").exists():
-        model = AutoencoderKL.from_pretrained(args.weights_dir, torch_dtype=torch.float32)
-        metrics_path = args.weights_dir / "metrics.json"
-        prior = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-        state = TrainState(
-            wall_seconds=prior.get("cumulative_train_seconds", 0.0),
-            step=prior.get("steps", 0),
-            runs=prior.get("runs", 0),
-        )
-        return model, state, f"initialised from committed {args.weights_dir}"
-    return new_model(), TrainState(), "from scratch"
-
-
-def lr_at(base: float, frac: float) -> float:
-    """Short warm-up then cosine decay to 10 % over this run's time budget."""
-    warm = min(1.0, frac / 0.02)
-    frac = min(max(frac, 0.0), 1.0)
-    return base * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-
-
 def train(args: argparse.Namespace, corpus: Corpus) -> tuple[AutoencoderKL, TrainState, bool]:
     """(trained model, state, whether bf16 autocast was used)."""
-    model, state, origin = load_model(args)
-    # channels_last helps the VAE but is ~15 % slower for this model (measured).
-    model = model.float().train()
-    logger.info(
-        "model %s (%.2fM params)",
-        origin,
-        sum(p.numel() for p in model.parameters()) / 1e6,
+    start = loop.resume(
+        args,
+        {"autoencoder": AutoencoderKL},
+        published=lambda folder: (
+            {"autoencoder": AutoencoderKL.from_pretrained(folder, torch_dtype=torch.float32)}
+            if (folder / "config.json").is_file()
+            else None
+        ),
+        scratch=lambda: {"autoencoder": new_model()},
     )
+    # channels_last helps the VAE but is ~15 % slower for this model (measured).
+    model = start.models["autoencoder"].float().train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    opt_path = args.run_dir / "checkpoint" / "optimizer.pt"
-    if origin.startswith("resumed") and opt_path.exists():
-        opt.load_state_dict(torch.load(opt_path, weights_only=True))
     probe = common.to_tensor(corpus.images[corpus.split_indices("train")[: args.batch_size]]).contiguous()
     autocast = common.resolve_autocast(
         args.autocast,
         common.loss_probe(model, lambda on: train_step(model, probe, args, on, torch.Generator())["loss"]),
     )
     logger.info("bf16 autocast: %s", autocast)
-
-    sampler = common.BatchSampler(corpus.split_indices("train"), args.batch_size, args.seed, state.epoch)
-    gen = torch.Generator().manual_seed(args.seed + state.step)
-    crop_rng = np.random.default_rng(args.seed + state.step)
-    log = common.LossLog(
-        args.run_dir / "loss.csv",
-        ["loss", "l1", "mse", "edge", "kl", "psnr", "crop", "lr"],
-        history=args.weights_dir / "loss.csv",
+    sampler = common.BatchSampler(
+        corpus.split_indices("train"), args.batch_size, args.seed, start.state.epoch
     )
-    timer = common.Timer(args.minutes)
-    wall0 = state.wall_seconds
-    state.runs += 1
+    gen = torch.Generator().manual_seed(args.seed + start.state.step)
+    crop_rng = np.random.default_rng(args.seed + start.state.step)
+    budget = max(args.minutes * 60.0, 1e-9)
+    started = time.monotonic()
 
-    def checkpoint() -> None:
-        state.epoch = sampler.epoch
-        state.wall_seconds = wall0 + timer.elapsed()
-        common.save_checkpoint(
-            args.run_dir,
-            lambda d: model.save_pretrained(d, safe_serialization=True),
-            opt,
-            state,
-        )
-
-    bar = tqdm(
-        total=int(args.minutes * 60),
-        desc="autoencoder",
-        unit="s",
-        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}s {postfix}",
-    )
-    while not timer.done():
-        frac = timer.elapsed() / timer.budget
-        lr = lr_at(args.lr, frac)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        x = common.to_tensor(corpus.images[sampler.next()]).contiguous()
-        x = common.hflip_augment(x, gen)
-        crop = frac < args.crop_fraction
+    def step(state: TrainState) -> dict[str, float | torch.Tensor]:
+        x = common.hflip_augment(common.to_tensor(corpus.images[sampler.next()]).contiguous(), gen)
+        crop = (time.monotonic() - started) / budget < args.crop_fraction
         if crop:
             x = random_crops(x, CROP, crop_rng)
         out = train_step(model, x, args, autocast, gen)
@@ -258,32 +189,21 @@ def train(args: argparse.Namespace, corpus: Corpus) -> tuple[AutoencoderKL, Trai
         out["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        state.step += 1
-        if state.step % args.log_every == 0:
-            vals = {k: float(v.detach()) for k, v in out.items() if k != "recon"}
-            # MSE is on [-1, 1] data: PSNR in [0, 1] units is 10log10(4/mse).
-            vals["psnr"] = 10 * math.log10(4.0 / max(vals["mse"], 1e-10))
-            log.append(
-                {
-                    "step": state.step,
-                    "wall_seconds": wall0 + timer.elapsed(),
-                    "lr": lr,
-                    "crop": CROP if crop else 64,
-                    **vals,
-                }
-            )
-            bar.set_postfix(
-                step=state.step,
-                loss=f"{vals['loss']:.4f}",
-                psnr=f"{vals['psnr']:.1f}",
-                crop=CROP if crop else 64,
-            )
-        bar.n = min(timer.elapsed(), timer.budget)
-        bar.refresh()
-        if timer.checkpoint_due():
-            checkpoint()
-    bar.close()
-    checkpoint()
+        # MSE is on [-1, 1] data: PSNR in [0, 1] units is 10log10(4/mse).
+        psnr = 10 * math.log10(4.0 / max(float(out["mse"].detach()), 1e-10))
+        return {**out, "psnr": psnr, "crop": CROP if crop else 64}
+
+    state = loop.train(
+        args,
+        start,
+        {"autoencoder": opt},
+        step,
+        ["loss", "l1", "mse", "edge", "kl", "psnr", "crop"],
+        lr_at=lambda _, progress: loop.cosine_lr(args.lr, progress, warmup=0.02),
+        sampler=sampler,
+        shown=("loss", "psnr", "crop"),
+        desc="autoencoder",
+    )
     return model.eval(), state, autocast
 
 
@@ -303,7 +223,7 @@ def write_grids(model: AutoencoderKL, corpus: Corpus, out: Path) -> None:
     common.save_grid(torch.cat([x[:8], lat]), out / "latents.png", nrow=8)
 
 
-def model_card(metrics: dict, command: str, corpus: Corpus) -> str:
+def model_card(metrics: dict, corpus: Corpus) -> str:
     styles: dict[str, int] = {}
     for r in corpus.rows:
         styles[r["style_label"]] = styles.get(r["style_label"], 0) + 1
@@ -331,10 +251,10 @@ x_hat = vae.decode(z / vae.config.scaling_factor).sample
 - **scaling_factor**: {metrics["scaling_factor"]:.4f} = 1 / std of posterior-mode latents over the
   corpus (2048 evenly spaced tiles; latent mean {metrics["latent_mean"]:.3f}; per channel mean
   {metrics["latent_channel_mean"]}, std {metrics["latent_channel_std"]}).
-- **Command** (last run): `{command}`
+- **Command** (last run): `{metrics["command"]}`
 - **Training**: {metrics["steps"]} steps of batch {metrics["batch_size"]} over
-  {metrics["runs"]} run(s); cumulative wall time on this machine (1 CPU thread, {"bf16 autocast" if metrics.get("autocast") else "fp32"}):
-  {common.format_minutes(metrics["cumulative_train_seconds"])}.
+  {metrics["runs"]} run(s); cumulative wall time {common.format_minutes(metrics["cumulative_train_seconds"])}
+  ({"bf16 autocast" if metrics.get("autocast") else "fp32"}; {common.trained_on(metrics)}).
 
 ## Held-out metrics (fp16 weights as shipped, posterior mode)
 
@@ -358,73 +278,42 @@ latent channels as RGB, and the training loss:
 """
 
 
-def publish(
-    model: AutoencoderKL,
-    corpus: Corpus,
-    metrics: dict,
-    args: argparse.Namespace,
-    command: str,
-) -> None:
+def publish(model: AutoencoderKL, corpus: Corpus, metrics: dict, args: argparse.Namespace) -> None:
     out = args.weights_dir
     out.mkdir(parents=True, exist_ok=True)
-    # from_config() resets keys listed in _use_default_values, so drop that list
-    # or the new scaling_factor would silently revert to the 0.18215 default.
-    config = {k: v for k, v in model.config.items() if k != "_use_default_values"}
-    config["scaling_factor"] = metrics["scaling_factor"]
-    half = AutoencoderKL.from_config(config)
-    half.load_state_dict(model.state_dict())
-    half.half().save_pretrained(out, safe_serialization=True)
+    model.register_to_config(scaling_factor=metrics["scaling_factor"])  # what the diffusion model reads
+    save_fp16(model, out)
     shipped = AutoencoderKL.from_pretrained(out, torch_dtype=torch.float32).eval()
     write_grids(shipped, corpus, out)
     common.LossLog(args.run_dir / "loss.csv", []).plot(
         out / "loss.png", ["loss", "psnr", "kl"], "autoencoder-kl-emoji training"
     )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "README.md").write_text(model_card(metrics, command, corpus), encoding="utf-8")
+    (out / "README.md").write_text(model_card(metrics, corpus), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     common.setup(args.threads, args.seed)
-    command = "python -m aigc_demo.training.train_autoencoder " + shlex.join(
-        sys.argv[1:] if argv is None else argv
-    )
+    command = loop.command_line("aigc_demo.training.train_autoencoder", argv)
     corpus = load_corpus(args.data_dir)
     model, state, autocast = train(args, corpus)
-
-    # Evaluate what would be shipped: fp16 weights, loaded back in fp32.
-    shipped = AutoencoderKL.from_config(model.config)
-    shipped.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
-    shipped.eval()
+    shipped = as_shipped(model)
     metrics = evaluate(shipped, corpus.images[corpus.split_indices("heldout")])
     logger.info("held-out: %s", json.dumps(metrics))
-    old = common.previous_metric(args.weights_dir, "heldout_psnr_db")
-    if not common.is_better(metrics["heldout_psnr_db"], old, higher_is_better=True):
-        logger.info("NOT published: PSNR %.2f does not beat %s", metrics["heldout_psnr_db"], old)
+    if not loop.beats_published(args.weights_dir, "heldout_psnr_db", metrics["heldout_psnr_db"], True):
         return 0
     metrics.update(latent_stats(shipped, corpus.images))
     metrics.update(
-        {
-            "steps": state.step,
-            "runs": state.runs,
-            "batch_size": args.batch_size,
-            "cumulative_train_seconds": round(state.wall_seconds, 1),
-            "kl_weight": args.kl_weight,
-            "edge_weight": args.edge_weight,
-            "crop_fraction": args.crop_fraction,
-            "autocast": autocast,
-            "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-            "command": command,
-        }
+        kl_weight=args.kl_weight,
+        edge_weight=args.edge_weight,
+        crop_fraction=args.crop_fraction,
+        autocast=autocast,
+        params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+        **loop.run_metrics(args, state, command),
     )
-    publish(model, corpus, metrics, args, command)
-    logger.info(
-        "published to %s (PSNR %.2f > previous %s, scaling_factor %.4f)",
-        args.weights_dir,
-        metrics["heldout_psnr_db"],
-        old,
-        metrics["scaling_factor"],
-    )
+    publish(model, corpus, metrics, args)
+    logger.info("published to %s (scaling_factor %.4f)", args.weights_dir, metrics["scaling_factor"])
     return 0
 
 

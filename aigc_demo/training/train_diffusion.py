@@ -21,7 +21,6 @@ import copy
 import json
 import logging
 import math
-import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -35,9 +34,10 @@ from tqdm import tqdm
 
 from aigc_demo.data.colour import colour_note, with_colour_variants
 from aigc_demo.data.corpus import Corpus, load_corpus
-from aigc_demo.training import common
+from aigc_demo.training import common, loop
 from aigc_demo.training.common import TrainState
 from aigc_demo.training.image_metrics import VAEFeatures, frechet_distance, retrieval_metrics, retrieval_rows
+from aigc_demo.training.loop import as_shipped
 from aigc_demo.training.text_cache import cached_embeddings, pick_variants
 
 logger = logging.getLogger(__name__)
@@ -68,14 +68,6 @@ TRAIN_PROMPTS = [
     "snowman, in OpenMoji style",
     "alarm clock, in Noto Color Emoji style",
 ]
-# History the card repeats (runs/ is not committed, so a fresh machine cannot recover it): the third run
-# (step 2,604) added the colour-augmented copies, and from step 6,107 on the learning rate is 1e-4 (a cool-down).
-COLOUR_AUGMENT_SINCE_STEP = 2604
-LR_COOLDOWN_SINCE_STEP = 6107
-# Earlier runs that decayed the rate (--lr-final) and whose steps are in the weights, though their own
-# checkpoint was not published: (first step, last step, from, to).
-EARLIER_DECAYS = [(13742, 15946, 1e-4, 1e-5), (15946, 18233, 5e-5, 5e-6), (18233, 19927, 5e-5, 5e-6)]
-
 # The training-caption grid is also drawn at this many seeds: one seed says little about a single subject.
 GRID_SEEDS = 4
 NOVEL_PROMPTS = [
@@ -103,11 +95,7 @@ NOVEL_PROMPTS = [
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--minutes", type=float, default=60.0, help="training time budget")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-4)
+    p = loop.training_parser(MODEL_NAME, minutes=60.0, lr=3e-4, batch_size=64, doc=__doc__)
     p.add_argument(
         "--lr-final",
         type=float,
@@ -118,9 +106,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--caption-dropout", type=float, default=0.1)
     p.add_argument("--min-snr", type=float, default=5.0)
     p.add_argument("--ema", type=float, default=0.999)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--autocast", choices=["auto", "on", "off"], default="auto")
-    p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument(
         "--colour-augment",
         action=argparse.BooleanOptionalAction,
@@ -128,9 +113,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="add hue-rotated copies of single-colour images, captioned with their new colour",
     )
     p.add_argument("--autoencoder", type=Path, default=AUTOENCODER)
-    p.add_argument("--run-dir", type=Path, default=common.RUNS_DIR / MODEL_NAME)
-    p.add_argument("--weights-dir", type=Path, default=common.WEIGHTS_DIR / MODEL_NAME)
-    p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--eval-steps", type=int, default=12, help="sampler steps for the evaluation images")
     return p.parse_args(argv)
 
@@ -182,34 +164,26 @@ def corpus_latents(corpus: Corpus, vae: AutoencoderKL, cache: Path) -> torch.Ten
     return latents
 
 
-def load_unet(args) -> tuple[UNet2DConditionModel, UNet2DConditionModel, TrainState, str]:
-    """(training UNet, EMA UNet, state, origin)."""
-    ckpt = args.run_dir / "checkpoint"
-    state = common.load_state(args.run_dir)
-    if (ckpt / "config.json").exists() and state is not None:
-        unet = UNet2DConditionModel.from_pretrained(ckpt)
-        ema = copy.deepcopy(unet)
-        ema.load_state_dict(load_file(str(ckpt / "ema.safetensors")))
-        return unet, ema, state, f"resumed from {ckpt}"
-    committed = args.weights_dir / "unet"
-    if (committed / "config.json").exists():
-        unet = UNet2DConditionModel.from_pretrained(committed, dtype=torch.float32)
-        state = common.state_from_published(args.weights_dir)
-        return unet, copy.deepcopy(unet), state, f"initialised from committed {committed}"
+def published(folder: Path) -> dict | None:
+    """The committed EMA UNet, as both the training copy and the EMA."""
+    if not (folder / "unet" / "config.json").is_file():
+        return None
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32)
+    return {"unet": unet, "ema": copy.deepcopy(unet)}
+
+
+def scratch() -> dict:
     unet = new_unet()
-    return unet, copy.deepcopy(unet), TrainState(), "from scratch"
+    return {"unet": unet, "ema": copy.deepcopy(unet)}
 
 
 def train(args, corpus: Corpus, latents: torch.Tensor, captions: dict, empty: torch.Tensor):
-    unet, ema, state, origin = load_unet(args)
-    first_step = state.step
-    unet.train()
+    """(EMA UNet, state, the step this run started at)."""
+    start = loop.resume(args, {"unet": UNet2DConditionModel, "ema": UNet2DConditionModel}, published, scratch)
+    first_step = start.state.step
+    unet, ema = start.models["unet"].train(), start.models["ema"]
     ema.eval().requires_grad_(False)
-    logger.info("UNet %s (%.2fM params)", origin, sum(p.numel() for p in unet.parameters()) / 1e6)
     opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.01)
-    opt_path = args.run_dir / "checkpoint" / "optimizer.pt"
-    if origin.startswith("resumed") and opt_path.exists():
-        opt.load_state_dict(torch.load(opt_path, weights_only=True))
     # --minutes 0 only evaluates: no step to choose autocast for (timing both ways takes ~25 s).
     autocast = args.minutes > 0 and common.resolve_autocast(
         args.autocast, probe_step(unet, latents, emb_for_probe(captions, corpus, args.batch_size))
@@ -223,27 +197,12 @@ def train(args, corpus: Corpus, latents: torch.Tensor, captions: dict, empty: to
     loss_weight = torch.clamp(snr, max=args.min_snr) / (snr + 1)
     emb = captions["emb"]
     spans = captions["spans"]
-    sampler = common.BatchSampler(corpus.split_indices("train"), args.batch_size, args.seed, state.epoch)
-    rng = torch.Generator().manual_seed(args.seed + state.step)
-    log = common.LossLog(args.run_dir / "loss.csv", ["loss", "lr"], history=args.weights_dir / "loss.csv")
-    timer = common.Timer(args.minutes)
-    wall0 = state.wall_seconds
-    state.runs += 1 if args.minutes > 0 else 0  # --minutes 0 only evaluates
+    sampler = common.BatchSampler(
+        corpus.split_indices("train"), args.batch_size, args.seed, start.state.epoch
+    )
+    rng = torch.Generator().manual_seed(args.seed + start.state.step)
 
-    def save_weights(folder: Path) -> None:
-        unet.save_pretrained(folder, safe_serialization=True)
-        save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(folder / "ema.safetensors"))
-
-    def checkpoint() -> None:
-        state.epoch = sampler.epoch
-        state.wall_seconds = wall0 + timer.elapsed()
-        common.save_checkpoint(args.run_dir, save_weights, opt, state)
-
-    bar = common.time_bar(args.minutes, "unet")
-    while not timer.done():
-        lr = learning_rate(args, state.step, timer.elapsed() / max(timer.budget, 1e-9))
-        for group in opt.param_groups:
-            group["lr"] = lr
+    def step(state: TrainState) -> dict[str, torch.Tensor]:
         rows = torch.from_numpy(sampler.next())
         n = len(rows)
         flip = (torch.rand(n, generator=rng) < 0.5).long()
@@ -267,23 +226,19 @@ def train(args, corpus: Corpus, latents: torch.Tensor, captions: dict, empty: to
         with torch.no_grad():
             for e, p in zip(ema.parameters(), unet.parameters(), strict=True):
                 e.lerp_(p, 1 - decay)
-        state.step += 1
-        if state.step % args.log_every == 0:
-            log.append(
-                {
-                    "step": state.step,
-                    "wall_seconds": wall0 + timer.elapsed(),
-                    "loss": float(loss.detach()),
-                    "lr": lr,
-                }
-            )
-            bar.set_postfix(step=state.step, loss=f"{float(loss.detach()):.4f}")
-        bar.n = min(timer.elapsed(), timer.budget)
-        bar.refresh()
-        if timer.checkpoint_due():
-            checkpoint()
-    bar.close()
-    checkpoint()
+        return {"loss": loss}
+
+    state = loop.train(
+        args,
+        start,
+        {"unet": opt},
+        step,
+        ["loss"],
+        lr_at=lambda step_count, progress: learning_rate(args, step_count, progress),
+        sampler=sampler,
+        shown=("loss",),
+        desc="unet",
+    )
     return ema, state, first_step
 
 
@@ -313,13 +268,6 @@ def learning_rate(args, step: int, progress: float) -> float:
         return lr
     progress = min(max(progress, 0.0), 1.0)
     return lr * (1.0 - progress) + args.lr_final * progress
-
-
-def as_shipped(unet: UNet2DConditionModel) -> UNet2DConditionModel:
-    """A float32 copy with fp16-rounded weights: evaluate what would ship, not the fp32 training copy."""
-    shipped = UNet2DConditionModel.from_config(unet.config)
-    shipped.load_state_dict({k: v.half().float() for k, v in unet.state_dict().items()})
-    return shipped
 
 
 def build_pipeline(unet, vae, tokenizer, text_encoder):
@@ -358,7 +306,7 @@ def generate(
     return torch.cat(out)
 
 
-def evaluate(pipe, corpus: Corpus, features: VAEFeatures, steps: int) -> dict:
+def evaluate(pipe, corpus: Corpus, features: VAEFeatures, steps: int, data_dir: Path | None = None) -> dict:
     held = corpus.split_indices("heldout")
     prompts = [corpus.rows[i]["caption"] for i in held]
     fake = generate(pipe, prompts, steps, seed=0)
@@ -368,7 +316,7 @@ def evaluate(pipe, corpus: Corpus, features: VAEFeatures, steps: int) -> dict:
     train_prompts = [corpus.rows[i]["caption"] for i in train_rows]
     f_train_fake = features(generate(pipe, train_prompts, steps, seed=1))
     f_train_real = features(common.to_tensor(corpus.images[train_rows]))
-    metrics = retrieval_metrics(fake, real, corpus, held)
+    metrics = retrieval_metrics(fake, real, corpus, held, data_dir)
     return metrics | {
         "heldout_fd_vae": frechet_distance(f_fake, f_real),
         "train_captions_fd_vae": frechet_distance(f_train_fake, f_train_real),
@@ -382,17 +330,33 @@ def _lr(value: float) -> str:
     return f"{value:.0e}".replace("e-0", "e-")  # 1e-4, not 0.0001
 
 
-def lr_history(metrics: dict) -> str:
-    history = f"AdamW 3e-4 until step {LR_COOLDOWN_SINCE_STEP:,}, 1e-4 since"
-    for first, last, start, end in EARLIER_DECAYS:
-        if last <= metrics.get("run_first_step", 0):
-            history += f"; steps {first:,}-{last:,} decayed it linearly from {_lr(start)} to {_lr(end)}"
-    if metrics.get("lr_final") is None:
-        return history + f"; {_lr(metrics['lr'])} in the last run"
-    return history + (
-        f"; the last run (steps {metrics['run_first_step']:,}-{metrics['steps']:,}) decayed it linearly from"
-        f" {_lr(metrics['lr'])} to {_lr(metrics['lr_final'])}"
-    )
+def lr_sentence(history: list[dict]) -> str:
+    """The learning-rate schedule the weights went through, from metrics.json's ``lr_history``: constant
+    stretches merged, decays one by one."""
+    parts: list[str] = []
+    merged: list[dict] = []
+    for seg in history:
+        last = merged[-1] if merged else None
+        if (
+            last
+            and last["from"] == last["to"] == seg["from"] == seg["to"]
+            and last["last_step"] == seg["first_step"]
+        ):
+            last["last_step"] = seg["last_step"]
+        else:
+            merged.append(dict(seg))
+    for seg in merged:
+        steps = f"steps {seg['first_step']:,}-{seg['last_step']:,}"
+        if seg["from"] == seg["to"]:
+            parts.append(f"{_lr(seg['from'])} for {steps}")
+        else:
+            parts.append(f"{steps} decayed linearly from {_lr(seg['from'])} to {_lr(seg['to'])}")
+    return "AdamW: " + "; ".join(parts) if parts else "AdamW"
+
+
+def colour_since(metrics: dict) -> str:
+    since = metrics.get("colour_augment_since_step")
+    return "" if since is None else f"Colour augmentation has been on since step {since:,}."
 
 
 def model_card(metrics: dict, corpus: Corpus) -> str:
@@ -413,12 +377,14 @@ image = pipe("grinning face, in OpenMoji style", height=64, width=64, num_infere
 
 - **Data**: {len(corpus)} captioned 64x64 emoji in 3 styles (`python -m aigc_demo.data.build_corpus`), up to 4
   caption phrasings per image, mirror images; held-out subjects are never trained on. {colour_note(corpus)}
-  Colour augmentation has been on since step {COLOUR_AUGMENT_SINCE_STEP:,}.
+  {colour_since(metrics)}
 - **Objective**: v-prediction, min-SNR-{metrics["min_snr"]:g} weighting, Stable Diffusion's scaled-linear
-  schedule (1000 steps), {metrics["caption_dropout"]:.0%} caption dropout, {lr_history(metrics)}, EMA 0.999.
+  schedule (1000 steps), {metrics["caption_dropout"]:.0%} caption dropout, EMA 0.999.
+- **Learning rate**: {lr_sentence(metrics.get("lr_history", []))}.
 - **Command** (last run): `{metrics["command"]}`
 - **Training**: {metrics["steps"]} steps of batch {metrics["batch_size"]} over {metrics["runs"]} run(s);
-  cumulative wall time on this machine (CPU; bf16 autocast only where it measured faster than fp32; last run {metrics.get("threads", 1)} thread(s)): {common.format_minutes(metrics["cumulative_train_seconds"])}.
+  cumulative wall time {common.format_minutes(metrics["cumulative_train_seconds"])} (bf16 autocast only where it
+  measured faster than fp32; last run: {common.trained_on(metrics)}).
 
 ## Metrics ({metrics["eval_sampler"]})
 
@@ -450,7 +416,7 @@ is {metrics["heldout_fd_vae"]:.2f} against the real-vs-real floor of {metrics["r
 targets are judged by eye on the grids above: a person should recognise the subject in 15 of the 20 training
 captions and 10 of the 20 paraphrases.
 
-Continue with `python -m aigc_demo.training.train_diffusion --minutes 120 --threads 2 --lr 5e-5 --lr-final 5e-6`
+Continue with `{metrics.get("continue_with", "python -m aigc_demo.training.train_diffusion")}`
 (`kill -TERM` stops it cleanly; `python -m aigc_demo.training.compare_checkpoint --threads 2` draws the checkpoint's grids next to
 the committed ones). New weights are committed only when held-out caption retrieval improves, or the
 training-caption Fréchet distance improves by more than {FD_SLACK} while retrieval stays within one binomial standard
@@ -489,9 +455,7 @@ def publish(pipe, corpus: Corpus, metrics: dict, args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     common.setup(args.threads, args.seed)
-    command = "python -m aigc_demo.training.train_diffusion " + shlex.join(
-        sys.argv[1:] if argv is None else argv
-    )
+    command = loop.command_line("aigc_demo.training.train_diffusion", argv)
     from aigc_demo.models import load_text_encoder, token_states
 
     corpus = load_corpus(args.data_dir)
@@ -504,27 +468,25 @@ def main(argv: list[str] | None = None) -> int:
     empty = token_states(tokenizer, text_encoder, [""])[0]
     ema, state, first_step = train(args, corpus, latents, captions, empty)
 
-    pipe = build_pipeline(as_shipped(ema).eval(), vae, tokenizer, text_encoder)
+    pipe = build_pipeline(as_shipped(ema), vae, tokenizer, text_encoder)
     pipe.set_progress_bar_config(disable=True)
-    metrics = evaluate(pipe, corpus, VAEFeatures(), args.eval_steps)
+    metrics = evaluate(pipe, corpus, VAEFeatures(), args.eval_steps, args.data_dir)
     logger.info("held-out: %s", json.dumps(metrics))
     publish_it, reason = should_publish(metrics, args.weights_dir)
     if not publish_it:
         logger.info("NOT published: %s", reason)
         return 0
+    colour_since = common.previous_metric(args.weights_dir, "colour_augment_since_step")
+    continue_with = common.previous_metric(args.weights_dir, "continue_with")
     metrics.update(
-        steps=state.step,
-        runs=state.runs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        lr_final=args.lr_final,
-        run_first_step=first_step,
         min_snr=args.min_snr,
         caption_dropout=args.caption_dropout,
-        threads=args.threads,
-        cumulative_train_seconds=round(state.wall_seconds, 1),
+        colour_augment_since_step=(colour_since if colour_since is not None else first_step)
+        if args.colour_augment
+        else None,
         params_m=sum(p.numel() for p in ema.parameters()) / 1e6,
-        command=command,
+        **({"continue_with": continue_with} if continue_with else {}),
+        **loop.run_metrics(args, state, command),
     )
     publish(pipe, corpus, metrics, args)
     logger.info("published to %s: %s", args.weights_dir, reason)

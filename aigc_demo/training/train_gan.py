@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
 import sys
 from pathlib import Path
 
@@ -24,10 +23,11 @@ import torch.nn.functional as F
 
 from aigc_demo.data.colour import colour_note, with_colour_variants
 from aigc_demo.data.corpus import Corpus, load_corpus
-from aigc_demo.models import GANDiscriminator, GANGenerator, save_as, save_fp16
-from aigc_demo.training import common
+from aigc_demo.models import GANDiscriminator, GANGenerator, save_fp16
+from aigc_demo.training import common, loop
 from aigc_demo.training.common import TrainState
 from aigc_demo.training.image_metrics import VAEFeatures, frechet_distance, retrieval_metrics, retrieval_rows
+from aigc_demo.training.loop import as_shipped
 from aigc_demo.training.text_cache import cached_embeddings, pick_variants
 
 logger = logging.getLogger(__name__)
@@ -36,23 +36,13 @@ MODEL_NAME = "emoji-gan"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--minutes", type=float, default=30.0, help="training time budget")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--autocast", choices=["auto", "on", "off"], default="auto")
-    p.add_argument("--data-dir", type=Path, default=None)
+    p = loop.training_parser(MODEL_NAME, minutes=30.0, lr=2e-4, batch_size=64, doc=__doc__)
     p.add_argument(
         "--colour-augment",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="add hue-rotated copies of single-colour images, captioned with their new colour",
     )
-    p.add_argument("--run-dir", type=Path, default=common.RUNS_DIR / MODEL_NAME)
-    p.add_argument("--weights-dir", type=Path, default=common.WEIGHTS_DIR / MODEL_NAME)
-    p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids in runs/")
     p.add_argument(
         "--evaluate-only",
@@ -68,19 +58,18 @@ def discriminator_for(gen: GANGenerator) -> GANDiscriminator:
     )
 
 
-def load_models(args) -> tuple[GANGenerator, GANDiscriminator, TrainState, str]:
-    ckpt = args.run_dir / "checkpoint"
-    state = common.load_state(args.run_dir)
-    if (ckpt / "generator" / "config.json").exists() and state is not None:
-        gen = GANGenerator.from_pretrained(ckpt / "generator")
-        disc = GANDiscriminator.from_pretrained(ckpt / "discriminator")
-        return gen, disc, state, f"resumed from {ckpt}"
-    if (args.weights_dir / "config.json").exists():
-        gen = GANGenerator.from_pretrained(args.weights_dir)
-        state = common.state_from_published(args.weights_dir)
-        return gen, discriminator_for(gen), state, f"generator from committed {args.weights_dir}"
+def published(folder: Path) -> dict | None:
+    """The committed generator and a new discriminator (the discriminator only lives in runs/)."""
+    if not (folder / "config.json").is_file():
+        return None
+    gen = GANGenerator.from_pretrained(folder)
+    return {"generator": gen, "discriminator": discriminator_for(gen)}
+
+
+def scratch() -> dict:
     gen = GANGenerator()
-    return gen, discriminator_for(gen), TrainState(), "from scratch"
+    init_dcgan(gen)
+    return {"generator": gen, "discriminator": discriminator_for(gen)}
 
 
 def init_dcgan(module: torch.nn.Module) -> None:
@@ -94,56 +83,25 @@ def init_dcgan(module: torch.nn.Module) -> None:
 
 
 def train(args, corpus: Corpus, captions: dict) -> tuple[GANGenerator, TrainState]:
-    gen, disc, state, origin = load_models(args)
-    if origin == "from scratch":
-        init_dcgan(gen)
-    gen.train()
-    disc.train()
-    logger.info(
-        "GAN %s (G %.2fM, D %.2fM params)",
-        origin,
-        *(sum(p.numel() for p in m.parameters()) / 1e6 for m in (gen, disc)),
+    start = loop.resume(
+        args, {"generator": GANGenerator, "discriminator": GANDiscriminator}, published, scratch
     )
+    gen, disc = start.models["generator"].train(), start.models["discriminator"].train()
     opt_g = torch.optim.Adam(gen.parameters(), lr=args.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.999))
-    opt_path = args.run_dir / "checkpoint" / "optimizer.pt"
-    if origin.startswith("resumed") and opt_path.exists():
-        both = torch.load(opt_path, weights_only=True)
-        opt_g.load_state_dict(both["g"])
-        opt_d.load_state_dict(both["d"])
     autocast = common.resolve_autocast(args.autocast)
     logger.info("bf16 autocast: %s", autocast)
 
     emb = captions["emb"].float()
     spans = captions["spans"]
-    sampler = common.BatchSampler(corpus.split_indices("train"), args.batch_size, args.seed, state.epoch)
-    rng = torch.Generator().manual_seed(args.seed + state.step)
-    fixed_z = torch.randn(16, gen.config.z_dim, generator=torch.Generator().manual_seed(1234))
-    log = common.LossLog(
-        args.run_dir / "loss.csv",
-        ["loss_d", "loss_g", "d_real", "d_fake", "d_wrong"],
-        history=args.weights_dir / "loss.csv",
+    sampler = common.BatchSampler(
+        corpus.split_indices("train"), args.batch_size, args.seed, start.state.epoch
     )
-    timer = common.Timer(args.minutes)
-    wall0 = state.wall_seconds
-    state.runs += 1
-
-    class _Both:  # one optimizer.pt for the checkpoint helper
-        def state_dict(self):
-            return {"g": opt_g.state_dict(), "d": opt_d.state_dict()}
-
-    def save_weights(folder: Path) -> None:
-        save_as(gen, folder / "generator", torch.float32)
-        save_as(disc, folder / "discriminator", torch.float32)
-
-    def checkpoint() -> None:
-        state.epoch = sampler.epoch
-        state.wall_seconds = wall0 + timer.elapsed()
-        common.save_checkpoint(args.run_dir, save_weights, _Both(), state)
-
+    rng = torch.Generator().manual_seed(args.seed + start.state.step)
+    fixed_z = torch.randn(16, gen.config.z_dim, generator=torch.Generator().manual_seed(1234))
     bce = F.binary_cross_entropy_with_logits
-    bar = common.time_bar(args.minutes, "gan")
-    while not timer.done():
+
+    def step(state: TrainState) -> dict[str, torch.Tensor]:
         rows = torch.from_numpy(sampler.next())
         real = common.hflip_augment(common.to_tensor(corpus.images[rows.numpy()]).contiguous(), rng) * 2 - 1
         text = emb[pick_variants(spans, rows, rng)]
@@ -169,35 +127,36 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[GANGenerator, TrainStat
         loss_g.backward()
         opt_g.step()
 
-        state.step += 1
-        if state.step % args.log_every == 0:
-            vals = {
-                "loss_d": float(loss_d),
-                "loss_g": float(loss_g),
-                "d_real": float(torch.sigmoid(d_real).mean()),
-                "d_fake": float(torch.sigmoid(d_fake).mean()),
-                "d_wrong": float(torch.sigmoid(d_wrong).mean()),
-            }
-            log.append({"step": state.step, "wall_seconds": wall0 + timer.elapsed(), **vals})
-            bar.set_postfix(step=state.step, d=f"{vals['loss_d']:.3f}", g=f"{vals['loss_g']:.3f}")
-        if state.step % args.sample_every == 0:
+        if (state.step + 1) % args.sample_every == 0:
             gen.eval()
             with torch.no_grad():
-                grid = gen(fixed_z, emb[captions["spans"][torch.arange(16) * (len(corpus) // 16), 0]])
+                grid = gen(fixed_z, emb[spans[torch.arange(16) * (len(corpus) // 16), 0]])
             gen.train()
-            common.save_grid(grid * 0.5 + 0.5, args.run_dir / "samples" / f"step{state.step:06d}.png", nrow=8)
-        bar.n = min(timer.elapsed(), timer.budget)
-        bar.refresh()
-        if timer.checkpoint_due():
-            checkpoint()
-    bar.close()
-    checkpoint()
+            common.save_grid(
+                grid * 0.5 + 0.5, args.run_dir / "samples" / f"step{state.step + 1:06d}.png", nrow=8
+            )
+        return {
+            "loss_d": loss_d,
+            "loss_g": loss_g,
+            "d_real": torch.sigmoid(d_real).mean(),
+            "d_fake": torch.sigmoid(d_fake).mean(),
+            "d_wrong": torch.sigmoid(d_wrong).mean(),
+        }
+
+    fields = ["loss_d", "loss_g", "d_real", "d_fake", "d_wrong"]
+    optimizers = {"generator": opt_g, "discriminator": opt_d}
+    state = loop.train(
+        args, start, optimizers, step, fields, sampler=sampler, shown=("loss_d", "loss_g"), desc="gan"
+    )
     return gen.eval(), state
 
 
 @torch.inference_mode()
-def evaluate(gen: GANGenerator, corpus: Corpus, captions: dict, features: VAEFeatures, seed: int = 0) -> dict:
+def evaluate(
+    gen: GANGenerator, corpus: Corpus, captions: dict, features: VAEFeatures, data_dir: Path | None = None
+) -> dict:
     """Fréchet distance (VAE features) of one generated image per held-out caption vs the real held-out images."""
+    seed = 0
     held = torch.from_numpy(corpus.split_indices("heldout"))
     train_rows = corpus.split_indices("train")
     real = common.to_tensor(corpus.images[held.numpy()])
@@ -208,7 +167,7 @@ def evaluate(gen: GANGenerator, corpus: Corpus, captions: dict, features: VAEFea
         corpus.images[np.random.default_rng(seed).choice(train_rows, len(held), replace=False)]
     )
     f_real, f_fake, f_train = features(real), features(fake.clamp(0, 1)), features(real_train)
-    return retrieval_metrics(fake.clamp(0, 1), real, corpus, held.numpy()) | {
+    return retrieval_metrics(fake.clamp(0, 1), real, corpus, held.numpy(), data_dir) | {
         "heldout_fd_vae": frechet_distance(f_fake, f_real),
         "real_train_vs_heldout_fd_vae": frechet_distance(f_train, f_real),
         "heldout_items": len(held),
@@ -233,7 +192,7 @@ image = gen(z, sentence_embedding) * 0.5 + 0.5   # z: (B, {metrics["z_dim"]}) ~ 
   (`aigc_demo/data/captions.py`); horizontal flips. Held-out subjects are never trained on. {colour_note(corpus)}
 - **Command** (last run): `{metrics["command"]}`
 - **Training**: {metrics["steps"]} steps of batch {metrics["batch_size"]} over {metrics["runs"]} run(s);
-  cumulative wall time on this machine (1 CPU thread): {common.format_minutes(metrics["cumulative_train_seconds"])}.
+  cumulative wall time {common.format_minutes(metrics["cumulative_train_seconds"])} ({common.trained_on(metrics)}).
 
 ## Metrics (held-out captions, one sample each)
 
@@ -276,7 +235,7 @@ def publish(gen: GANGenerator, corpus: Corpus, captions: dict, metrics: dict, ar
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     common.setup(args.threads, args.seed)
-    command = "python -m aigc_demo.training.train_gan " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = loop.command_line("aigc_demo.training.train_gan", argv)
     corpus = load_corpus(args.data_dir)
     if args.colour_augment:
         corpus = with_colour_variants(corpus)
@@ -284,35 +243,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.evaluate_only:
         gen = GANGenerator.from_pretrained(args.weights_dir)
         metrics = json.loads((args.weights_dir / "metrics.json").read_text())
-        metrics.update(evaluate(gen, corpus, captions, VAEFeatures()))
+        metrics.update(evaluate(gen, corpus, captions, VAEFeatures(), args.data_dir))
         (args.weights_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (args.weights_dir / "README.md").write_text(model_card(metrics, corpus), encoding="utf-8")
         logger.info("re-measured %s: %s", args.weights_dir, json.dumps(metrics))
         return 0
     gen, state = train(args, corpus, captions)
-    # Evaluate what would ship: fp16 weights.
-    shipped = GANGenerator.from_config(gen.config)
-    shipped.load_state_dict(
-        {k: v.half().float() if v.is_floating_point() else v for k, v in gen.state_dict().items()}
-    )
-    shipped.eval()
-    metrics = evaluate(shipped, corpus, captions, VAEFeatures())
+    metrics = evaluate(as_shipped(gen), corpus, captions, VAEFeatures(), args.data_dir)
     logger.info("held-out: %s", json.dumps(metrics))
-    old = common.previous_metric(args.weights_dir, "heldout_fd_vae")
-    if not common.is_better(metrics["heldout_fd_vae"], old, higher_is_better=False):
-        logger.info("NOT published: FD %.2f does not beat %s", metrics["heldout_fd_vae"], old)
+    if not loop.beats_published(args.weights_dir, "heldout_fd_vae", metrics["heldout_fd_vae"], False):
         return 0
     metrics.update(
-        steps=state.step,
-        runs=state.runs,
-        batch_size=args.batch_size,
-        cumulative_train_seconds=round(state.wall_seconds, 1),
         params_g_m=sum(p.numel() for p in gen.parameters()) / 1e6,
         z_dim=gen.config.z_dim,
-        command=command,
+        **loop.run_metrics(args, state, command),
     )
     publish(gen, corpus, captions, metrics, args)
-    logger.info("published to %s (FD %.2f, previous %s)", args.weights_dir, metrics["heldout_fd_vae"], old)
+    logger.info("published to %s", args.weights_dir)
     return 0
 
 

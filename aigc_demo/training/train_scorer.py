@@ -13,17 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from aigc_demo.data.corpus import Corpus, load_corpus
-from aigc_demo.models import PromptMatch, save_as, save_fp16
-from aigc_demo.training import common
+from aigc_demo.models import PromptMatch, save_fp16
+from aigc_demo.training import common, loop
 from aigc_demo.training.common import TrainState
+from aigc_demo.training.loop import as_shipped
 from aigc_demo.training.text_cache import cached_embeddings, pick_variants
 
 logger = logging.getLogger(__name__)
@@ -32,17 +31,9 @@ MODEL_NAME = "prompt-match"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--minutes", type=float, default=12.0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--autocast", choices=["auto", "on", "off"], default="auto")
-    p.add_argument("--data-dir", type=Path, default=None)
-    p.add_argument("--run-dir", type=Path, default=common.RUNS_DIR / MODEL_NAME)
-    p.add_argument("--weights-dir", type=Path, default=common.WEIGHTS_DIR / MODEL_NAME)
-    return p.parse_args(argv)
+    return loop.training_parser(MODEL_NAME, minutes=12.0, lr=1e-3, batch_size=128, doc=__doc__).parse_args(
+        argv
+    )
 
 
 @torch.inference_mode()
@@ -59,32 +50,25 @@ def heldout_set(corpus: Corpus, captions: dict) -> tuple[torch.Tensor, torch.Ten
     return common.to_tensor(corpus.images[held.numpy()]), captions["emb"][captions["spans"][held, 0]]
 
 
-def train(args, corpus: Corpus, captions: dict) -> tuple[PromptMatch, TrainState]:
-    ckpt = args.run_dir / "checkpoint"
-    state = common.load_state(args.run_dir)
-    if (ckpt / "config.json").exists() and state is not None:
-        model = PromptMatch.from_pretrained(ckpt)
-    elif (args.weights_dir / "config.json").exists():
-        model = PromptMatch.from_pretrained(args.weights_dir)
-        state = common.state_from_published(args.weights_dir)
-    else:
-        model, state = PromptMatch(), TrainState()
-    model.train()
+def train(args: argparse.Namespace, corpus: Corpus, captions: dict) -> tuple[PromptMatch, TrainState]:
+    start = loop.resume(
+        args,
+        {"scorer": PromptMatch},
+        published=lambda folder: (
+            {"scorer": PromptMatch.from_pretrained(folder)} if (folder / "config.json").is_file() else None
+        ),
+        scratch=lambda: {"scorer": PromptMatch()},
+    )
+    model = start.models["scorer"].train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     autocast = common.resolve_autocast(args.autocast)
     emb, spans = captions["emb"].float(), captions["spans"]
-    sampler = common.BatchSampler(corpus.split_indices("train"), args.batch_size, args.seed, state.epoch)
-    rng = torch.Generator().manual_seed(args.seed + state.step)
-    log = common.LossLog(args.run_dir / "loss.csv", ["loss", "acc"], history=args.weights_dir / "loss.csv")
-    timer = common.Timer(args.minutes)
-    wall0 = state.wall_seconds
-    state.runs += 1
+    sampler = common.BatchSampler(
+        corpus.split_indices("train"), args.batch_size, args.seed, start.state.epoch
+    )
+    rng = torch.Generator().manual_seed(args.seed + start.state.step)
 
-    def save_weights(folder: Path) -> None:
-        save_as(model, folder, torch.float32)
-
-    bar = common.time_bar(args.minutes, "scorer")
-    while not timer.done():
+    def step(state: TrainState) -> dict[str, torch.Tensor]:
         rows = torch.from_numpy(sampler.next())
         x = common.hflip_augment(common.to_tensor(corpus.images[rows.numpy()]).contiguous(), rng)
         shift = torch.randint(-3, 4, (2,), generator=rng).tolist()
@@ -98,26 +82,18 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[PromptMatch, TrainState
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        state.step += 1
-        if state.step % 10 == 0:
-            acc = float((logits.argmax(1) == target).float().mean())
-            log.append(
-                {
-                    "step": state.step,
-                    "wall_seconds": wall0 + timer.elapsed(),
-                    "loss": float(loss.detach()),
-                    "acc": acc,
-                }
-            )
-            bar.set_postfix(step=state.step, loss=f"{float(loss.detach()):.3f}", acc=f"{acc:.2f}")
-        bar.n = min(timer.elapsed(), timer.budget)
-        bar.refresh()
-        if timer.checkpoint_due():
-            state.epoch, state.wall_seconds = sampler.epoch, wall0 + timer.elapsed()
-            common.save_checkpoint(args.run_dir, save_weights, opt, state)
-    bar.close()
-    state.epoch, state.wall_seconds = sampler.epoch, wall0 + timer.elapsed()
-    common.save_checkpoint(args.run_dir, save_weights, opt, state)
+        return {"loss": loss, "acc": (logits.argmax(1) == target).float().mean()}
+
+    state = loop.train(
+        args,
+        start,
+        {"scorer": opt},
+        step,
+        ["loss", "acc"],
+        sampler=sampler,
+        shown=("loss", "acc"),
+        desc="scorer",
+    )
     return model.eval(), state
 
 
@@ -131,7 +107,7 @@ measures the image models (see their cards).
 
 - **Command** (last run): `{metrics["command"]}`
 - **Training**: {metrics["steps"]} steps of batch {metrics["batch_size"]} over {metrics["runs"]} run(s),
-  {common.format_minutes(metrics["cumulative_train_seconds"])} on this machine (1 CPU thread).
+  {common.format_minutes(metrics["cumulative_train_seconds"])} ({common.trained_on(metrics)}).
 
 | held-out caption retrieval ({metrics["heldout_items"]} images, among all {metrics["heldout_items"]} held-out captions) | value |
 |---|---|
@@ -148,32 +124,21 @@ measures the image models (see their cards).
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     common.setup(args.threads, args.seed)
-    command = "python -m aigc_demo.training.train_scorer " + shlex.join(
-        sys.argv[1:] if argv is None else argv
-    )
+    command = loop.command_line("aigc_demo.training.train_scorer", argv)
     corpus = load_corpus(args.data_dir)
     captions = cached_embeddings(corpus, "sentence", args.data_dir)
     model, state = train(args, corpus, captions)
-    shipped = PromptMatch.from_config(model.config)
-    shipped.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
-    scores = retrieval(shipped.eval(), *heldout_set(corpus, captions))
+    scores = retrieval(as_shipped(model), *heldout_set(corpus, captions))
     metrics = {
         "heldout_top1": scores["top1"],
         "heldout_top5": scores["top5"],
         "heldout_items": len(corpus.split_indices("heldout")),
     }
     logger.info("held-out: %s", json.dumps(metrics))
-    old = common.previous_metric(args.weights_dir, "heldout_top5")
-    if not common.is_better(metrics["heldout_top5"], old, higher_is_better=True):
-        logger.info("NOT published: top-5 %.3f does not beat %s", metrics["heldout_top5"], old)
+    if not loop.beats_published(args.weights_dir, "heldout_top5", metrics["heldout_top5"], True):
         return 0
     metrics.update(
-        steps=state.step,
-        runs=state.runs,
-        batch_size=args.batch_size,
-        command=command,
-        cumulative_train_seconds=round(state.wall_seconds, 1),
-        params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+        params_m=sum(p.numel() for p in model.parameters()) / 1e6, **loop.run_metrics(args, state, command)
     )
     save_fp16(model, args.weights_dir)
     (args.weights_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

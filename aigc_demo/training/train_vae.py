@@ -14,19 +14,18 @@ import argparse
 import json
 import logging
 import math
-import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
 from aigc_demo.data.corpus import Corpus, load_corpus
-from aigc_demo.models import EmojiVAE, save_as, save_fp16
-from aigc_demo.training import common
+from aigc_demo.models import EmojiVAE, save_fp16
+from aigc_demo.training import common, loop
 from aigc_demo.training.common import TrainState
+from aigc_demo.training.loop import as_shipped
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +35,7 @@ LOG256 = math.log(256)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--minutes", type=float, default=30.0, help="training time budget")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p = loop.training_parser(MODEL_NAME, minutes=30.0, lr=1e-3, batch_size=64, doc=__doc__)
     p.add_argument("--beta", type=float, default=0.7, help="KL weight after warm-up")
     p.add_argument("--warmup-steps", type=int, default=500, help="linear KL warm-up")
     p.add_argument(
@@ -50,17 +45,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="weight of the image-gradient likelihood term (sharper edges)",
     )
     p.add_argument("--latent-dim", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--autocast",
-        choices=["auto", "on", "off"],
-        default="auto",
-        help="bf16 autocast; 'auto' enables it only if oneDNN has bf16 kernels",
-    )
-    p.add_argument("--data-dir", type=Path, default=None)
-    p.add_argument("--run-dir", type=Path, default=common.RUNS_DIR / MODEL_NAME)
-    p.add_argument("--weights-dir", type=Path, default=common.WEIGHTS_DIR / MODEL_NAME)
-    p.add_argument("--log-every", type=int, default=10)
     return p.parse_args(argv)
 
 
@@ -144,46 +128,18 @@ def evaluate(model: EmojiVAE, images: np.ndarray, batch_size: int = 128) -> dict
     }
 
 
-# -- model setup -------------------------------------------------------------------
-def load_model(args: argparse.Namespace) -> tuple[EmojiVAE, TrainState, str]:
-    ckpt = args.run_dir / "checkpoint"
-    state = common.load_state(args.run_dir)
-    if (ckpt / "config.json").exists() and state is not None:
-        return EmojiVAE.from_pretrained(ckpt).train(), state, f"resumed from {ckpt}"
-    if (args.weights_dir / "config.json").exists():
-        model = EmojiVAE.from_pretrained(args.weights_dir).train()
-        prior = (
-            json.loads((args.weights_dir / "metrics.json").read_text())
-            if (args.weights_dir / "metrics.json").exists()
-            else {}
-        )
-        state = TrainState(
-            wall_seconds=prior.get("cumulative_train_seconds", 0.0),
-            step=prior.get("steps", 0),
-            runs=prior.get("runs", 0),
-        )
-        return model, state, f"initialised from committed {args.weights_dir}"
-    return EmojiVAE(latent_dim=args.latent_dim), TrainState(), "from scratch"
-
-
-def lr_at(base: float, frac: float) -> float:
-    """Cosine decay to 10 % over this run's time budget (time-based: steps are unknown)."""
-    frac = min(max(frac, 0.0), 1.0)
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-
-
+# -- training ----------------------------------------------------------------------
 def train(args: argparse.Namespace, corpus: Corpus) -> tuple[EmojiVAE, TrainState]:
-    model, state, origin = load_model(args)
-    model = model.to(memory_format=torch.channels_last)
-    logger.info(
-        "model %s (%.2fM params)",
-        origin,
-        sum(p.numel() for p in model.parameters()) / 1e6,
+    start = loop.resume(
+        args,
+        {"vae": EmojiVAE},
+        published=lambda folder: (
+            {"vae": EmojiVAE.from_pretrained(folder)} if (folder / "config.json").is_file() else None
+        ),
+        scratch=lambda: {"vae": EmojiVAE(latent_dim=args.latent_dim)},
     )
+    model = start.models["vae"].to(memory_format=torch.channels_last).train()
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    opt_path = args.run_dir / "checkpoint" / "optimizer.pt"
-    if origin.startswith("resumed") and opt_path.exists():
-        opt.load_state_dict(torch.load(opt_path, weights_only=True))
     probe = common.to_tensor(corpus.images[corpus.split_indices("train")[: args.batch_size]])
     autocast = common.resolve_autocast(
         args.autocast,
@@ -193,34 +149,12 @@ def train(args: argparse.Namespace, corpus: Corpus) -> tuple[EmojiVAE, TrainStat
         ),
     )
     logger.info("bf16 autocast: %s", autocast)
-
-    train_idx = corpus.split_indices("train")
-    sampler = common.BatchSampler(train_idx, args.batch_size, args.seed, state.epoch)
-    gen = torch.Generator().manual_seed(args.seed + state.step)
-    log = common.LossLog(
-        args.run_dir / "loss.csv",
-        ["loss", "nll", "kl", "sigma", "mse", "lr"],
-        history=args.weights_dir / "loss.csv",
+    sampler = common.BatchSampler(
+        corpus.split_indices("train"), args.batch_size, args.seed, start.state.epoch
     )
-    timer = common.Timer(args.minutes)
-    wall0 = state.wall_seconds
-    state.runs += 1
+    gen = torch.Generator().manual_seed(args.seed + start.state.step)
 
-    def checkpoint() -> None:
-        state.epoch = sampler.epoch
-        state.wall_seconds = wall0 + timer.elapsed()
-        common.save_checkpoint(args.run_dir, lambda d: save_as(model, d, torch.float32), opt, state)
-
-    bar = tqdm(
-        total=int(args.minutes * 60),
-        desc="vae",
-        unit="s",
-        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}s {postfix}",
-    )
-    while not timer.done():
-        lr = lr_at(args.lr, timer.elapsed() / timer.budget)
-        for group in opt.param_groups:
-            group["lr"] = lr
+    def step(state: TrainState) -> dict[str, torch.Tensor]:
         x = common.hflip_augment(common.to_tensor(corpus.images[sampler.next()]), gen)
         beta = args.beta * min(1.0, (state.step + 1) / max(1, args.warmup_steps))
         out = train_step(model, x, beta, args.edge_weight, autocast, gen)
@@ -228,29 +162,19 @@ def train(args: argparse.Namespace, corpus: Corpus) -> tuple[EmojiVAE, TrainStat
         out["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
-        state.step += 1
-        if state.step % args.log_every == 0:
-            vals = {k: float(v.detach()) for k, v in out.items()}
-            log.append(
-                {
-                    "step": state.step,
-                    "wall_seconds": wall0 + timer.elapsed(),
-                    "lr": lr,
-                    **vals,
-                }
-            )
-            bar.set_postfix(
-                step=state.step,
-                loss=f"{vals['loss']:.3f}",
-                kl=f"{vals['kl']:.1f}",
-                sigma=f"{vals['sigma']:.3f}",
-            )
-        bar.n = min(timer.elapsed(), timer.budget)
-        bar.refresh()
-        if timer.checkpoint_due():
-            checkpoint()
-    bar.close()
-    checkpoint()
+        return out
+
+    state = loop.train(
+        args,
+        start,
+        {"vae": opt},
+        step,
+        ["loss", "nll", "kl", "sigma", "mse"],
+        lr_at=lambda _, progress: loop.cosine_lr(args.lr, progress),
+        sampler=sampler,
+        shown=("loss", "kl", "sigma"),
+        desc="vae",
+    )
     return model.to(memory_format=torch.contiguous_format).eval(), state
 
 
@@ -365,7 +289,7 @@ def write_grids(model: EmojiVAE, corpus: Corpus, out: Path, seed: int) -> None:
     common.save_grid(model.decode(z).clamp(0, 1), out / "interpolation.png", nrow=8)
 
 
-def model_card(metrics: dict, command: str, corpus: Corpus) -> str:
+def model_card(metrics: dict, corpus: Corpus) -> str:
     styles = {}
     for r in corpus.rows:
         styles[r["style_label"]] = styles.get(r["style_label"], 0) + 1
@@ -381,10 +305,10 @@ Latent tab: prior samples, interpolation, PCA sliders and nearest neighbours.
   subject, so no subject is seen in training in any style).
 - **Objective**: Gaussian decoder with a learned shared sigma (sigma-VAE) + image-gradient term
   (weight {metrics["edge_weight"]}), KL weight beta={metrics["beta"]} after a linear warm-up.
-- **Command** (last run): `{command}`
+- **Command** (last run): `{metrics["command"]}`
 - **Training**: {metrics["steps"]} steps of batch {metrics["batch_size"]} over
-  {metrics["runs"]} run(s); cumulative wall time on this machine (1 CPU thread, fp32):
-  {common.format_minutes(metrics["cumulative_train_seconds"])}.
+  {metrics["runs"]} run(s); cumulative wall time {common.format_minutes(metrics["cumulative_train_seconds"])}
+  (fp32; {common.trained_on(metrics)}).
 
 ## Held-out metrics
 
@@ -411,7 +335,7 @@ reconstruction), interpolations between held-out pairs, and the training loss:
 
 ## Files
 
-- `diffusion_pytorch_model.safetensors`, `config.json`: `EmojiVAE.from_pretrained(dir)`.
+- `diffusion_pytorch_model.safetensors`, `config.json`: `aigc_demo.models.EmojiVAE.from_pretrained(dir)`.
 - `latents.safetensors`: `mean`/`logvar` (N x {metrics["latent_dim"]}, fp16, posterior of every
   corpus row), `pca_mean`, `pca_components` (rows = directions), `pca_explained_variance(_ratio)`,
   `pca_coords` (N x 2), `style_means` (styles x {metrics["latent_dim"]}, order in `index.json`).
@@ -423,13 +347,7 @@ reconstruction), interpolations between held-out pairs, and the training loss:
 """
 
 
-def publish(
-    model: EmojiVAE,
-    corpus: Corpus,
-    metrics: dict,
-    args: argparse.Namespace,
-    command: str,
-) -> None:
+def publish(model: EmojiVAE, corpus: Corpus, metrics: dict, args: argparse.Namespace) -> None:
     out = args.weights_dir
     out.mkdir(parents=True, exist_ok=True)
     save_fp16(model, out)
@@ -441,50 +359,29 @@ def publish(
         out / "loss.png", ["loss", "kl", "sigma"], "vae-emoji training"
     )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "README.md").write_text(model_card(metrics, command, corpus), encoding="utf-8")
+    (out / "README.md").write_text(model_card(metrics, corpus), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     common.setup(args.threads, args.seed)
-    command = "python -m aigc_demo.training.train_vae " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = loop.command_line("aigc_demo.training.train_vae", argv)
     corpus = load_corpus(args.data_dir)
     model, state = train(args, corpus)
 
-    fp16 = EmojiVAE.from_pretrained(args.run_dir / "checkpoint").half().float().eval()
-    metrics = evaluate(fp16, corpus.images[corpus.split_indices("heldout")])
+    metrics = evaluate(as_shipped(model), corpus.images[corpus.split_indices("heldout")])
+    logger.info("held-out: %s", json.dumps(metrics))
+    if not loop.beats_published(args.weights_dir, "heldout_nelbo_nats", metrics["heldout_nelbo_nats"], False):
+        return 0
     metrics.update(
-        {
-            "steps": state.step,
-            "runs": state.runs,
-            "batch_size": args.batch_size,
-            "cumulative_train_seconds": round(state.wall_seconds, 1),
-            "beta": args.beta,
-            "edge_weight": args.edge_weight,
-            "latent_dim": model.config.latent_dim,
-            "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-            "command": command,
-        }
+        beta=args.beta,
+        edge_weight=args.edge_weight,
+        latent_dim=model.config.latent_dim,
+        params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+        **loop.run_metrics(args, state, command),
     )
-    logger.info(
-        "held-out: %s",
-        json.dumps({k: v for k, v in metrics.items() if k.startswith("heldout")}),
-    )
-    old = common.previous_metric(args.weights_dir, "heldout_nelbo_nats")
-    if common.is_better(metrics["heldout_nelbo_nats"], old, higher_is_better=False):
-        publish(model, corpus, metrics, args, command)
-        logger.info(
-            "published to %s (nelbo %.1f < previous %s)",
-            args.weights_dir,
-            metrics["heldout_nelbo_nats"],
-            old,
-        )
-    else:
-        logger.info(
-            "NOT published: nelbo %.1f does not beat %s",
-            metrics["heldout_nelbo_nats"],
-            old,
-        )
+    publish(model, corpus, metrics, args)
+    logger.info("published to %s", args.weights_dir)
     return 0
 
 
