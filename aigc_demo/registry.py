@@ -60,6 +60,13 @@ def build_registry(cfg: AppConfig) -> PipelineRegistry:
     from aigc_demo.pipelines.text import GenerationParams, TextPipeline
 
     registry = PipelineRegistry()
+    # The registry logs what it loaded and how long it took; the libraries' per-file progress bars only add
+    # noise to a server's log.
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
 
     def warm_text(pipe: TextPipeline) -> None:
         # One short greedy reply: pages in the weights and builds the compute graphs before a user waits.

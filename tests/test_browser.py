@@ -38,7 +38,7 @@ def open_page(browser, url, locale="en-US"):
     return page
 
 
-def test_text_tab_streams_and_stops(browser, app_url, artifacts_dir):
+def test_text_tab_streams_and_stops(browser, app_url, artifacts_dir, tab_screenshot):
     page = open_page(browser, app_url)
     page.fill("#chat-message textarea", "Write a long story about a lighthouse keeper.")
     page.click("#chat-send")
@@ -61,6 +61,7 @@ def test_text_tab_streams_and_stops(browser, app_url, artifacts_dir):
     # Gradio's own cancel left red "Error" badges on the outputs now and then; Stop must end the job cleanly.
     assert page.locator(".error:visible").count() == 0, "Stop showed error badges"
     page.screenshot(path=str(artifacts_dir / "text-tab-chat.png"), full_page=True)
+    tab_screenshot(page, "text")
 
     # The next message is answered: the worker was freed by Stop.
     page.fill("#chat-message textarea", "Say hi.")
@@ -144,7 +145,7 @@ def test_latent_tab_in_chinese(browser, app_url, artifacts_dir):
     page.screenshot(path=str(artifacts_dir / "latent-tab-zh.png"), full_page=True)
 
 
-def test_latent_tab_samples_walk_and_map(browser, app_url, artifacts_dir):
+def test_latent_tab_samples_walk_and_map(browser, app_url, artifacts_dir, tab_screenshot):
     page = open_page(browser, app_url)
     page.get_by_role("tab", name="Latent").click()
     # Random samples.
@@ -171,11 +172,22 @@ def test_latent_tab_samples_walk_and_map(browser, app_url, artifacts_dir):
     page.locator("#latent-map img").click(position={"x": 250, "y": 250})
     page.wait_for_selector("#latent-map-info li", timeout=60_000)
     page.screenshot(path=str(artifacts_dir / "latent-tab-samples-walk-map.png"), full_page=True)
+    page.evaluate("window.scrollTo(0, 0)")
+    tab_screenshot(page, "latent")
 
 
-def test_image_tab_generates_previews_interrupts_and_reuses(browser, app_url, artifacts_dir):
+def test_image_tab_generates_previews_interrupts_and_reuses(browser, app_url, artifacts_dir, tab_screenshot):
     page = open_page(browser, app_url)
     page.get_by_role("tab", name="Image").click()
+    page.wait_for_selector("#image-last-seed textarea", timeout=30_000)
+    assert page.input_value("#image-last-seed textarea") == "", "no seed before the first run"
+    # The one-step GAN greys out the diffusion settings; back to diffusion, they work again.
+    steps = page.locator("#image-steps input[type=number]")
+    page.get_by_label("GAN (one step)").check()
+    page.wait_for_function("() => document.querySelector('#image-steps input[type=number]').disabled")
+    page.get_by_label("Latent diffusion").check()
+    page.wait_for_function("() => !document.querySelector('#image-steps input[type=number]').disabled")
+    assert steps.is_enabled()
     page.fill("#image-prompt textarea", "red heart, in Twemoji style")
     page.fill("#image-seed input", "7")
     batch = page.locator("#image-batch-size input[type=number]")  # two images, seeds 7 and 8
@@ -184,8 +196,9 @@ def test_image_tab_generates_previews_interrupts_and_reuses(browser, app_url, ar
     page.click("#image-generate")
     page.wait_for_selector("#image-gallery .thumbnail-item img, #image-gallery img", timeout=120_000)
     page.wait_for_selector("#image-info:has-text('seed')", timeout=60_000)
-    assert "7" in page.input_value("#image-last-seed input")
+    assert page.input_value("#image-last-seed textarea") == "7"
     page.screenshot(path=str(artifacts_dir / "image-tab-generated.png"), full_page=True)
+    tab_screenshot(page, "image")
     # The batch's first image is shown whole and selected (so Reuse takes it), as PNG, not Gradio's lossy webp.
     shown = page.locator("#image-gallery [data-testid='detailed-image']")
     assert shown.get_attribute("src").split("?")[0].endswith(".png"), shown.get_attribute("src")
@@ -206,6 +219,7 @@ def test_image_tab_generates_previews_interrupts_and_reuses(browser, app_url, ar
     page.screenshot(path=str(artifacts_dir / "image-tab-previews.png"), full_page=True)
     page.click("#image-interrupt")
     page.wait_for_selector("#image-info:has-text('Interrupted')", timeout=30_000)
+    assert page.locator("#image-previews img").count() >= 1, "the finished image stays in the preview"
     assert page.locator("#image-gallery .thumbnail-item").count() >= 3
 
     # Reuse: click the oldest image in the strip (seed 8, the batch's second), reuse its parameters.

@@ -51,6 +51,22 @@ SD_LATENT_RGB = torch.tensor(
 FULL_DECODE_PREVIEW_MAX_SIDE = 32  # latents up to 32x32 are decoded for real: it costs a few ms
 
 
+class _NoticesThatDoNotApply(logging.Filter):
+    """Two notices every start would print, and why they do not apply: diffusers expects a Stable Diffusion
+    pipeline's text encoder to be CLIP, while the project's models are trained on MiniLM (a BertModel) on
+    purpose and any encoder with per-token states serves; importing diffusers' pipelines pulls in CLIP's image
+    processor, which falls back from torchvision to PIL, and the app never uses an image processor."""
+
+    FRAGMENTS = ("Expected types for text_encoder", "requires torchvision (not installed)")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(fragment in record.getMessage() for fragment in self.FRAGMENTS)
+
+
+for _logger in ("diffusers.pipelines.pipeline_utils", "transformers.utils.import_utils"):
+    logging.getLogger(_logger).addFilter(_NoticesThatDoNotApply())
+
+
 class DiffusionGenerator:
     """One resident Stable Diffusion pipeline; ``generate`` yields Progress per step, then Drawn."""
 
@@ -274,7 +290,7 @@ def load_diffusion(
             f"image model {spec!r} is neither a folder nor a hub id; train the embedded one with "
             "`python -m aigc_demo.training.train_diffusion` or set AIGC_IMAGE_MODEL"
         )
-    sd = _quietly_mixed(StableDiffusionPipeline.from_pretrained, spec, dtype=dtype, **kwargs)
+    sd = StableDiffusionPipeline.from_pretrained(spec, dtype=dtype, **kwargs)
     sd.to(device)
     sd.set_progress_bar_config(disable=True)
     for module in (sd.unet, sd.vae, sd.text_encoder):
@@ -282,23 +298,3 @@ def load_diffusion(
     plain_unet = copy.deepcopy(sd.unet) if keep_plain_unet else None  # inductor cannot trace packed weights
     prepack_linears(sd.unet)  # CPU only: oneDNN-packed attention/FF weights, ~4% per step, same output
     return sd, plain_unet
-
-
-def _quietly_mixed(load, *args, **kwargs):
-    """diffusers warns that a Stable Diffusion pipeline expects a CLIPTextModel; the project's models are
-    trained on MiniLM (a BertModel) on purpose, and any text encoder with per-token states serves. That one
-    warning is silenced; every other message of the loader is kept."""
-    import logging as std_logging
-
-    loader_log = std_logging.getLogger("diffusers.pipelines.pipeline_utils")
-
-    class NotTheEncoderType(std_logging.Filter):
-        def filter(self, record: std_logging.LogRecord) -> bool:
-            return "Expected types for text_encoder" not in record.getMessage()
-
-    quiet = NotTheEncoderType()
-    loader_log.addFilter(quiet)
-    try:
-        return load(*args, **kwargs)
-    finally:
-        loader_log.removeFilter(quiet)

@@ -37,7 +37,10 @@ def control(p: Param, **overrides) -> gr.components.Component:
         return gr.Textbox(**{**kwargs, "lines": s.lines, "max_length": p.max_chars, **overrides})
     if s.seed:
         return gr.Number(**{**kwargs, "precision": 0, "minimum": -1, "maximum": MAX_SEED, **overrides})
-    kwargs.update(minimum=p.low, maximum=p.high)
+    low = (
+        p.low + s.step if s.low_open and p.low is not None and s.step else p.low
+    )  # top_p > 0: start one step up
+    kwargs.update(minimum=low, maximum=p.high)
     kwargs.update(overrides)
     if s.step is not None and kwargs["minimum"] is not None and kwargs["maximum"] is not None:
         return gr.Slider(**{"step": s.step, **kwargs})
