@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aigc_demo.compute import compute_thread
 from aigc_demo.config import AppConfig
 
 log = logging.getLogger(__name__)
@@ -43,10 +42,10 @@ class PipelineRegistry:
     ) -> None:
         t0 = time.perf_counter()
         try:
-            # Load and warm up where the model will run: the compute thread (aigc_demo/compute.py).
-            pipe = compute_thread().run(build)
+            # Each pipeline loads and runs on its own compute thread (its from_config and methods see to it).
+            pipe = build()
             if warmup is not None:
-                compute_thread().run(warmup, pipe)
+                warmup(pipe)
         except Exception as err:  # any loading problem becomes a message in that tab
             log.exception("could not load the %s pipeline", name)
             self.failures[name] = LoadFailure(name, f"{type(err).__name__}: {err}", hint)

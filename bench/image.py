@@ -109,7 +109,7 @@ def main() -> int:
     # (compiled here before timing; the app does it in the background), eager for other shapes.
     ours = ImagePipeline.from_config(replace(cfg, compile="now"))
     eager = ImagePipeline.from_config(replace(cfg, compile="off"))
-    size = ours.native_size
+    size = ours.diffusion.native_size
 
     rows = []
     for batch in (1, 8):
@@ -157,7 +157,9 @@ def main() -> int:
 
     params1 = ImageParams(prompt=PROMPT, num_inference_steps=args.steps, guidance_scale=args.guidance, seed=0)
     t_thread, _ = timed(lambda: from_new_thread(lambda: ours(params1)), args.repeats)
-    embeddings = torch.randn(2, ours.sd.tokenizer.model_max_length, ours.sd.unet.config.cross_attention_dim)
+    embeddings = torch.randn(
+        2, ours.diffusion.sd.tokenizer.model_max_length, ours.diffusion.sd.unet.config.cross_attention_dim
+    )
     # Counted on the plain UNet: FlopCounterMode does not see the oneDNN-packed linears of ours.
     gflops = unet_gflops(plain.unet, 2, embeddings)  # one step of classifier-free guidance = a batch of 2
 
@@ -165,8 +167,8 @@ def main() -> int:
         f"\nmodel {cfg.model} ({size}x{size}), {args.steps} steps DPM++ 2M, guidance {args.guidance}, {args.threads} threads"
     )
     print(
-        f"(a) app pipeline: {ours.dtype}, UNet compiled for batch 1 and 8 ({ours.unet_runner.state}, "
-        f"{ours.unet_runner.compile_seconds or 0:.0f} s to compile), eager otherwise\n"
+        f"(a) app pipeline: {ours.dtype}, UNet compiled for batch 1 and 8 ({ours.diffusion.unet_runner.state}, "
+        f"{ours.diffusion.unet_runner.compile_seconds or 0:.0f} s to compile), eager otherwise\n"
         f"(e) the same pipeline, eager only   (b) plain DiffusionPipeline: torch.float32\n"
     )
     print(

@@ -38,14 +38,19 @@ def main() -> int:
     import torch
 
     from aigc_demo.config import ImageConfig
+    from aigc_demo.models import load_text_encoder
     from aigc_demo.pipelines.cpu_compile import CompiledUNet
-    from aigc_demo.pipelines.image import ImagePipeline, load_diffusion
+    from aigc_demo.pipelines.diffusion import load_diffusion
+    from aigc_demo.pipelines.image import ImagePipeline
 
     torch.set_num_threads(args.threads)
     cfg = ImageConfig(threads=args.threads, gan="", compile="off")
-    pipe = ImagePipeline.from_config(cfg)
-    _, _, plain = load_diffusion(cfg.model, cfg.text_encoder, pipe.dtype, pipe.device, keep_plain_unet=True)
-    examples = {batch: pipe._default_unet_inputs(batch) for batch in (1, cfg.max_batch_size)}
+    image = ImagePipeline.from_config(cfg)
+    pipe = image.diffusion
+    encoder = load_text_encoder(cfg.text_encoder)
+    _, plain = load_diffusion(cfg.model, encoder, pipe.dtype, pipe.device, keep_plain_unet=True)
+    defaults = image.schema.parse(prompt="x")
+    examples = {batch: pipe._default_unet_inputs(batch, defaults) for batch in (1, cfg.max_batch_size)}
 
     runners = {"(e) eager": pipe.unet_runner}
     for name, (options, math_attention) in VARIANTS.items():

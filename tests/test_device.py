@@ -43,7 +43,7 @@ def test_bf16_only_where_native_and_measured_faster(monkeypatch, fresh_choice, n
 
 def test_the_measurement_is_a_real_ratio():
     ratio = device.measure_bf16_speedup(repeats=1)
-    assert math.isfinite(ratio) and 0.01 < ratio < 100
+    assert math.isfinite(ratio) and 1e-4 < ratio < 1e4  # emulated bf16 measures ~0.01x on CPUs without it
 
 
 @pytest.mark.parametrize("slow", [True, False])

@@ -18,7 +18,7 @@ def pipe():
 
 
 def test_committed_diffusion_model_makes_a_seeded_non_degenerate_emoji(pipe):
-    assert pipe.model_id == DEFAULT_IMAGE_MODEL and pipe.gan is not None
+    assert pipe.diffusion.model_id == DEFAULT_IMAGE_MODEL and pipe.gan is not None
     a = pipe(ImageParams(prompt="grinning face, in Noto Color Emoji style", num_inference_steps=12, seed=0))
     b = pipe(ImageParams(prompt="grinning face, in Noto Color Emoji style", num_inference_steps=12, seed=0))
     img = np.asarray(a.images[0].image, dtype=np.float32)
@@ -30,20 +30,22 @@ def test_committed_diffusion_model_makes_a_seeded_non_degenerate_emoji(pipe):
     assert corners.mean() > 170
 
 
+@pytest.mark.slow
 def test_compiled_unet_serves_the_default_request_with_the_same_image(pipe):
     """The app's CPU fast path (aigc_demo/pipelines/cpu_compile.py), compiled here synchronously."""
     fast = ImagePipeline.from_config(ImageConfig(threads=2, compile="now", gan="", scorer=""))
-    assert fast.unet_runner.ready, fast.unet_runner.state
-    assert fast.unet_runner.math_attention, "16x16 latents: plain attention, which inductor fuses"
+    runner = fast.diffusion.unet_runner
+    assert runner.ready, runner.state
+    assert runner.math_attention, "16x16 latents: plain attention, which inductor fuses"
     params = ImageParams(prompt="red heart, in Twemoji style", seed=3)  # the UI's defaults: 20 steps, CFG
     compiled = np.asarray(fast(params).images[0].image, dtype=np.float32)
-    assert fast.unet_runner.compiled_calls == params.num_inference_steps
+    assert runner.compiled_calls == params.num_inference_steps
     eager = np.asarray(pipe(params).images[0].image, dtype=np.float32)
     diff = np.abs(compiled - eager)
     assert diff.mean() < 2.0 and diff.max() <= 40, (diff.mean(), diff.max())
     # Another shape (batch 2) runs eager rather than recompiling mid-request.
     fast(ImageParams(prompt="red heart", seed=3, batch_size=2, num_inference_steps=2))
-    assert fast.unet_runner.compiled_calls == params.num_inference_steps and fast.unet_runner.ready
+    assert runner.compiled_calls == params.num_inference_steps and runner.ready
 
 
 def test_committed_gan_makes_a_non_degenerate_image(pipe):

@@ -129,6 +129,11 @@ class ImagePipeline:
     # -- loading --------------------------------------------------------------------------------------
     @classmethod
     def from_config(cls, cfg: ImageConfig) -> ImagePipeline:
+        """Load on the compute thread: its thread count and the compiled UNet's guards are the ones that serve."""
+        return compute_thread().run(cls._load, cfg)
+
+    @classmethod
+    def _load(cls, cfg: ImageConfig) -> ImagePipeline:
         from aigc_demo.models import GANGenerator, PromptMatch, load_text_encoder
 
         configure_threads(cfg.threads)

@@ -303,7 +303,11 @@ class LatentPipeline:
 
     @classmethod
     def from_config(cls, cfg: LatentConfig | None = None) -> LatentPipeline:
-        cfg = cfg or LatentConfig()
+        """Load on the compute thread, whose thread count then serves every call."""
+        return compute_thread().run(cls._load, cfg or LatentConfig())
+
+    @classmethod
+    def _load(cls, cfg: LatentConfig) -> LatentPipeline:
         t0 = time.perf_counter()
         configure_threads(cfg.threads)
         # Process-wide, so only here (the app's path), never from __init__ (tests build many pipelines).

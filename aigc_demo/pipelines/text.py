@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from aigc_demo import validation
-from aigc_demo.compute import ComputeThread, StopFlag, compute_thread
+from aigc_demo.compute import SHARED, ComputeThread, StopFlag, compute_thread
 from aigc_demo.config import TextConfig
 from aigc_demo.pipelines.text_engines import TextEngine, build_engine
 from aigc_demo.schema import Config, Schema, param
@@ -140,6 +140,11 @@ class TextPipeline:
 
     @classmethod
     def from_config(cls, cfg: TextConfig) -> TextPipeline:
+        """Load on the shared compute thread (where the transformers engine runs and sets its thread count)."""
+        return compute_thread(SHARED).run(cls._load, cfg)
+
+    @classmethod
+    def _load(cls, cfg: TextConfig) -> TextPipeline:
         t0 = time.perf_counter()
         pipe = cls(build_engine(cfg), cfg)
         log.info(
