@@ -257,3 +257,14 @@ def tiny_gan_pipe(tiny_sd_dir, tmp_path_factory):
     scorer = PromptScorer(PromptMatch(text_dim=32, channels=(8, 8, 8, 8)).eval(), encoder)
     gan = GanGenerator(GANGenerator.from_pretrained(folder), encoder, str(folder))
     return ImagePipeline([base.diffusion, gan], cfg, scorer)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything that starts the app, drives a browser or loads the real default models is slow: the fast
+    profile (``pytest -m "not slow"``) is the unit tests on tiny models."""
+    for item in items:
+        heavy = "app_url" in getattr(item, "fixturenames", ()) or any(
+            item.get_closest_marker(name) for name in ("real_model", "browser")
+        )
+        if heavy:
+            item.add_marker(pytest.mark.slow)
