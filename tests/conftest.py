@@ -141,6 +141,7 @@ def tab_screenshot(artifacts_dir):
     docs = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
     def save(page, name: str) -> None:
+        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(artifacts_dir / f"tab-{name}.png"), full_page=False)
         if os.environ.get("AIGC_UPDATE_SCREENSHOTS") == "1":
             docs.mkdir(parents=True, exist_ok=True)

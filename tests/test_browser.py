@@ -96,7 +96,10 @@ def test_chinese_ui(browser, app_url, artifacts_dir):
     # The Text tab: the model line and the preset names translated; the examples show only their message.
     assert page.get_by_text("模型 · 推理引擎").first.is_visible()
     page.get_by_text("参数", exact=True).first.click()  # the parameters accordion
-    assert page.locator("input[aria-label='预设']").input_value() == "助手"
+    page.wait_for_function(  # the accordion renders its contents after the click
+        "() => { const i = document.querySelector(\"input[aria-label='预设']\"); return i && i.value === '助手'; }",
+        timeout=30_000,
+    )
     text = page.inner_text("body")
     assert "__i18n__" not in text and "· engine" not in text and "Assistant:" not in text
     page.screenshot(path=str(artifacts_dir / "text-tab-zh.png"), full_page=True)
@@ -108,7 +111,7 @@ def _img_src(page, selector):
     )
 
 
-def test_latent_tab_slider_moves_the_image(browser, app_url, artifacts_dir):
+def test_latent_tab_slider_moves_the_image(browser, app_url, artifacts_dir, tab_screenshot):
     page = open_page(browser, app_url)
     page.get_by_role("tab", name="Latent").click()
     page.locator("#latent-corpus .thumbnail-item").nth(5).click()
@@ -133,6 +136,7 @@ def test_latent_tab_slider_moves_the_image(browser, app_url, artifacts_dir):
     )
     assert clipped == []
     page.screenshot(path=str(artifacts_dir / "latent-tab-slider.png"), full_page=True)
+    tab_screenshot(page, "latent")
 
 
 def test_latent_tab_in_chinese(browser, app_url, artifacts_dir):
@@ -145,7 +149,7 @@ def test_latent_tab_in_chinese(browser, app_url, artifacts_dir):
     page.screenshot(path=str(artifacts_dir / "latent-tab-zh.png"), full_page=True)
 
 
-def test_latent_tab_samples_walk_and_map(browser, app_url, artifacts_dir, tab_screenshot):
+def test_latent_tab_samples_walk_and_map(browser, app_url, artifacts_dir):
     page = open_page(browser, app_url)
     page.get_by_role("tab", name="Latent").click()
     # Random samples.
@@ -172,8 +176,6 @@ def test_latent_tab_samples_walk_and_map(browser, app_url, artifacts_dir, tab_sc
     page.locator("#latent-map img").click(position={"x": 250, "y": 250})
     page.wait_for_selector("#latent-map-info li", timeout=60_000)
     page.screenshot(path=str(artifacts_dir / "latent-tab-samples-walk-map.png"), full_page=True)
-    page.evaluate("window.scrollTo(0, 0)")
-    tab_screenshot(page, "latent")
 
 
 def test_image_tab_generates_previews_interrupts_and_reuses(browser, app_url, artifacts_dir, tab_screenshot):
