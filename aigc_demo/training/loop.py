@@ -20,7 +20,7 @@ import logging
 import math
 import shlex
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,3 +231,20 @@ def as_shipped(model: torch.nn.Module) -> torch.nn.Module:
     with tempfile.TemporaryDirectory() as folder:
         save_fp16(model, folder)
         return type(model).from_pretrained(folder, torch_dtype=torch.float32).eval()
+
+
+def begin(module: str, parse_args: Callable, argv: list[str] | None) -> tuple[argparse.Namespace, str]:
+    """A script's first step: its flags, threads and seeds pinned, and the command that reproduces the run."""
+    args = parse_args(argv)
+    common.setup(args.threads, args.seed)
+    return args, command_line(module, argv)
+
+
+def write_record(
+    out: Path, run_dir: Path, metrics: dict, card: str, loss: Sequence[str], title: str, log_y=True
+):
+    """What every published model folder holds besides its weights and pictures: the loss plot (and the CSV the
+    next run continues), ``metrics.json`` (with the run history) and the model card."""
+    common.LossLog(run_dir / "loss.csv", []).plot(out / "loss.png", list(loss), title, log_y=log_y)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "README.md").write_text(card, encoding="utf-8")

@@ -285,17 +285,14 @@ def publish(model: AutoencoderKL, corpus: Corpus, metrics: dict, args: argparse.
     save_fp16(model, out)
     shipped = AutoencoderKL.from_pretrained(out, torch_dtype=torch.float32).eval()
     write_grids(shipped, corpus, out)
-    common.LossLog(args.run_dir / "loss.csv", []).plot(
-        out / "loss.png", ["loss", "psnr", "kl"], "autoencoder-kl-emoji training"
+    card = model_card(metrics, corpus)
+    loop.write_record(
+        out, args.run_dir, metrics, card, ["loss", "psnr", "kl"], "autoencoder-kl-emoji training"
     )
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "README.md").write_text(model_card(metrics, corpus), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    common.setup(args.threads, args.seed)
-    command = loop.command_line("aigc_demo.training.train_autoencoder", argv)
+    args, command = loop.begin("aigc_demo.training.train_autoencoder", parse_args, argv)
     corpus = load_corpus(args.data_dir)
     model, state, autocast = train(args, corpus)
     shipped = as_shipped(model)

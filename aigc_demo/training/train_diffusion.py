@@ -444,18 +444,14 @@ def publish(pipe, corpus: Corpus, metrics: dict, args) -> None:
         common.save_grid(generate(pipe, prompts, args.eval_steps, seed=0), tmp / fname, nrow=10)
     by_seed = [generate(pipe, TRAIN_PROMPTS, args.eval_steps, seed=seed) for seed in range(GRID_SEEDS)]
     common.save_grid(torch.cat(by_seed), tmp / "grid_train_seeds.png", nrow=len(TRAIN_PROMPTS))
-    common.LossLog(args.run_dir / "loss.csv", []).plot(tmp / "loss.png", ["loss"], "emoji-ldm training")
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (tmp / "README.md").write_text(model_card(metrics, corpus), encoding="utf-8")
+    loop.write_record(tmp, args.run_dir, metrics, model_card(metrics, corpus), ["loss"], "emoji-ldm training")
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    common.setup(args.threads, args.seed)
-    command = loop.command_line("aigc_demo.training.train_diffusion", argv)
+    args, command = loop.begin("aigc_demo.training.train_diffusion", parse_args, argv)
     from aigc_demo.models import load_text_encoder, token_states
 
     corpus = load_corpus(args.data_dir)

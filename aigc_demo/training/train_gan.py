@@ -225,17 +225,14 @@ def publish(gen: GANGenerator, corpus: Corpus, captions: dict, metrics: dict, ar
     real = common.to_tensor(corpus.images[rows.numpy()])
     grid = torch.cat([torch.cat([real[i : i + 8], images[i : i + 8]]) for i in range(0, 32, 8)])
     common.save_grid(grid, out / "samples.png", nrow=8)
-    common.LossLog(args.run_dir / "loss.csv", []).plot(
-        out / "loss.png", ["loss_d", "loss_g", "d_real", "d_fake"], "emoji-gan training", log_y=False
+    losses = ["loss_d", "loss_g", "d_real", "d_fake"]
+    loop.write_record(
+        out, args.run_dir, metrics, model_card(metrics, corpus), losses, "emoji-gan training", log_y=False
     )
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "README.md").write_text(model_card(metrics, corpus), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    common.setup(args.threads, args.seed)
-    command = loop.command_line("aigc_demo.training.train_gan", argv)
+    args, command = loop.begin("aigc_demo.training.train_gan", parse_args, argv)
     corpus = load_corpus(args.data_dir)
     if args.colour_augment:
         corpus = with_colour_variants(corpus)

@@ -122,9 +122,7 @@ measures the image models (see their cards).
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    common.setup(args.threads, args.seed)
-    command = loop.command_line("aigc_demo.training.train_scorer", argv)
+    args, command = loop.begin("aigc_demo.training.train_scorer", parse_args, argv)
     corpus = load_corpus(args.data_dir)
     captions = cached_embeddings(corpus, "sentence", args.data_dir)
     model, state = train(args, corpus, captions)
@@ -141,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         params_m=sum(p.numel() for p in model.parameters()) / 1e6, **loop.run_metrics(args, state, command)
     )
     save_fp16(model, args.weights_dir)
-    (args.weights_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (args.weights_dir / "README.md").write_text(model_card(metrics, corpus), encoding="utf-8")
+    card = model_card(metrics, corpus)
+    loop.write_record(
+        args.weights_dir, args.run_dir, metrics, card, ["loss", "acc"], "prompt-match", log_y=False
+    )
     logger.info("published to %s", args.weights_dir)
     return 0
 

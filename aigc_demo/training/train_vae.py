@@ -355,17 +355,12 @@ def publish(model: EmojiVAE, corpus: Corpus, metrics: dict, args: argparse.Names
     shipped = EmojiVAE.from_pretrained(out)
     metrics.update(write_latents(shipped, corpus, out))
     write_grids(shipped, corpus, out, args.seed)
-    common.LossLog(args.run_dir / "loss.csv", []).plot(
-        out / "loss.png", ["loss", "kl", "sigma"], "vae-emoji training"
-    )
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "README.md").write_text(model_card(metrics, corpus), encoding="utf-8")
+    card = model_card(metrics, corpus)
+    loop.write_record(out, args.run_dir, metrics, card, ["loss", "kl", "sigma"], "vae-emoji training")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    common.setup(args.threads, args.seed)
-    command = loop.command_line("aigc_demo.training.train_vae", argv)
+    args, command = loop.begin("aigc_demo.training.train_vae", parse_args, argv)
     corpus = load_corpus(args.data_dir)
     model, state = train(args, corpus)
 
