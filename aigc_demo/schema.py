@@ -75,17 +75,13 @@ class Param:
     def check(self, value):
         s = self.spec
         if s.seed:
-            return validation.in_range(
-                self.name, validation.as_int(self.name, value), -1, validation.MAX_SEED
-            )
+            return validation.seed_setting(value)
         if self.choices is not None:
             return validation.choice(self.name, value, self.choices)
         if self.kind is str:
-            return validation.text(self.name, value, self.max_chars or 10_000, s.required, s.example)
-        if self.kind is bool:
-            if not isinstance(value, bool):
-                raise ValueError(f"{self.name} must be true or false, not {validation.quoted(value)}")
-            return value
+            return validation.text(
+                self.name, value, self.max_chars or validation.MAX_TEXT, s.required, s.example
+            )
         number = (validation.as_int if self.kind is int else validation.as_float)(self.name, value)
         return validation.in_range(self.name, number, self.low, self.high, s.low_open)
 
@@ -132,10 +128,6 @@ class Schema(Generic[P]):
 
     def __iter__(self):
         return iter(self.params)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._by_name)
 
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 
 MAX_SEED = 2**32 - 1
 MAX_QUOTED = 60  # characters of a bad value repeated in a message
+MAX_TEXT = 10_000  # characters of a text parameter that names no limit of its own
 
 
 def quoted(value) -> str:
@@ -73,6 +74,13 @@ def in_range(name: str, value, low=None, high=None, low_open: bool = False):
     return value
 
 
+def seed_setting(value) -> int:
+    """A seed as asked: -1 (also None or "", a cleared box) means random; else a seed in [0, MAX_SEED]."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return -1
+    return in_range("seed", as_int("seed", value), -1, MAX_SEED)
+
+
 def seed(value, reserve: int = 0) -> int:
     """A seed in [0, MAX_SEED - reserve]; -1, None or "" draw a fresh one from the OS.
 
@@ -80,9 +88,7 @@ def seed(value, reserve: int = 0) -> int:
     ``random.seed`` do not touch ``secrets``), so two "random" requests never share a seed by construction.
     ``reserve`` leaves room for the seeds ``seed + 1 ... seed + reserve`` of a batch.
     """
-    if value is None or (isinstance(value, str) and not value.strip()):
-        value = -1
-    number = in_range("seed", as_int("seed", value), -1, MAX_SEED)
+    number = seed_setting(value)
     if number == -1:
         return secrets.randbelow(MAX_SEED + 1 - reserve)
     return number

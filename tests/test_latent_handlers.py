@@ -29,13 +29,15 @@ DISPLAY = 64
 def pipe(tmp_path_factory) -> LatentPipeline:
     folder = tmp_path_factory.mktemp("atlas")
     write_atlas(folder)
-    return LatentPipeline(tiny_vae(), atlas=LatentAtlas.from_folder(folder), cfg=LatentConfig(threads=1))
+    return LatentPipeline(
+        tiny_vae(), atlas=LatentAtlas.from_folder(folder), cfg=LatentConfig(threads=1, display_size=DISPLAY)
+    )
 
 
 @pytest.fixture(scope="module")
 def tab(pipe):
     with gr.Blocks() as demo:
-        handlers = LatentHandlers(pipe, DISPLAY)
+        handlers = LatentHandlers(pipe)
         handlers.build()
     handlers.demo = demo
     return handlers

@@ -550,3 +550,10 @@ def test_random_seeds_are_fresh_per_request(pipe):
         torch.manual_seed(0)
         seeds.append(pipe.sample(n=1, seed=-1, source="prior").seed)
     assert seeds[0] != seeds[1]
+
+
+def test_corpus_rows_without_an_atlas_are_a_message_not_a_crash():
+    pipe = LatentPipeline(tiny_vae(), atlas=None)
+    for call in (pipe.corpus_latent, pipe.corpus_item):
+        with pytest.raises(ValueError, match="needs the corpus atlas"):
+            call(0)

@@ -67,6 +67,7 @@ def test_random_seeds_are_fresh_even_when_every_rng_is_seeded_alike():
         drawn.append(validation.seed(-1))
     assert drawn[0] != drawn[1]
     assert validation.seed("7") == 7 and 0 <= validation.seed(None) <= validation.MAX_SEED
+    assert validation.seed_setting("") == validation.seed_setting(None) == -1, "a cleared seed box is random"
     assert validation.seed(-1, reserve=validation.MAX_SEED) == 0  # room left for a batch's seed + i
     with pytest.raises(ValueError, match="seed must be between -1 and 4294967295"):
         validation.seed(2**40)
@@ -92,6 +93,7 @@ def test_a_schema_resolves_limits_and_defaults_from_config():
     assert schema["steps"].high == 50 and schema.defaults()["steps"] == 30
     assert schema.parse(prompt="cat") == Request(prompt="cat", steps=30, sampler="a", seed=-1)
     assert schema.parse({"prompt": "cat", "steps": "7.0"}).steps == 7
+    assert schema.parse(prompt="cat", seed=None).seed == -1
     assert Schema(Request, Limits(), defaults={"sampler": "b"}).parse(prompt="x").sampler == "b"
     assert Schema(Request, Limits(), choices={"sampler": ["c"]})["sampler"].choices == ("c",)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from aigc_demo.config import AppConfig, TextConfig
+from aigc_demo.config import TextConfig
 from aigc_demo.pipelines.text import GenerationParams, TextPipeline
 from aigc_demo.pipelines.text_presets import PRESETS, PRESETS_BY_KEY
 from aigc_demo.ui.strings import EN, t
@@ -30,7 +30,7 @@ def pipe(tiny_llama_dir):
 @pytest.fixture(scope="module")
 def built(pipe):
     with gr.Blocks() as demo:
-        tab = build_text_tab(pipe, None, AppConfig())
+        tab = build_text_tab(pipe, None)
     return demo, tab
 
 

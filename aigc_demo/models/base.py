@@ -2,8 +2,9 @@
 
 A model declares its hyperparameters as keyword arguments of ``__init__`` under ``@register_to_config``;
 ``save_pretrained`` writes ``config.json`` (with ``_class_name``) and ``diffusion_pytorch_model.safetensors``;
-``from_pretrained`` rebuilds it. Here ``from_pretrained`` always returns fp32 weights in eval mode on the
-CPU (callers move the model with ``.to(device)``), and ``save_fp16`` ships an fp16 copy.
+``from_pretrained`` rebuilds it. Here ``from_pretrained`` returns fp32 weights (unless ``torch_dtype`` is
+given) in eval mode on the CPU (callers move the model with ``.to(device)``), and ``save_fp16`` ships an fp16
+copy.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from diffusers import ConfigMixin, ModelMixin
 
 
 class OwnModel(ModelMixin, ConfigMixin):
-    """Base class of the project's models: fp32, eval mode, CPU after ``from_pretrained``."""
+    """Base class of the project's models: fp32 (or ``torch_dtype``), eval mode, CPU after ``from_pretrained``."""
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, **kwargs) -> OwnModel:

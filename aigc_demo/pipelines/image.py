@@ -108,7 +108,7 @@ class Interrupt:
         return self._event.is_set()
 
 
-# Keys of a result's parameters that are not request fields: what made it, and whether it was cut short.
+# Keys of a result's parameters that are not request fields: the model that made it.
 RESULT_KEYS: dict[str, type] = {"model": str}
 
 
@@ -138,11 +138,9 @@ class ImagePipeline:
 
         configure_threads(cfg.threads)
         plan = pick_device()
-        dtype = {"auto": plan.dtype, "float32": torch.float32, "bfloat16": torch.bfloat16}.get(cfg.dtype)
-        if dtype is None:
-            raise ValueError(f"AIGC_IMAGE_DTYPE must be auto, float32 or bfloat16, not {cfg.dtype!r}")
-        if cfg.compile not in ("off", "background", "now"):
-            raise ValueError(f"AIGC_IMAGE_COMPILE must be off, background or now, not {cfg.compile!r}")
+        dtypes = {"auto": plan.dtype, "float32": torch.float32, "bfloat16": torch.bfloat16}
+        dtype = dtypes[validation.choice("AIGC_IMAGE_DTYPE", cfg.dtype, list(dtypes))]
+        validation.choice("AIGC_IMAGE_COMPILE", cfg.compile, ["off", "background", "now"])
         t0 = time.perf_counter()
         gan_folder = bool(cfg.gan) and Path(cfg.gan, "config.json").is_file()
         scorer_folder = bool(cfg.scorer) and Path(cfg.scorer, "config.json").is_file()
@@ -262,6 +260,7 @@ class ImagePipeline:
             out["interrupted"] = True
         return out
 
+    @on_worker
     def prompt_match(self, images: list[Image.Image], prompt: str) -> list[float | None]:
         """Cosine of each image and the prompt in the scorer's space (None for each without a scorer)."""
         if self.scorer is None:

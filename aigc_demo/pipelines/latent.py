@@ -529,10 +529,12 @@ class LatentPipeline:
         return atlas.search(query, limit)
 
     def corpus_latent(self, row: int) -> np.ndarray:
-        return self.atlas.means[self._row(row)].reshape(self.latent_shape).copy()
+        row = self._row(row)  # first: it says so when there is no atlas
+        return self.atlas.means[row].reshape(self.latent_shape).copy()
 
     def corpus_item(self, row: int) -> CorpusItem:
-        return self.atlas.items[self._row(row)]
+        row = self._row(row)
+        return self.atlas.items[row]
 
     def _row(self, row) -> int:
         atlas = self._need_atlas("corpus latents")

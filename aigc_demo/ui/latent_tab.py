@@ -46,9 +46,9 @@ def _caption(item) -> str:
 class LatentHandlers:
     """The tab's components, its event handlers and its API endpoints, around one shared pipeline."""
 
-    def __init__(self, pipe: LatentPipeline, display_size: int = 256):
+    def __init__(self, pipe: LatentPipeline):
         self.pipe = pipe
-        self.size = display_size
+        self.size = pipe.cfg.display_size
 
     def _show(self, image: Image.Image) -> Image.Image:
         return upscale(image, self.size)
@@ -479,10 +479,8 @@ def _attribute_note(attr) -> str:
     return f"“{attr.positive}” ({attr.n_positive} items) − “{attr.negative}” ({attr.n_negative} items)"
 
 
-def build_latent_tab(
-    pipe: LatentPipeline | None, failure: LoadFailure | None, display_size: int = 256
-) -> None:
+def build_latent_tab(pipe: LatentPipeline | None, failure: LoadFailure | None) -> None:
     if pipe is None:
         failure_notice(failure)
         return
-    LatentHandlers(pipe, display_size).build()
+    LatentHandlers(pipe).build()

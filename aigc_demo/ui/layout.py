@@ -26,13 +26,11 @@ def build_demo(registry: PipelineRegistry, cfg: AppConfig) -> gr.Blocks:
         gr.Markdown(t("app_subtitle"))
         with gr.Tabs():
             with gr.Tab(t("tab_text"), id="text"):
-                build_text_tab(registry.get("text"), registry.failures.get("text"), cfg)
+                build_text_tab(registry.get("text"), registry.failures.get("text"))
             with gr.Tab(t("tab_image"), id="image"):
                 build_image_tab(registry.get("image"), registry.failures.get("image"))
             with gr.Tab(t("tab_latent"), id="latent"):
-                build_latent_tab(
-                    registry.get("latent"), registry.failures.get("latent"), cfg.latent.display_size
-                )
+                build_latent_tab(registry.get("latent"), registry.failures.get("latent"))
     # A bounded queue: beyond max_size visitors get "busy, try again" instead of an endless wait.
     demo.queue(
         max_size=cfg.server.queue_max_size,

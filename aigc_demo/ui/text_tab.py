@@ -15,13 +15,13 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from aigc_demo.config import AppConfig
 from aigc_demo.device import gpu_task
 from aigc_demo.outputs import fresh_output_dir
 from aigc_demo.pipelines.text import GenerationParams, TextPipeline, TextUpdate, parse_messages
 from aigc_demo.pipelines.text_presets import COMPLETION_EXAMPLES, PRESETS, PRESETS_BY_KEY
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import Controls, api, arg
+from aigc_demo.ui.errors import user_errors_stream
 from aigc_demo.ui.sessions import SessionStops
 from aigc_demo.ui.shared import HEAVY, failure_notice
 from aigc_demo.ui.strings import t
@@ -92,11 +92,13 @@ class TextHandlers:
         return self.pipe.parse_params(self.tab.controls.read(data))
 
     # ---- UI events ------------------------------------------------------------------------------
+    @user_errors_stream
     def chat(self, data: dict, request: gr.Request = None) -> Iterator[dict]:
         """Stream a reply to the message box into the chatbot."""
         tab = self.tab
         yield from self._reply(data[tab.message], data[tab.chatbot], data, request)
 
+    @user_errors_stream
     def regenerate(self, data: dict, request: gr.Request = None) -> Iterator[dict]:
         """Drop the last reply and answer the last user message again (with the seed settings given)."""
         history = list(data[self.tab.chatbot] or [])
@@ -105,48 +107,40 @@ class TextHandlers:
         if not history:
             raise gr.Error("Nothing to regenerate yet.")
         last = history.pop()
-        try:
-            message = parse_messages([last], 1, self.pipe.cfg.max_prompt_chars)[0]["content"]
-        except ValueError as err:
-            raise gr.Error(str(err)) from None
+        message = parse_messages([last], 1, self.pipe.cfg.max_prompt_chars)[0]["content"]
         yield from self._reply(message, history, data, request)
 
     def _reply(self, message, history, data: dict, request) -> Iterator[dict]:
         tab = self.tab
         stop = self._stops.arm(request)
-        try:
-            params = self._params(data)
-            history = parse_messages(history, self.pipe.cfg.max_history_turns, self.pipe.cfg.max_prompt_chars)
-            stream = self.pipe.chat(message, history, data[tab.system_prompt], params, stop=stop)  # checks
-            shown = history + [{"role": "user", "content": message}]
-            # The message moves into the chat at once, before the prompt is read (slow on a busy machine).
-            yield {tab.chatbot: shown, tab.message: ""}
-            for update in paced(stream, self.pipe.cfg.ui_update_interval_s):
-                # No bubble until there is something to show: Stop before the first token leaves none.
-                reply = [{"role": "assistant", "content": update.text}] if update.text.strip() else []
-                yield {
-                    tab.chatbot: shown + reply,
-                    tab.chat_stats: format_stats(update),
-                    tab.last_seed: update.stats.seed,
-                }
-        except ValueError as err:
-            raise gr.Error(str(err)) from None
+        params = self._params(data)
+        history = parse_messages(history, self.pipe.cfg.max_history_turns, self.pipe.cfg.max_prompt_chars)
+        stream = self.pipe.chat(message, history, data[tab.system_prompt], params, stop=stop)  # checks
+        shown = history + [{"role": "user", "content": message}]
+        # The message moves into the chat at once, before the prompt is read (slow on a busy machine).
+        yield {tab.chatbot: shown, tab.message: ""}
+        for update in paced(stream, self.pipe.cfg.ui_update_interval_s):
+            # No bubble until there is something to show: Stop before the first token leaves none.
+            reply = [{"role": "assistant", "content": update.text}] if update.text.strip() else []
+            yield {
+                tab.chatbot: shown + reply,
+                tab.chat_stats: format_stats(update),
+                tab.last_seed: update.stats.seed,
+            }
 
+    @user_errors_stream
     def complete(self, data: dict, request: gr.Request = None) -> Iterator[dict]:
         """Stream a continuation of the prompt box into the prompt box."""
         tab = self.tab
         prompt = data[tab.prompt]
         stop = self._stops.arm(request)
-        try:
-            stream = self.pipe.complete(prompt, self._params(data), stop=stop)
-            for update in paced(stream, self.pipe.cfg.ui_update_interval_s):
-                yield {
-                    tab.prompt: prompt + update.text,
-                    tab.completion_stats: format_stats(update),
-                    tab.last_seed: update.stats.seed,
-                }
-        except ValueError as err:
-            raise gr.Error(str(err)) from None
+        stream = self.pipe.complete(prompt, self._params(data), stop=stop)
+        for update in paced(stream, self.pipe.cfg.ui_update_interval_s):
+            yield {
+                tab.prompt: prompt + update.text,
+                tab.completion_stats: format_stats(update),
+                tab.last_seed: update.stats.seed,
+            }
 
     def apply_preset(self, data: dict) -> dict:
         """Set the chosen preset's system prompt and sampling values; only the ones that differ change."""
@@ -200,6 +194,7 @@ class TextHandlers:
 
     # ---- API (stable names, documented on the page's "Use via API") ---------------------------
     # Registered with ``controls.api``: the signature is the head arguments plus GenerationParams.
+    @user_errors_stream
     def api_chat(
         self, message, history=None, system_prompt=None, request: gr.Request = None, **settings
     ) -> Iterator[dict]:
@@ -207,32 +202,27 @@ class TextHandlers:
         history is a list of {"role": "user"|"assistant", "content": str}. seed -1 = random.
         /chat_stop from the same client ends it early (finish_reason "stopped")."""
         stop = self._stops.arm(request)
-        try:
-            params = self.pipe.parse_params(settings)
-            for update in self.pipe.chat(message, history, system_prompt, params, stop=stop):
-                yield api_result(update)
-        except ValueError as err:
-            raise gr.Error(str(err)) from None
+        params = self.pipe.parse_params(settings)
+        for update in self.pipe.chat(message, history, system_prompt, params, stop=stop):
+            yield api_result(update)
 
+    @user_errors_stream
     def api_complete(self, prompt, request: gr.Request = None, **settings) -> Iterator[dict]:
         """Continue a text (no chat template). Streams the same dict as /chat (text = continuation only)."""
         stop = self._stops.arm(request)
-        try:
-            params = self.pipe.parse_params(settings)
-            for update in self.pipe.complete(prompt, params, stop=stop):
-                yield api_result(update)
-        except ValueError as err:
-            raise gr.Error(str(err)) from None
+        params = self.pipe.parse_params(settings)
+        for update in self.pipe.complete(prompt, params, stop=stop):
+            yield api_result(update)
 
 
 class TextTab:
     """The tab's components, built in the current Blocks context, its handlers and their wiring."""
 
-    def __init__(self, pipe: TextPipeline, cfg: AppConfig):
+    def __init__(self, pipe: TextPipeline):
         self.pipe = pipe
         self._build()
         self.handlers = TextHandlers(pipe, self)
-        self._wire(cfg)
+        self._wire()
 
     # -- layout ---------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -302,9 +292,9 @@ class TextTab:
                 gr.Examples([[e] for e in COMPLETION_EXAMPLES], inputs=[self.prompt], label=t("examples"))
 
     # -- wiring ---------------------------------------------------------------------------------------
-    def _wire(self, cfg: AppConfig) -> None:
+    def _wire(self) -> None:
         h, c = self.handlers, self.controls
-        heavy = {"concurrency_id": HEAVY, "concurrency_limit": cfg.server.heavy_concurrency}
+        heavy = {"concurrency_id": HEAVY}  # its limit is the queue's default (ui/layout.py)
         ui = {"api_visibility": "undocumented"}
         chat_outputs = [self.chatbot, self.message, self.chat_stats, self.last_seed]
         gr.on(
@@ -377,9 +367,9 @@ class TextTab:
         )
 
 
-def build_text_tab(pipe: TextPipeline | None, failure: LoadFailure | None, cfg: AppConfig) -> TextTab | None:
+def build_text_tab(pipe: TextPipeline | None, failure: LoadFailure | None) -> TextTab | None:
     """Render the Text tab inside the current Blocks context."""
     if pipe is None:
         failure_notice(failure)
         return None
-    return TextTab(pipe, cfg)
+    return TextTab(pipe)
