@@ -42,12 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = loop.training_parser(MODEL_NAME, minutes=60.0, lr=1e-3, batch_size=16, doc=__doc__)
     p.add_argument("--kl-weight", type=float, default=1e-5, help="weight of the per-element mean KL")
     p.add_argument("--edge-weight", type=float, default=0.1, help="L1 on image gradients")
-    p.add_argument(
-        "--crop-fraction",
-        type=float,
-        default=0.75,
-        help="fraction of the budget trained on 32x32 crops",
-    )
+    p.add_argument("--crop-fraction", type=float, default=0.75, help="fraction of the budget on 32x32 crops")
     return p.parse_args(argv)
 
 

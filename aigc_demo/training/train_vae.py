@@ -39,10 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--beta", type=float, default=0.7, help="KL weight after warm-up")
     p.add_argument("--warmup-steps", type=int, default=500, help="linear KL warm-up")
     p.add_argument(
-        "--edge-weight",
-        type=float,
-        default=0.5,
-        help="weight of the image-gradient likelihood term (sharper edges)",
+        "--edge-weight", type=float, default=0.5, help="image-gradient likelihood term (sharper edges)"
     )
     p.add_argument("--latent-dim", type=int, default=32)
     return p.parse_args(argv)
