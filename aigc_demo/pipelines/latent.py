@@ -325,6 +325,14 @@ class LatentPipeline:
         )
         return pipe
 
+    def warm_up(self) -> None:
+        """Draw the corpus map and decode once, so the first visitor's click is as fast as the rest."""
+        if self.has_atlas:
+            self.corpus_map()
+            self.decode(self.corpus_latent(0))
+        else:
+            self.decode(np.zeros(self.latent_shape, dtype=np.float32))
+
     # -- what this model offers ----------------------------------------------------------------------
     @property
     def kind(self) -> str:

@@ -155,6 +155,11 @@ class TextPipeline:
         )
         return pipe
 
+    def warm_up(self) -> None:
+        """One short greedy reply: pages in the weights and builds the compute graphs before a user waits."""
+        for _ in self.chat("Hi", params=GenerationParams(max_new_tokens=2, temperature=0, seed=0)):
+            pass
+
     @property
     def model_id(self) -> str:
         return self.engine.model_id
