@@ -56,3 +56,21 @@ def test_publish_rule_weighs_each_metric_against_its_noise(tmp_path):
     assert not verdict(0.65, 5.16, 5.41)  # 10 items fewer is more than one standard error (0.027)
     assert not verdict(0.685, 5.24, 5.97)  # a tie publishes nothing
     assert should_publish({**committed, "heldout_items": 292}, tmp_path / "none")[0]  # nothing committed yet
+
+
+def test_gan_publishes_on_better_retrieval_unless_fd_gets_clearly_worse(tmp_path):
+    import json
+
+    from aigc_demo.training.train_gan import should_publish
+
+    (tmp_path / "metrics.json").write_text(
+        json.dumps({"heldout_generated_top5": 0.394, "heldout_fd_vae": 7.81})
+    )
+
+    def verdict(top5, fd):
+        return should_publish({"heldout_generated_top5": top5, "heldout_fd_vae": fd}, tmp_path)[0]
+
+    assert verdict(0.42, 8.2)  # retrieval (the target) improved; FD within its noise
+    assert not verdict(0.42, 8.5)  # FD worse beyond FD_SLACK
+    assert not verdict(0.39, 7.0)  # a better FD alone does not publish
+    assert should_publish({"heldout_generated_top5": 0.1, "heldout_fd_vae": 9.0}, tmp_path / "none")[0]
