@@ -23,7 +23,7 @@ from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors, user_errors_stream
 from aigc_demo.ui.sessions import SessionStops
-from aigc_demo.ui.shared import HEAVY, failure_notice
+from aigc_demo.ui.shared import HEAVY, failure_notice, pixel_gallery
 from aigc_demo.ui.strings import t
 
 log = logging.getLogger(__name__)
@@ -157,26 +157,20 @@ class ImageTab:
                 )
             with gr.Column(scale=1):
                 self.progress = gr.Markdown(elem_id="image-progress")
-                self.previews = gr.Gallery(
+                self.previews = pixel_gallery(
                     label=t("image_preview"),
                     columns=4,
                     height=200,
                     allow_preview=False,
-                    object_fit="contain",
-                    format="png",  # Gradio's default webp is lossy: it smears the upscaled pixels
                     elem_id="image-previews",
-                    elem_classes=["pixels"],
                 )
                 self.info = gr.Markdown(elem_id="image-info")
-                self.gallery = gr.Gallery(
+                self.gallery = pixel_gallery(
                     label=t("image_gallery"),
                     columns=4,
                     height=420,
                     preview=True,  # the newest image large and whole, the session's others as thumbnails
-                    object_fit="contain",
-                    format="png",
                     elem_id="image-gallery",
-                    elem_classes=["pixels"],
                 )
                 with gr.Row():
                     self.chosen_info = gr.Markdown()

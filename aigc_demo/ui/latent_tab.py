@@ -22,7 +22,7 @@ from aigc_demo.pipelines.latent import LatentPipeline
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors
-from aigc_demo.ui.shared import HEAVY, failure_notice
+from aigc_demo.ui.shared import HEAVY, failure_notice, pixel_gallery
 from aigc_demo.ui.strings import t
 
 log = logging.getLogger(__name__)
@@ -76,15 +76,12 @@ class LatentHandlers:
                 )
                 self.encode = gr.Button(t("latent_encode"), variant="primary")
                 self.query = gr.Textbox(label=t("latent_search"), placeholder=t("latent_search_placeholder"))
-                self.results = gr.Gallery(
+                self.results = pixel_gallery(
                     first.get("thumbs", []),
                     label=t("latent_corpus"),
                     columns=4,  # wide enough for a whole caption; 6 overflowed the half-width column
                     height=220,
                     allow_preview=False,
-                    object_fit="contain",
-                    format="png",
-                    elem_classes=["pixels"],
                     elem_id="latent-corpus",
                 )
             with gr.Column(scale=1):
@@ -104,14 +101,11 @@ class LatentHandlers:
                         elem_id="latent-code",
                     )
                 else:
-                    self.code = gr.Gallery(
+                    self.code = pixel_gallery(
                         label=t("latent_code"),
                         columns=4,
                         height=170,
                         allow_preview=False,
-                        object_fit="contain",
-                        format="png",
-                        elem_classes=["pixels"],
                         elem_id="latent-code",
                     )
                 self.steered = self._image(t("latent_steered"), elem_id="latent-steered")
@@ -140,12 +134,10 @@ class LatentHandlers:
                 )
                 self.sample_btn = gr.Button(t("generate"), variant="primary", elem_id="latent-sample-btn")
             self.sample_info = gr.Markdown(elem_id="latent-sample-info")
-            self.samples = gr.Gallery(
+            self.samples = pixel_gallery(
                 columns=8,
                 height=300,
                 show_label=False,
-                format="png",
-                elem_classes=["pixels"],
                 elem_id="latent-samples",
             )
 

@@ -17,3 +17,11 @@ def failure_notice(failure: LoadFailure | None) -> None:
     gr.Markdown(t("load_failed"), elem_classes=["load-failed"])
     gr.Markdown(t("how_to_fix"))
     gr.Markdown(f"`{failure.error}`\n\n{failure.hint}")
+
+
+def pixel_gallery(*args, **kwargs) -> gr.Gallery:
+    """A gallery of small generated images shown large: whole pictures, crisp pixels, and PNG (Gradio's default
+    webp is lossy and smears the upscaled pixels)."""
+    return gr.Gallery(
+        *args, **{"object_fit": "contain", "format": "png", "elem_classes": ["pixels"], **kwargs}
+    )
