@@ -97,8 +97,8 @@ def test_stop_ends_the_generation_job(pipe):
     produced = []
     original = pipe.engine.generate_ids
 
-    def counting(prompt_ids, params):
-        for token_id in original(prompt_ids, params):
+    def counting(prompt_ids, params, json_schema=None):
+        for token_id in original(prompt_ids, params, json_schema):
             produced.append(token_id)
             yield token_id
 
@@ -282,8 +282,8 @@ def test_a_long_generation_leaves_room_for_short_jobs(pipe, monkeypatch):
     """A reply runs on the compute thread in ~50 ms slices, so another user's short job gets in between."""
     original = pipe.engine.generate_ids
 
-    def slow(prompt_ids, params):  # a model at ~100 tokens/s instead of the tiny one's thousands
-        for token_id in original(prompt_ids, params):
+    def slow(prompt_ids, params, json_schema=None):  # ~100 tokens/s instead of the tiny model's thousands
+        for token_id in original(prompt_ids, params, json_schema):
             time.sleep(0.01)
             yield token_id
 

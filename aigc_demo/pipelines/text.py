@@ -181,11 +181,14 @@ class TextPipeline:
         system_prompt: str | None = None,
         params: GenerationParams | None = None,
         stop: StopFlag | None = None,
+        json_schema: dict | None = None,
     ) -> Iterator[TextUpdate]:
         """Stream the assistant's reply to `message` after `history` (oldest turns dropped if too long).
 
         The inputs are checked at the call (a ValueError names the problem), before any model work.
-        Setting `stop` ends the stream after the current token, with a last update (finish "stopped")."""
+        Setting `stop` ends the stream after the current token, with a last update (finish "stopped").
+        With `json_schema` the reply is JSON valid under it (constrained decoding), unless cut by
+        `max_new_tokens` or `stop`."""
         # 1. Check inputs before touching the model.
         params = self._request_params(params)
         message = validation.text("message", message, self.cfg.max_prompt_chars, required=True)
@@ -198,7 +201,7 @@ class TextPipeline:
         turns = messages + [{"role": "user", "content": message}]
         prompt_ids, warnings = self._fit_chat(system, turns, budget)
         # 3. Generate (lazily: the model starts when the caller iterates).
-        return self._stream(prompt_ids, params, warnings, stop)
+        return self._stream(prompt_ids, params, warnings, stop, json_schema)
 
     def complete(
         self, prompt: str, params: GenerationParams | None = None, stop: StopFlag | None = None
@@ -251,7 +254,12 @@ class TextPipeline:
         return ids, warnings
 
     def _stream(
-        self, prompt_ids: list[int], params: GenerationParams, warnings, stop: StopFlag | None = None
+        self,
+        prompt_ids: list[int],
+        params: GenerationParams,
+        warnings,
+        stop: StopFlag | None = None,
+        json_schema: dict | None = None,
     ) -> Iterator[TextUpdate]:
         run = _Run()
         t_start = time.perf_counter()
@@ -282,7 +290,7 @@ class TextPipeline:
 
         with self._lock:
             # The model runs on its engine's compute thread (aigc_demo/compute.py); this one only streams text.
-            self.worker.submit(self._produce, run, self.engine.generate_ids(prompt_ids, params))
+            self.worker.submit(self._produce, run, self.engine.generate_ids(prompt_ids, params, json_schema))
             try:
                 last_token = time.monotonic()
                 while True:

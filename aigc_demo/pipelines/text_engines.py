@@ -5,13 +5,17 @@
 - ``TransformersEngine`` runs any Hugging Face model id or folder (and GGUF files, dequantised once and
   cached as safetensors); it is the path for GPUs, hub models and later fine-tuned adapters.
 
-Engines take ``GenerationParams`` with the seed already chosen (``TextPipeline`` resolves -1 per request).
+Engines take ``GenerationParams`` with the seed already chosen (``TextPipeline`` resolves -1 per request),
+and optionally a JSON schema the output must follow (constrained decoding: llama.cpp's own grammar sampler, or
+lm-format-enforcer's token masks for transformers), so a structured answer is valid by construction.
 """
 
 from __future__ import annotations
 
 import codecs
+import functools
 import importlib.util
+import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -88,7 +92,9 @@ class TextEngine(Protocol):
     def tokenize(self, text: str, add_special: bool) -> list[int]: ...
     def new_detokenizer(self) -> Detokenizer: ...
     def is_end_of_turn(self, token_id: int) -> bool: ...
-    def generate_ids(self, prompt_ids: list[int], params: GenerationParams) -> Iterator[int]: ...
+    def generate_ids(
+        self, prompt_ids: list[int], params: GenerationParams, json_schema: dict | None = None
+    ) -> Iterator[int]: ...
 
 
 class LlamaCppEngine:
@@ -151,10 +157,11 @@ class LlamaCppEngine:
     def is_end_of_turn(self, token_id):
         return token_id in self._eot_ids
 
-    def generate_ids(self, prompt_ids, params):
-        return compute_thread(self.thread_name).iterate(self._generate_here(prompt_ids, params))
+    def generate_ids(self, prompt_ids, params, json_schema=None):
+        grammar = _llama_grammar(json.dumps(json_schema, sort_keys=True)) if json_schema else None
+        return compute_thread(self.thread_name).iterate(self._generate_here(prompt_ids, params, grammar))
 
-    def _generate_here(self, prompt_ids, params):
+    def _generate_here(self, prompt_ids, params, grammar=None):
         self._llm.set_seed(params.seed)
         # Re-evaluate the whole prompt. llama-cpp-python's prefix reuse would evaluate only the tail, but a
         # one-token tail takes another ggml kernel whose last bits differ, and greedy text then depends on
@@ -169,6 +176,7 @@ class LlamaCppEngine:
             min_p=params.min_p,
             temp=params.temperature,
             repeat_penalty=params.repetition_penalty,
+            grammar=grammar,
         )
 
 
@@ -241,11 +249,13 @@ class TransformersEngine:
     def is_end_of_turn(self, token_id):
         return token_id in self._eot_ids
 
-    def generate_ids(self, prompt_ids, params):
+    def generate_ids(self, prompt_ids, params, json_schema=None):
         torch = self._torch
         from transformers import DynamicCache
 
         processors = _logits_processors(params)
+        if json_schema:
+            processors.append(self._json_mask(json_schema))
         generator = torch.Generator(device="cpu").manual_seed(params.seed)
         ids = torch.tensor([prompt_ids], device=self.device)
         cache = DynamicCache()
@@ -269,6 +279,54 @@ class TransformersEngine:
                 ids = torch.cat([ids, next_id], dim=-1)
                 step_input = next_id
                 yield int(next_id)
+
+    @functools.cached_property
+    def _enforcer_data(self):
+        """lm-format-enforcer's view of the vocabulary: each token's text, as it decodes after another token
+        (so a leading space shows); built once per engine (~1 s for a 50k vocabulary)."""
+        from lmformatenforcer.tokenenforcer import TokenEnforcerTokenizerData
+
+        tok = self.tokenizer
+        zero = tok.encode("0", add_special_tokens=False)[-1]
+        special = set(tok.all_special_ids)
+        regular = []
+        for token_id in range(len(tok)):
+            if token_id in special:
+                continue
+            after_zero = tok.decode([zero, token_id])[1:]
+            # A piece of a multi-byte character decodes to U+FFFD alone; the enforcer cannot follow those
+            # (seen: a title ending in half a character), so the constrained text is made of whole characters.
+            if not after_zero or "\ufffd" in after_zero or not after_zero.replace(" ", "").isprintable():
+                continue
+            regular.append((token_id, after_zero, len(after_zero) > len(tok.decode([token_id]))))
+        return TokenEnforcerTokenizerData(
+            regular, lambda ids: tok.decode(ids).rstrip("\ufffd"), sorted(self._eot_ids), False, len(tok)
+        )
+
+    def _json_mask(self, json_schema: dict) -> Callable:
+        """A logits processor that leaves only the tokens that keep the output valid under ``json_schema``."""
+        from lmformatenforcer import CharacterLevelParserConfig, JsonSchemaParser, TokenEnforcer
+
+        # At most one whitespace between JSON tokens: a small model would otherwise spend tokens on newlines.
+        parser = JsonSchemaParser(json_schema, CharacterLevelParserConfig(max_consecutive_whitespaces=1))
+        enforcer = TokenEnforcer(self._enforcer_data, parser)
+        torch = self._torch
+
+        def mask(ids, scores):
+            allowed = enforcer.get_allowed_tokens(ids[0].tolist()).allowed_tokens
+            keep = torch.full_like(scores, float("-inf"))
+            keep[:, allowed] = 0.0
+            return scores + keep
+
+        return mask
+
+
+@functools.lru_cache(maxsize=16)
+def _llama_grammar(schema_json: str):
+    """llama.cpp's GBNF grammar for a JSON schema (compiled once per schema)."""
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_json_schema(schema_json, verbose=False)
 
 
 def _logits_processors(params: GenerationParams) -> list[Callable]:
