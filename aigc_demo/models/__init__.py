@@ -20,6 +20,8 @@ _HOME = {
     "EmojiVAE": "vae",
     "GANGenerator": "gan",
     "GANDiscriminator": "gan",
+    "EmojiUpscaler": "upscaler",
+    "PatchDiscriminator": "upscaler",
     "PromptMatch": "scorer",
     "resolve_model_path": "specs",
     "DEFAULT_TEXT_ENCODER": "text_encoder",
@@ -30,10 +32,12 @@ _HOME = {
 }
 __all__ = [
     "DEFAULT_TEXT_ENCODER",
+    "EmojiUpscaler",
     "EmojiVAE",
     "GANDiscriminator",
     "GANGenerator",
     "OwnModel",
+    "PatchDiscriminator",
     "PromptMatch",
     "load_text_encoder",
     "resolve_model_path",
@@ -56,6 +60,7 @@ if TYPE_CHECKING:
         text_encoder_path,
         token_states,
     )
+    from aigc_demo.models.upscaler import EmojiUpscaler, PatchDiscriminator
     from aigc_demo.models.vae import EmojiVAE
 
 
