@@ -23,6 +23,7 @@ DEFAULT_LATENT_MODEL = str(WEIGHTS_DIR / "vae-emoji")
 # The project's own text-to-emoji latent diffusion model and GAN (aigc_demo/training/train_{diffusion,gan}.py).
 DEFAULT_IMAGE_MODEL = str(WEIGHTS_DIR / "emoji-ldm")
 DEFAULT_GAN_MODEL = str(WEIGHTS_DIR / "emoji-gan")
+DEFAULT_UPSCALER = str(WEIGHTS_DIR / "emoji-upscaler")
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ class ImageConfig:
     gan: str = DEFAULT_GAN_MODEL
     # The project's CLIP-like scorer: "prompt match" beside each image; "" turns it off.
     scorer: str = str(WEIGHTS_DIR / "prompt-match")
+    # The 4x upscaler for 64-px pictures (the "Upscale x4" option, Story frames); "" turns it off.
+    upscaler: str = DEFAULT_UPSCALER
     # "auto" = bf16 on GPUs, and on CPUs that compute it natively and measure it faster than fp32 (some
     # Xeons with AVX512-BF16 run it at half fp32's speed), else fp32; or "float32" / "bfloat16".
     dtype: str = "auto"
@@ -116,6 +119,24 @@ class ImageConfig:
 
 
 @dataclass(frozen=True)
+class StoryConfig:
+    # Narration: "espeak-ng" (the embedded default, Debian's package), "none" (silent films), or a
+    # transformers text-to-speech model id or folder (e.g. facebook/mms-tts-eng where a network exists).
+    speech: str = "espeak-ng"
+    # The subjects the project's image model knows (grounding); "" turns grounding off.
+    vocabulary: str = str(WEIGHTS_DIR / "vae-emoji" / "index.json")
+    max_idea_chars: int = 500
+    # Enough for 8 scenes of Chinese narration under the plan's schema.
+    max_plan_tokens: int = 1200
+    video_size: int = 512
+    fps: int = 12
+    sample_rate: int = 22050
+    min_scene_seconds: float = 2.0
+    # Drawn panels and spoken lines kept for re-renders (by what made them).
+    cache_items: int = 64
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     # None = Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (a Hugging Face Space sets 0.0.0.0 there),
     # else 127.0.0.1 and the first free port from 7860.
@@ -134,6 +155,7 @@ class AppConfig:
     text: TextConfig = field(default_factory=TextConfig)
     latent: LatentConfig = field(default_factory=LatentConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
+    story: StoryConfig = field(default_factory=StoryConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
 
     @classmethod

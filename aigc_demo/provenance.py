@@ -90,6 +90,8 @@ def _clean(key: str, value):
     kind = PARAMETER_TYPES[key]
     if kind is str:
         return value[:MAX_TEXT] if isinstance(value, str) else None
+    if kind is bool:
+        return value if isinstance(value, bool) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if kind is int:

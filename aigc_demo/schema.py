@@ -78,6 +78,8 @@ class Param:
             return validation.seed_setting(value)
         if self.choices is not None:
             return validation.choice(self.name, value, self.choices)
+        if self.kind is bool:
+            return validation.as_bool(self.name, value)
         if self.kind is str:
             return validation.text(
                 self.name, value, self.max_chars or validation.MAX_TEXT, s.required, s.example

@@ -46,6 +46,29 @@ def as_int(name: str, value) -> int:
     return int(number)
 
 
+def as_bool(name: str, value) -> bool:
+    """A yes/no from a bool, 0/1 or a string ("true", "false", "yes", "no", "1", "0")."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+        return _BOOL_WORDS[value.strip().lower()]
+    raise ValueError(f"{name} must be true or false, not {quoted(value)}")
+
+
+_BOOL_WORDS = {
+    "true": True,
+    "yes": True,
+    "1": True,
+    "on": True,
+    "false": False,
+    "no": False,
+    "0": False,
+    "off": False,
+}
+
+
 def as_float(name: str, value) -> float:
     """A finite number from an int, a float or a string."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real | str):

@@ -319,3 +319,51 @@ def test_checkpoint_comparison_puts_each_seed_committed_row_then_checkpoint_row(
     assert grid.shape == (8, 3, 64, 64)
     assert torch.equal(grid[4:6], generate(pipes[0], prompts, 2, seed=1))  # seed 1, committed row
     assert not torch.allclose(grid[0:2], grid[2:4])  # the checkpoint row differs from the committed one
+
+
+@pytest.fixture(scope="module")
+def upscaling_pipe(tiny_sd_dir, tmp_path_factory):
+    """The tiny pipeline with a freshly initialised upscaler: its residual branch starts at zero, so it
+    upscales exactly like bicubic, which makes its output checkable."""
+    from aigc_demo.models import EmojiUpscaler, save_fp16
+
+    folder = tmp_path_factory.mktemp("tiny-upscaler")
+    save_fp16(EmojiUpscaler(width=8, blocks=1, tail_width=4), folder)
+    cfg = ImageConfig(
+        model=str(tiny_sd_dir), gan="", dtype="float32", threads=1, compile="off", upscaler=str(folder)
+    )
+    return ImagePipeline.from_config(cfg)
+
+
+def test_upscale_x4_enlarges_through_the_upscaler(upscaling_pipe):
+    import torch.nn.functional as F
+
+    request = {"prompt": "a cat", "seed": 3, "num_inference_steps": 2}
+    small = upscaling_pipe(request).images[0]
+    big = upscaling_pipe({**request, "upscale": True}).images[0]
+    assert big.image.size == (small.image.width * 4, small.image.height * 4)
+    assert big.parameters["upscale"] is True and small.parameters["upscale"] is False
+    x = torch.from_numpy(np.asarray(small.image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    bicubic = F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
+    ours = torch.from_numpy(np.asarray(big.image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    assert (ours - bicubic).abs().max() <= 1.5 / 255
+
+
+def test_upscale_without_an_upscaler_says_so(tiny_sd_dir):
+    pipe = ImagePipeline.from_config(
+        ImageConfig(model=str(tiny_sd_dir), gan="", dtype="float32", threads=1, compile="off", upscaler="")
+    )
+    result = pipe({"prompt": "a cat", "seed": 3, "num_inference_steps": 2, "upscale": "true"})
+    assert any("no upscaler is loaded" in w for w in result.warnings)
+    with pytest.raises(ValueError, match="upscale must be true or false"):
+        pipe.check({"prompt": "a cat", "upscale": "maybe"})
+
+
+def test_latent_path_walks_between_two_pictures(upscaling_pipe):
+    a = upscaling_pipe({"prompt": "a cat", "seed": 1, "num_inference_steps": 2}).images[0].image
+    b = upscaling_pipe({"prompt": "a dog", "seed": 2, "num_inference_steps": 2}).images[0].image
+    frames = upscaling_pipe.latent_path(a, b, 3)
+    assert len(frames) == 3 and all(f.size == a.size for f in frames)
+    assert upscaling_pipe.latent_path(a, b, 0) == []
+    first, last = (np.asarray(f, dtype=np.float32) for f in (frames[0], frames[-1]))
+    assert np.abs(first - last).mean() > 0  # the walk moves

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -233,6 +234,22 @@ class DiffusionGenerator:
                 last_preview = elapsed
             yield Progress(done, len(timesteps), elapsed, self._preview(x0) if show else [])
         yield latents, False
+
+    def latent_path(self, start: Image.Image, end: Image.Image, frames: int) -> list[Image.Image]:
+        """``frames`` pictures evenly spaced on the straight line between two images in the autoencoder's
+        latent space, ends excluded: how the model sees the space between them (the Story film's transitions)."""
+        vae, side = self.sd.vae, self.native_size
+        ends = [
+            np.asarray(img.convert("RGB").resize((side, side), Image.Resampling.BICUBIC))
+            for img in (start, end)
+        ]
+        x = torch.from_numpy(np.stack(ends)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        with torch.inference_mode():
+            z = vae.encode(x.to(vae.device, vae.dtype)).latent_dist.mean
+            t = torch.linspace(0, 1, frames + 2, device=z.device, dtype=z.dtype)[1:-1].view(-1, 1, 1, 1)
+            path = z[:1] * (1 - t) + z[1:] * t
+            images = vae.decode(path, return_dict=False)[0]
+        return [to_pil(img.float() * 0.5 + 0.5) for img in images]
 
     def _decode(self, latents: torch.Tensor) -> list[Image.Image]:
         vae = self.sd.vae

@@ -33,6 +33,8 @@ def control(p: Param, **overrides) -> gr.components.Component:
         options = [(t(labels[c]) if c in labels else c, c) for c in p.choices]
         widget = gr.Radio if len(options) <= 3 else gr.Dropdown
         return widget(options, **{**kwargs, **overrides})
+    if p.kind is bool:
+        return gr.Checkbox(**{**kwargs, **overrides})
     if p.kind is str:
         return gr.Textbox(**{**kwargs, "lines": s.lines, "max_length": p.max_chars, **overrides})
     if s.seed:

@@ -146,6 +146,13 @@ class ImageTab:
                                 height={**side, "interactive": not gan_chosen},
                             )
                         )
+                    c.update(
+                        Controls.build(
+                            pipe.schema,
+                            ["upscale"],
+                            upscale={"elem_id": "image-upscale", "interactive": pipe.upscaler is not None},
+                        )
+                    )
                 gr.Examples(
                     EXAMPLES,
                     [c["prompt"], c["seed"]],
