@@ -1,4 +1,5 @@
-"""Animations from frames: an animated GIF (Pillow) and an H.264 MP4 (imageio-ffmpeg), for any tab.
+"""Animations from frames: an animated GIF (Pillow) and an H.264 MP4 with optional AAC sound
+(imageio-ffmpeg), for any tab.
 
 Small generated frames are enlarged with NEAREST to the display size first: a 64 px GIF is a postage stamp,
 and smooth resampling would blur the pixels the model actually produced.
@@ -6,11 +7,12 @@ and smooth resampling would blur the pixels the model actually produced.
 
 from __future__ import annotations
 
+import itertools
+import subprocess
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from aigc_demo import validation
@@ -18,6 +20,8 @@ from aigc_demo.imaging import upscale
 
 MAX_FRAMES = 1024  # after the boomerang; an interpolation has at most a few hundred
 MIN_SIDE = 256  # animations are never written smaller than this, whatever the display size
+AAC = ["-b:a", "64k"]  # narration, mono: 64 kb/s is transparent for speech
+FFMPEG_TIMEOUT = 120  # seconds for a remux, which copies the video: far more than it ever takes
 
 
 def write_animation(
@@ -54,28 +58,67 @@ def write_animation(
     return gif, mp4
 
 
-def write_mp4(path: Path, frames: Sequence[Image.Image], fps: int) -> None:
+def write_mp4(
+    path: Path,
+    frames: Iterable[Image.Image],
+    fps: int,
+    audio: Path | None = None,
+    preset: str | None = None,
+) -> int:
     """H.264, yuv420p (what every browser plays), moov atom first so playback starts before the download
-    ends. Frames must share one size with even sides (``_even_canvas``)."""
+    ends; returns the number of frames. Frames must share one size with even sides (``_even_canvas``); a
+    generator is encoded as it yields, so making frames and encoding them overlap. ``audio``, a WAV, is
+    muxed as AAC and must last as long as the frames: no ``-shortest``, which cuts at whole packets.
+    ``preset`` is x264's speed/size trade (its default: "medium")."""
     import imageio_ffmpeg
 
-    w, h = frames[0].size
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError("no frames to write")
+    size = first.size
+    params = ["-threads", "1", "-movflags", "+faststart"] + (["-preset", preset] if preset else [])
     writer = imageio_ffmpeg.write_frames(
         str(path),
-        (w, h),
+        size,
         fps=fps,
         codec="libx264",
         pix_fmt_out="yuv420p",
         macro_block_size=2,
         ffmpeg_log_level="error",
-        output_params=["-threads", "1", "-movflags", "+faststart"],
+        output_params=params + (AAC if audio is not None else []),
+        audio_path=None if audio is None else str(audio),
+        audio_codec=None if audio is None else "aac",
     )
     writer.send(None)  # start ffmpeg
+    count = 0
     try:
-        for frame in frames:
-            writer.send(np.ascontiguousarray(np.asarray(frame.convert("RGB"), dtype=np.uint8)).tobytes())
+        for frame in itertools.chain([first], frames):
+            if frame.size != size:
+                raise ValueError(f"frame {count} is {frame.size}, not {size} like the first")
+            writer.send((frame if frame.mode == "RGB" else frame.convert("RGB")).tobytes())
+            count += 1
     finally:
         writer.close()
+    return count
+
+
+def replace_audio(mp4: Path, wav: Path) -> None:
+    """Swap ``mp4``'s sound for ``wav`` (as AAC), copying the video stream untouched: cheap, no re-encode."""
+    import imageio_ffmpeg
+
+    tmp = mp4.with_name(mp4.stem + ".remux.mp4")
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(mp4), "-i", str(wav)]
+    cmd += ["-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", *AAC]
+    cmd += ["-movflags", "+faststart", str(tmp)]
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=FFMPEG_TIMEOUT)
+    except subprocess.CalledProcessError as err:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(
+            f"ffmpeg could not remux {mp4.name}: {err.stderr.decode(errors='replace')}"
+        ) from None
+    tmp.replace(mp4)
 
 
 def _even_canvas(img: Image.Image) -> Image.Image:
