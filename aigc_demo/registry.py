@@ -34,8 +34,13 @@ class PipelineRegistry:
     def get(self, name: str):
         return self.pipelines.get(name)
 
-    def add(self, name: str, build: Callable[[], Any], hint: str, warm_up: bool) -> None:
+    def add(self, name: str, build: Callable[[], Any], hint: str, warm_up: bool, needs: tuple = ()) -> None:
         t0 = time.perf_counter()
+        missing = [n for n in needs if n not in self.pipelines]
+        if missing:
+            error = f"needs the {' and '.join(missing)} pipeline(s), which did not load"
+            self.failures[name] = LoadFailure(name, error, hint)
+            return
         try:
             pipe = build()  # each pipeline loads and runs on its own compute thread (aigc_demo/compute.py)
             if warm_up:
@@ -49,8 +54,8 @@ class PipelineRegistry:
         log.info("%s pipeline loaded and warmed up in %.2f s", name, self.load_seconds[name])
 
 
-# name -> (module, class, what to do when it does not load)
-PIPELINES: dict[str, tuple[str, str, str]] = {
+# name -> (module, class, what to do when it does not load[, the pipelines it is built on])
+PIPELINES: dict[str, tuple] = {
     "text": (
         "aigc_demo.pipelines.text",
         "TextPipeline",
@@ -72,6 +77,13 @@ PIPELINES: dict[str, tuple[str, str, str]] = {
         "`python -m aigc_demo.data.build_corpus` then `python -m aigc_demo.training.train_vae`, or point "
         "AIGC_LATENT_MODEL at a diffusers AutoencoderKL folder or hub id.",
     ),
+    "story": (
+        "aigc_demo.pipelines.story",
+        "StoryPipeline",
+        "The Story tab chains the Text and Image models (both must load). Narration needs eSpeak NG: "
+        "`apt-get install espeak-ng` (or AIGC_STORY_SPEECH=none for silent films).",
+        ("text", "image"),
+    ),
 }
 
 
@@ -86,10 +98,12 @@ def build_registry(cfg: AppConfig) -> PipelineRegistry:
     transformers.utils.logging.disable_progress_bar()
 
     registry = PipelineRegistry()
-    for name, (module, cls, hint) in PIPELINES.items():
+    for name, (module, cls, hint, *needs) in PIPELINES.items():
+        needs = tuple(needs[0]) if needs else ()
 
-        def build(module=module, cls=cls, section=getattr(cfg, name)):
-            return getattr(importlib.import_module(module), cls).from_config(section)
+        def build(module=module, cls=cls, section=getattr(cfg, name), needs=needs):
+            parts = {n: registry.pipelines[n] for n in needs}
+            return getattr(importlib.import_module(module), cls).from_config(section, **parts)
 
-        registry.add(name, build, hint, warm_up=cfg.server.warmup)
+        registry.add(name, build, hint, warm_up=cfg.server.warmup, needs=needs)
     return registry

@@ -230,3 +230,23 @@ def test_image_tab_generates_previews_interrupts_and_reuses(browser, app_url, ar
     page.click("#image-reuse")
     page.wait_for_function("() => document.querySelector('#image-seed input').value === '8'", timeout=30_000)
     page.screenshot(path=str(artifacts_dir / "image-tab-reuse.png"), full_page=True)
+
+
+def test_story_tab_plans_draws_and_films(browser, app_url, artifacts_dir, tab_screenshot):
+    page = open_page(browser, app_url)
+    page.get_by_role("tab", name="Story").click()
+    page.fill("#story-idea textarea", "a snowman who wants to see the summer")
+    page.click("#story-plan")
+    # The storyboard fills in: a row per scene, each cell editable.
+    page.wait_for_selector("#story-progress:has-text('Plan ready')", timeout=180_000)
+    rows = page.inner_text("#story-table")
+    assert "Narration" in rows and rows.count("\n-1") >= 4, rows  # a row per scene, on the story's seed
+    assert page.input_value("#story-title textarea")
+    assert "→" in page.inner_text("#story-suggestions")  # grounding suggestions with similarities
+    page.click("#story-render")
+    page.wait_for_selector("#story-video video", timeout=240_000)
+    page.wait_for_selector("#story-info:has-text('narration')", timeout=60_000)
+    assert page.locator("#story-panels img").count() == 4
+    assert page.locator("#story-files a, #story-files .file-name").count() >= 5
+    page.screenshot(path=str(artifacts_dir / "story-tab-film.png"), full_page=True)
+    tab_screenshot(page, "story")

@@ -8,6 +8,7 @@ from aigc_demo.config import AppConfig
 from aigc_demo.registry import PipelineRegistry
 from aigc_demo.ui.image_tab import build_image_tab
 from aigc_demo.ui.latent_tab import build_latent_tab
+from aigc_demo.ui.story_tab import build_story_tab
 from aigc_demo.ui.strings import t
 from aigc_demo.ui.text_tab import build_text_tab
 
@@ -31,6 +32,8 @@ def build_demo(registry: PipelineRegistry, cfg: AppConfig) -> gr.Blocks:
                 build_image_tab(registry.get("image"), registry.failures.get("image"))
             with gr.Tab(t("tab_latent"), id="latent"):
                 build_latent_tab(registry.get("latent"), registry.failures.get("latent"))
+            with gr.Tab(t("tab_story"), id="story"):
+                build_story_tab(registry.get("story"), registry.failures.get("story"))
     # A bounded queue: beyond max_size visitors get "busy, try again" instead of an endless wait.
     demo.queue(
         max_size=cfg.server.queue_max_size,

@@ -1,0 +1,134 @@
+"""The Story chain on tiny random models with the real speech engine (eSpeak NG) and the real encoder (ffmpeg)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+import zipfile
+
+import imageio_ffmpeg
+import pytest
+from PIL import Image
+
+from aigc_demo.config import ImageConfig, StoryConfig, TextConfig
+from aigc_demo.models import EmojiUpscaler, save_fp16
+from aigc_demo.pipelines.image import ImagePipeline
+from aigc_demo.pipelines.story import StoryPipeline, StoryProgress, StoryResult, read_project
+from aigc_demo.pipelines.story_plan import Plan
+from aigc_demo.pipelines.text import TextPipeline
+from aigc_demo.speech import build_speech
+
+ROWS = [
+    ["A cat hates the rain.", "cat face", "", -1],
+    ["It finds an umbrella.", "umbrella", "", 7],
+    ["Now it dances in the puddles.", "water wave", "", -1],
+]
+
+
+@pytest.fixture(scope="module")
+def story(tiny_llama_dir, tiny_sd_dir, tmp_path_factory):
+    upscaler = tmp_path_factory.mktemp("upscaler")
+    save_fp16(EmojiUpscaler(width=8, blocks=1, tail_width=4), upscaler)
+    image = ImagePipeline.from_config(
+        ImageConfig(
+            model=str(tiny_sd_dir), gan="", dtype="float32", threads=1, compile="off", upscaler=str(upscaler)
+        )
+    )
+    text = TextPipeline.from_config(
+        TextConfig(model=str(tiny_llama_dir), engine="transformers", context_length=256)
+    )
+    cfg = StoryConfig(video_size=256, fps=8, min_scene_seconds=1.0)
+    return StoryPipeline(text, image, build_speech("espeak-ng"), None, cfg)
+
+
+def render(story, plan, params, folder, stop=None) -> tuple[list[StoryProgress], StoryResult]:
+    events = list(story.render(plan, params, folder, stop))
+    return events[:-1], events[-1]
+
+
+def stream_seconds(path) -> dict[str, float]:
+    """Duration of each stream of a media file, as ffmpeg decodes it."""
+    out = {}
+    for kind, flag in (("video", "-an"), ("audio", "-vn")):
+        proc = subprocess.run(
+            [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "info", flag, "-i", str(path), "-f", "null", "-"],
+            capture_output=True,
+            text=True,
+        )
+        times = re.findall(r"time=(\d+):(\d+):([\d.]+)", proc.stderr)
+        if times and ("Audio:" in proc.stderr if kind == "audio" else "Video:" in proc.stderr):
+            h, m, s = times[-1]
+            out[kind] = int(h) * 3600 + int(m) * 60 + float(s)
+    return out
+
+
+def test_a_plan_becomes_a_narrated_film(story, tmp_path):
+    plan = Plan.from_rows("Rainy cat", ROWS)
+    progress, result = render(
+        story, plan, {"seed": 11, "num_inference_steps": 2, "transition_frames": 2}, tmp_path
+    )
+    assert [e.stage for e in progress] == ["draw"] * 3 + ["voice"] * 3
+    assert not result.warnings and not result.stopped
+    assert len(result.panels) == 3 and result.params.seed == 11
+    # Scene 2 has its own seed; scenes 1 and 3 share the story's starting noise.
+    seeds = [json.loads(result.project.read_text())["plan"]["scenes"][i]["seed"] for i in range(3)]
+    assert seeds == [-1, 7, -1]
+    streams = stream_seconds(result.mp4)
+    assert abs(streams["video"] - streams["audio"]) <= 1 / 8 + 0.05, streams
+    assert streams["video"] == pytest.approx(result.seconds, abs=0.2)
+    assert result.seconds >= 3 * 1.0  # every scene lasts at least as long as its narration
+    with Image.open(result.comic) as comic, Image.open(result.gif) as gif:
+        assert comic.width >= 2 * 256 and gif.n_frames > 3
+    assert zipfile.ZipFile(result.frames_zip).namelist()
+
+
+def test_a_rerender_reuses_panels_and_a_project_reproduces_the_film(story, tmp_path):
+    params = {"seed": 5, "num_inference_steps": 2, "transition_frames": 0, "upscale": False}
+    _, first = render(story, Plan.from_rows("Rainy cat", ROWS), params, tmp_path / "a")
+    plan, film = read_project(first.project)
+    _, again = render(story, plan, film, tmp_path / "b")
+    assert again.stage_seconds["draw"] < first.stage_seconds["draw"] or first.stage_seconds["draw"] < 0.05
+    for a, b in zip(first.panels, again.panels, strict=True):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_stop_keeps_what_exists(story, tmp_path):
+    stop = threading.Event()
+    stop.set()
+    progress, result = render(
+        story, Plan.from_rows("Rainy cat", ROWS), {"seed": 1, "num_inference_steps": 2}, tmp_path, stop
+    )
+    assert result.stopped and result.mp4 is None and result.project.is_file()
+    assert any("Stopped while drawing" in w for w in result.warnings)
+
+
+def test_without_a_speech_engine_the_film_is_silent_with_a_warning(story, tmp_path):
+    silent = StoryPipeline(story.text, story.image, None, None, story.cfg)
+    _, result = render(
+        silent, Plan.from_rows("Rainy cat", ROWS), {"seed": 2, "num_inference_steps": 2}, tmp_path
+    )
+    assert result.audio_seconds is None and "audio" not in stream_seconds(result.mp4)
+    assert any("silent" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize(
+    ("plan", "params", "message"),
+    [
+        ({"title": "t", "scenes": []}, {}, "3 to 8 scenes"),
+        ("{not json", {}, "not valid JSON"),
+        (None, {"voice": "klingon"}, "voice 'klingon' does not exist"),
+        (None, {"style": "cubism"}, "style"),
+        (None, {"num_inference_steps": 10_000}, "num_inference_steps"),
+        (None, {"scene_seconds": -1}, "scene_seconds"),
+    ],
+)
+def test_bad_requests_name_the_problem(story, tmp_path, plan, params, message):
+    plan = plan if plan is not None else Plan.from_rows("Rainy cat", ROWS)
+    with pytest.raises(ValueError, match=message):
+        render(story, plan, params, tmp_path)
+
+
+def test_chinese_narration_gets_the_mandarin_voice(story):
+    assert story.speech.default_voice("一只怕雨的猫") == "cmn"
