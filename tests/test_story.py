@@ -69,7 +69,8 @@ def test_a_plan_becomes_a_narrated_film(story, tmp_path):
     progress, result = render(
         story, plan, {"seed": 11, "num_inference_steps": 2, "transition_frames": 2}, tmp_path
     )
-    assert [e.stage for e in progress] == ["draw"] * 3 + ["voice"] * 3
+    stages = [e.stage for e in progress]
+    assert stages[:6] == ["draw"] * 3 + ["voice"] * 3 and set(stages[6:]) <= {"film"}
     assert not result.warnings and not result.stopped
     assert len(result.panels) == 3 and result.params.seed == 11
     # Scene 2 has its own seed; scenes 1 and 3 share the story's starting noise.

@@ -90,7 +90,8 @@ class PlanUpdate:
     plan: Plan | None = None  # the checked plan, with grounded prompts, on the last update
     suggestions: list[list[Suggestion]] = field(default_factory=list)
     seed: int | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # writing and grounding
+    grounding_seconds: float = 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -177,7 +178,10 @@ class StoryPipeline:
             reason = "stopped" if last is not None and last.stats.finish_reason == "stopped" else "cut short"
             raise ValueError(f"the plan was {reason} before it was complete; plan again (or fewer scenes)")
         plan = Plan.from_json(last.text)
-        yield PlanUpdate(last.text, plan, self.suggest(plan), seed, time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        suggestions = self.suggest(plan)
+        now = time.perf_counter()
+        yield PlanUpdate(last.text, plan, suggestions, seed, now - t0, now - t1)
 
     def suggest(self, plan: Plan, k: int = 3) -> list[list[Suggestion]]:
         """Drawable subjects for each scene's picture (nothing to suggest for hub models)."""
@@ -278,12 +282,26 @@ class StoryPipeline:
         film = None
         if shots:
             t3 = time.perf_counter()
-            total = {"n": 1}
+            frames = {"done": 0, "total": 1}
+            outcome: dict = {}
 
-            def progress(done: int, n: int) -> None:
-                total.update(n=n, done=done)
+            def encode() -> None:  # on its own thread, so this stream can report its frames meanwhile
+                try:
+                    outcome["film"] = render_film(
+                        shots, transitions, folder, spec, stop=stop.is_set,
+                        progress=lambda done, total: frames.update(done=done, total=total),
+                    )  # fmt: skip
+                except BaseException as err:  # re-raised below, in the caller's thread
+                    outcome["error"] = err
 
-            film = render_film(shots, transitions, folder, spec, stop=stop.is_set, progress=progress)
+            worker = threading.Thread(target=encode, name="story-film", daemon=True)
+            worker.start()
+            while worker.is_alive():
+                worker.join(0.25)
+                yield self._progress("film", frames["done"], frames["total"], t3, panels)
+            if "error" in outcome:
+                raise outcome["error"]
+            film = outcome["film"]
             times["encode"] = time.perf_counter() - t3
         comic = comic_page(plan, shown, folder / "comic.png") if shown else None
         project = write_project(folder / "story.json", plan, p, self._models(p))

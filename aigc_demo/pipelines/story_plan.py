@@ -15,7 +15,7 @@ from aigc_demo.speech import has_han
 
 MIN_SCENES, MAX_SCENES = 3, 8
 MAX_TITLE = 60
-MAX_NARRATION = 160  # characters; Chinese narration is held to half of it (about as long spoken)
+MAX_NARRATION = 160  # characters a person may type; the model is held to one sentence (plan_schema)
 MAX_PICTURE = 60
 # The picture line is what grounding matches against English corpus captions, so it is held to plain
 # lower-case English words whatever the idea's language.
@@ -56,7 +56,8 @@ def language_of(text: str) -> str:
 
 def plan_schema(scenes: int, language: str = "en") -> dict:
     """The JSON schema of a plan with exactly ``scenes`` scenes: what the sampler is held to."""
-    narration = MAX_NARRATION // 2 if language == "zh" else MAX_NARRATION
+    # About one spoken sentence (5-8 s): a small model rambles when allowed more.
+    narration = 40 if language == "zh" else 120
     return {
         "type": "object",
         "properties": {

@@ -298,6 +298,7 @@ class StoryTab:
             **plan.to_dict(),
             "seed": final.seed,
             "seconds": round(final.seconds, 2),
+            "grounding_seconds": round(final.grounding_seconds, 3),
             "suggestions": [[asdict(s) for s in options] for options in final.suggestions],
         }
 
