@@ -133,3 +133,11 @@ def test_bad_requests_name_the_problem(story, tmp_path, plan, params, message):
 
 def test_chinese_narration_gets_the_mandarin_voice(story):
     assert story.speech.default_voice("一只怕雨的猫") == "cmn"
+
+
+def test_a_stable_diffusion_folder_draws_descriptions_as_written(story):
+    """Grounding is for the project's own models; a pipeline with its own text encoder gets the words."""
+    hub_like = StoryPipeline.from_config(StoryConfig(speech="none"), story.text, story.image)
+    assert hub_like.grounding is None and hub_like.speech is None
+    plan = Plan.from_rows("Rainy cat", ROWS)
+    assert hub_like.prompts(plan, "openmoji")[1] == "umbrella, in OpenMoji style"

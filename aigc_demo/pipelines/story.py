@@ -147,7 +147,10 @@ class StoryPipeline:
         from aigc_demo.speech import build_speech
 
         grounding = None
-        own_model = image.diffusion is None or Path(image.diffusion.model_id).is_dir()
+        # The project's own models know only the corpus's subjects; a Stable Diffusion folder or hub id (it
+        # ships its own text encoder) knows the world and draws the description as written.
+        model = None if image.diffusion is None else Path(image.diffusion.model_id)
+        own_model = model is None or (model.is_dir() and not (model / "text_encoder").is_dir())
         if cfg.vocabulary and own_model and Path(cfg.vocabulary).is_file():
             encoder = image.worker.run(minilm_encoder, image.cfg.text_encoder)
             grounding = image.worker.run(Grounding.from_index, cfg.vocabulary, encoder)
