@@ -1,8 +1,9 @@
 """A story plan: a title and scenes (narration + what the picture shows), written by the language model under a
 JSON schema (constrained decoding, so the plan is valid by construction) or edited by hand in the Story tab.
 
-The schema is the single statement of a valid plan: it is what the model's sampler is held to and what an
-edited table or a loaded project is checked against (``Plan.from_rows``, ``Plan.from_dict``).
+``plan_schema`` is what the model's sampler is held to (one sentence per narration, plain English pictures);
+``Plan``'s checks are what every plan must pass, whether written by the model, edited in the table or loaded
+from a project file (a person may write more than the model is allowed to).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Train the 4x upscaler (aigc_demo.models.EmojiUpscaler): 64x64 emoji -> 256x256.
 
     python -m aigc_demo.data.build_corpus --sizes 64 256     # the 256-px targets, rendered from the sources
-    python -m aigc_demo.training.train_upscaler --minutes 60 --threads 1
+    python -m aigc_demo.training.train_upscaler --minutes 85 --threads 1
 
 Pairs are the corpus's 64-px tiles and the same artwork rendered at 256 px (OpenMoji and Twemoji are vector
 art; Noto's 136-px bitmaps are resampled). Half of the inputs are first passed through the LDM's autoencoder
