@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--perceptual-weight", type=float, default=0.2)
     p.add_argument("--adversarial-weight", type=float, default=5e-3)
     p.add_argument(
-        "--adversarial-after", type=int, default=3000, help="pixel+perceptual only before this step"
+        "--adversarial-after", type=int, default=1200, help="pixel+perceptual only before this step"
     )
     p.add_argument(
         "--degraded-fraction", type=float, default=0.5, help="inputs passed through the autoencoder"
