@@ -57,6 +57,14 @@ class Speech:
     def seconds(self) -> float:
         return len(self.samples) / self.sample_rate
 
+    def resampled(self, rate: int) -> Speech:
+        """The same speech at ``rate`` Hz (linear interpolation: enough for a voice, not for music)."""
+        n = len(self.samples)
+        if rate == self.sample_rate or n == 0:
+            return Speech(self.samples, rate)
+        m = int(round(n * rate / self.sample_rate))
+        return Speech(np.interp(np.linspace(0, n - 1, m), np.arange(n), self.samples), rate)
+
     def write_wav(self, path) -> Path:
         """Write a 16-bit PCM mono WAV file; returns its path."""
         path = Path(path)

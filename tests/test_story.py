@@ -15,7 +15,7 @@ from PIL import Image
 from aigc_demo.config import ImageConfig, StoryConfig, TextConfig
 from aigc_demo.models import EmojiUpscaler, save_fp16
 from aigc_demo.pipelines.image import ImagePipeline
-from aigc_demo.pipelines.story import StoryPipeline, StoryProgress, StoryResult, read_project
+from aigc_demo.pipelines.story import StoryPipeline, StoryProgress, StoryResult
 from aigc_demo.pipelines.story_plan import Plan
 from aigc_demo.pipelines.text import TextPipeline
 from aigc_demo.speech import build_speech
@@ -88,7 +88,7 @@ def test_a_plan_becomes_a_narrated_film(story, tmp_path):
 def test_a_rerender_reuses_panels_and_a_project_reproduces_the_film(story, tmp_path):
     params = {"seed": 5, "num_inference_steps": 2, "transition_frames": 0, "upscale": False}
     _, first = render(story, Plan.from_rows("Rainy cat", ROWS), params, tmp_path / "a")
-    plan, film = read_project(first.project)
+    plan, film = story.load_project(first.project)
     _, again = render(story, plan, film, tmp_path / "b")
     assert again.stage_seconds["draw"] < first.stage_seconds["draw"] or first.stage_seconds["draw"] < 0.05
     for a, b in zip(first.panels, again.panels, strict=True):
@@ -140,4 +140,46 @@ def test_a_stable_diffusion_folder_draws_descriptions_as_written(story):
     hub_like = StoryPipeline.from_config(StoryConfig(speech="none"), story.text, story.image)
     assert hub_like.grounding is None and hub_like.speech is None
     plan = Plan.from_rows("Rainy cat", ROWS)
-    assert hub_like.prompts(plan, "openmoji")[1] == "umbrella, in OpenMoji style"
+    assert hub_like.subjects(plan) == ["cat face", "umbrella", "water wave"]
+    params = hub_like.film_schema.parse(style="openmoji", character="a tabby cat with")
+    assert hub_like.prompt("umbrella", params) == "a tabby cat with umbrella, in OpenMoji style"
+
+
+def test_narration_longer_than_its_shot_is_cut_and_the_film_still_made(story, tmp_path):
+    params = {"seed": 4, "num_inference_steps": 2, "transition_frames": 0, "scene_seconds": 0.2}
+    _, result = render(story, Plan.from_rows("Rainy cat", ROWS), params, tmp_path)
+    assert result.mp4 is not None and result.seconds == pytest.approx(3 * 0.5 + 2 * 0.75, abs=0.3)
+    assert sum("is cut to 0.5 s" in w for w in result.warnings) == 3
+
+
+def test_a_line_the_engine_cannot_speak_leaves_its_shot_silent(story, tmp_path):
+    from aigc_demo.speech import EspeakEngine
+
+    failing = EspeakEngine()
+    failing.timeout = 1e-4  # every call times out: a real engine failure
+    broken = StoryPipeline(story.text, story.image, failing, None, story.cfg)
+    _, result = render(
+        broken, Plan.from_rows("Rainy cat", ROWS), {"seed": 6, "num_inference_steps": 2}, tmp_path
+    )
+    assert result.mp4 is not None and sum("is silent" in w for w in result.warnings) == 3
+
+
+def test_hostile_plans_and_projects_get_messages(story, tmp_path):
+    with pytest.raises(ValueError, match="nested too deeply"):
+        Plan.from_json("[" * 200_000)
+    with pytest.raises(ValueError, match="over 1000 kB"):
+        Plan.from_json(" " * 2_000_000)
+    with pytest.raises(ValueError, match="3 to 8 scenes; this one has 100000"):
+        Plan.from_dict({"title": "t", "scenes": [{}] * 100_000})
+    _, result = render(
+        story, Plan.from_rows("Rainy cat", ROWS), {"seed": 5, "num_inference_steps": 2}, tmp_path
+    )
+    data = json.loads(result.project.read_text())
+    assert [s["prompt"] for s in data["plan"]["scenes"]] == ["cat face", "umbrella", "water wave"]
+    data["film"]["seed"] = "abc"
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="seed must be a whole number"):
+        story.load_project(broken)
+    with pytest.raises(ValueError, match="not found"):
+        story.load_project(tmp_path)  # a directory

@@ -10,7 +10,7 @@ import pytest
 from aigc_demo.config import TextConfig
 from aigc_demo.models import DEFAULT_TEXT_ENCODER
 from aigc_demo.pipelines.grounding import Grounding, minilm_encoder
-from aigc_demo.pipelines.story import FilmParams, read_project, write_project
+from aigc_demo.pipelines.story_files import read_project, write_project
 from aigc_demo.pipelines.story_plan import Plan, language_of, plan_messages, plan_schema
 from aigc_demo.pipelines.text import GenerationParams, TextPipeline
 
@@ -119,7 +119,7 @@ def test_grounding_maps_descriptions_to_the_subjects_the_model_knows(tmp_path):
 
 def test_a_project_file_round_trips_and_bad_ones_are_named(tmp_path):
     plan = Plan.from_rows("Rainy cat", ROWS)
-    path = write_project(tmp_path / "story.json", plan, FilmParams(seed=5), {"text": "m"})
+    path = write_project(tmp_path / "story.json", plan, {"seed": 5}, {"text": "m"})
     loaded, film = read_project(path)
     assert loaded == plan and film["seed"] == 5
     data = json.loads(path.read_text())

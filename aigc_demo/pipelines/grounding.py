@@ -23,9 +23,12 @@ class Suggestion:
     similarity: float  # cosine of the description and the name under MiniLM
 
     def prompt(self, style: str) -> str:
-        return (
-            f"{self.name}, in {STYLE_LABELS.get(style, style)} style" if style in STYLE_LABELS else self.name
-        )
+        return styled(self.name, style)
+
+
+def styled(subject: str, style: str) -> str:
+    """A prompt in the corpus's caption form: "umbrella, in Twemoji style"."""
+    return f"{subject}, in {STYLE_LABELS.get(style, style)} style" if style else subject
 
 
 class Grounding:

@@ -253,7 +253,7 @@ class ImagePipeline:
         scores = self.prompt_match(drawn.images, params.prompt)
         images = drawn.images
         if params.upscale:
-            images, warning = self._upscaled_or_warning(images)
+            images, warning = self.upscaled_or_warning(images)
             warnings += [warning] if warning else []
         made = [
             GeneratedImage(img, self.parameters_of(params, params.seed + i, drawn.interrupted), score)
@@ -282,7 +282,7 @@ class ImagePipeline:
 
     UPSCALE_MAX_SIDE = 128  # the upscaler is trained on 64-px art; larger pictures are left as they are
 
-    def _upscaled_or_warning(self, images: list[Image.Image]) -> tuple[list[Image.Image], str | None]:
+    def upscaled_or_warning(self, images: list[Image.Image]) -> tuple[list[Image.Image], str | None]:
         if self.upscaler is None:
             return images, "Upscale x4 is off: no upscaler is loaded (AIGC_IMAGE_UPSCALER)."
         if max(images[0].size) > self.UPSCALE_MAX_SIDE:

@@ -18,11 +18,9 @@ changed. Every stage checks the stop flag and keeps what exists.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-import zipfile
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -33,8 +31,11 @@ from PIL import Image
 from aigc_demo import validation
 from aigc_demo.compute import StopFlag
 from aigc_demo.config import StoryConfig
-from aigc_demo.pipelines.grounding import STYLE_LABELS, Grounding, Suggestion, minilm_encoder
+from aigc_demo.film import MOTIONS as FILM_MOTIONS
+from aigc_demo.film import SHOT_SECONDS, FilmSpec, Shot, render_film
+from aigc_demo.pipelines.grounding import STYLE_LABELS, Grounding, Suggestion, minilm_encoder, styled
 from aigc_demo.pipelines.image import ImageParams, ImagePipeline, generator_param
+from aigc_demo.pipelines.story_files import comic_page, read_project, write_project
 from aigc_demo.pipelines.story_plan import (
     MAX_SCENES,
     MIN_SCENES,
@@ -45,11 +46,10 @@ from aigc_demo.pipelines.story_plan import (
 )
 from aigc_demo.pipelines.text import GenerationParams, TextPipeline
 from aigc_demo.schema import Config, Schema, param
-from aigc_demo.speech import check_request
+from aigc_demo.speech import MAX_RATE, MIN_RATE, check_request
 
 log = logging.getLogger(__name__)
 
-PROJECT_FORMAT, PROJECT_VERSION = "aigc-studio-story", 1
 STYLES = tuple(STYLE_LABELS)
 
 
@@ -74,13 +74,15 @@ class FilmParams:
         "twemoji", label="story_style", choices=STYLES, choice_labels={k: f"style_{k}" for k in STYLES}
     )
     seed: int = param(-1, label="seed", seed=True)  # every panel's starting noise, unless a scene has its own
+    # Put before every scene's subject: a recurring character (hub models; the emoji model knows subjects)
+    character: str = param("", label="story_character", max_chars=60)
     generator: str = generator_param()
     num_inference_steps: int = param(20, label="image_steps", low=1, high=Config("max_steps"), step=1)
     upscale: bool = param(True, label="story_upscale")
     voice: str = param("auto", label="story_voice", max_chars=64)  # "auto" = by the narration's language
-    speech_rate: float = param(1.0, label="story_speech_rate", low=0.5, high=2.0, step=0.1)
-    # 0 = as long as the narration (at least StoryConfig.min_scene_seconds)
-    scene_seconds: float = param(0.0, label="story_scene_seconds", low=0.0, high=20.0, step=0.5)
+    speech_rate: float = param(1.0, label="story_speech_rate", low=MIN_RATE, high=MAX_RATE, step=0.1)
+    # 0 = as long as the narration (at least StoryConfig.min_scene_seconds); a shot lasts at most SHOT_SECONDS
+    scene_seconds: float = param(0.0, label="story_scene_seconds", low=0.0, high=SHOT_SECONDS[1], step=0.5)
     transition_frames: int = param(6, label="story_transition_frames", low=0, high=16, step=1)
 
 
@@ -109,6 +111,7 @@ class StoryResult:
     plan: Plan
     params: FilmParams  # with the seed used
     panels: list[Image.Image]  # as drawn (before upscaling)
+    prompts: list[str]  # what each panel was drawn from
     mp4: Path | None
     gif: Path | None
     frames_zip: Path | None
@@ -192,23 +195,26 @@ class StoryPipeline:
             return [[] for _ in plan.scenes]
         return self.image.worker.run(self.grounding.suggest, [s.picture or s.prompt for s in plan.scenes], k)
 
-    def prompts(self, plan: Plan, style: str) -> list[str]:
-        """What the image model draws for each scene: its prompt (or its picture grounded to the nearest
-        subject), in the story's style."""
+    def subjects(self, plan: Plan) -> list[str]:
+        """What each scene shows: its prompt, or its picture grounded to the nearest subject the model knows."""
         subjects = [s.prompt or s.picture for s in plan.scenes]
-        if self.grounding is not None:
-            ungrounded = [i for i, s in enumerate(plan.scenes) if not s.prompt]
-            for i, best in zip(
-                ungrounded, self.suggest_texts([subjects[i] for i in ungrounded]), strict=True
-            ):
-                subjects[i] = best
-        label = STYLE_LABELS.get(style, style)
-        return [f"{s}, in {label} style" for s in subjects]
+        ungrounded = [i for i, s in enumerate(plan.scenes) if not s.prompt]
+        if self.grounding is not None and ungrounded:
+            found = self.image.worker.run(self.grounding.suggest, [subjects[i] for i in ungrounded], 1)
+            for i, best in zip(ungrounded, found, strict=True):
+                subjects[i] = best[0].name
+        return subjects
 
-    def suggest_texts(self, texts: list[str]) -> list[str]:
-        if not texts:
-            return []
-        return [s[0].name for s in self.image.worker.run(self.grounding.suggest, texts, 1)]
+    @staticmethod
+    def prompt(subject: str, p: FilmParams) -> str:
+        """A scene's prompt: the story's character, the subject, the story's style."""
+        return styled(f"{p.character} {subject}".strip(), p.style)
+
+    def load_project(self, source) -> tuple[Plan, FilmParams]:
+        """A project file's plan and film settings, both checked (a hand-edited file is named, not trusted)."""
+        plan, film = read_project(source)
+        known = {k: v for k, v in film.items() if k in FilmParams.__dataclass_fields__}
+        return plan, self.film_schema.parse(known)
 
     # -- 3-5. draw, voice, film ---------------------------------------------------------------------------
     def check(self, plan, params: FilmParams | dict) -> tuple[Plan, FilmParams]:
@@ -224,8 +230,6 @@ class StoryPipeline:
         self, plan, params: FilmParams | dict, folder: Path, stop: StopFlag | None = None
     ) -> Iterator[StoryProgress | StoryResult]:
         """Draw, voice and film ``plan``; progress per stage, then one StoryResult (also when stopped)."""
-        from aigc_demo.film import FilmSpec, Shot, render_film
-
         plan, p = self.check(plan, params)
         stop = stop or threading.Event()
         folder.mkdir(parents=True, exist_ok=True)
@@ -233,89 +237,125 @@ class StoryPipeline:
         times: dict[str, float] = {}
         t0 = time.perf_counter()
 
-        # 3. Draw: one panel per scene (cached by what made it).
-        prompts = self.prompts(plan, p.style)
+        # 3. Draw: one panel per scene (cached by what made it), enlarged by the upscaler.
+        subjects = self.subjects(plan)
+        prompts = [self.prompt(subject, p) for subject in subjects]
         panels: list[Image.Image] = []
         for i, (scene, prompt) in enumerate(zip(plan.scenes, prompts, strict=True)):
             if stop.is_set():
                 break
             panels.append(self._panel(prompt, scene.seed if scene.seed != -1 else p.seed, p, stop))
             yield self._progress("draw", i + 1, len(plan.scenes), t0, panels)
-        times["draw"] = time.perf_counter() - t0
         if len(panels) < len(plan.scenes):
             warnings.append(f"Stopped while drawing: {len(panels)} of {len(plan.scenes)} panels.")
-        shown = self.image.upscale(panels) if (p.upscale and panels) else panels
+        times["draw"] = time.perf_counter() - t0
+        shown = self._enlarged(panels, p, warnings)
         times["upscale"] = time.perf_counter() - t0 - times["draw"]
 
-        # 4. Voice: narration per drawn scene.
+        # 4. Voice: narration per drawn scene; a line that cannot be spoken leaves its shot silent.
         t1 = time.perf_counter()
         lines = []
-        if self.speech is None:
-            warnings.append("No speech engine is available: the film is silent (AIGC_STORY_SPEECH).")
-        else:
-            for i, scene in enumerate(plan.scenes[: len(panels)]):
-                if stop.is_set():
-                    break
-                lines.append(self._line(scene.narration, p))
-                yield self._progress("voice", i + 1, len(panels), t1, panels)
+        for line in self._voice(plan, len(panels), p, stop, warnings):
+            lines.append(line)
+            yield self._progress("voice", len(lines), len(panels), t1, panels)
         times["voice"] = time.perf_counter() - t1
 
-        # 5. Film: shots, latent transitions, subtitles, sound.
-        t2 = time.perf_counter()
-        spec = FilmSpec(size=self.cfg.video_size, fps=self.cfg.fps, sample_rate=self.cfg.sample_rate)
-        shots = []
-        for i, panel in enumerate(shown):
-            speech = lines[i] if i < len(lines) else None
-            audio = None if speech is None else _resampled(speech, spec.sample_rate)
-            seconds = p.scene_seconds or max(
-                self.cfg.min_scene_seconds, (speech.seconds if speech else 0) + 0.5
-            )
-            if speech is not None and p.scene_seconds and speech.seconds > p.scene_seconds:
-                warnings.append(
-                    f"Scene {i + 1}: the narration ({speech.seconds:.1f} s) is cut to {seconds:.1f} s."
-                )
-                audio = audio[: int(seconds * spec.sample_rate)]
-            motion = MOTIONS[i % len(MOTIONS)]
-            shots.append(Shot(panel, seconds, plan.scenes[i].narration, audio, motion))
-        transitions = []
-        for a, b in zip(panels, panels[1:]):
-            frames = self.image.latent_path(a, b, p.transition_frames) if not stop.is_set() else []
-            transitions.append(self.image.upscale(frames) if (p.upscale and frames) else frames)
-        times["transitions"] = time.perf_counter() - t2
+        # 5. Film: shots, latent transitions, subtitles, sound (nothing to film once stopped).
         film = None
-        if shots:
+        if shown and not stop.is_set():
+            t2 = time.perf_counter()
+            shots = self._shots(plan, shown, lines, p, warnings)
+            transitions = [
+                [] if stop.is_set() else self._enlarged(self.image.latent_path(a, b, p.transition_frames), p)
+                for a, b in zip(panels, panels[1:])
+            ]
+            times["transitions"] = time.perf_counter() - t2
             t3 = time.perf_counter()
-            frames = {"done": 0, "total": 1}
-            outcome: dict = {}
-
-            def encode() -> None:  # on its own thread, so this stream can report its frames meanwhile
-                try:
-                    outcome["film"] = render_film(
-                        shots, transitions, folder, spec, stop=stop.is_set,
-                        progress=lambda done, total: frames.update(done=done, total=total),
-                    )  # fmt: skip
-                except BaseException as err:  # re-raised below, in the caller's thread
-                    outcome["error"] = err
-
-            worker = threading.Thread(target=encode, name="story-film", daemon=True)
-            worker.start()
-            while worker.is_alive():
-                worker.join(0.25)
-                yield self._progress("film", frames["done"], frames["total"], t3, panels)
-            if "error" in outcome:
-                raise outcome["error"]
-            film = outcome["film"]
+            film = yield from self._film(shots, transitions, folder, stop, t3, panels)
             times["encode"] = time.perf_counter() - t3
+        # The project records what was drawn, so it reproduces the film without the grounding index.
+        drawn = replace(plan, scenes=tuple(replace(s, prompt=x) for s, x in zip(plan.scenes, subjects)))
         comic = comic_page(plan, shown, folder / "comic.png") if shown else None
-        project = write_project(folder / "story.json", plan, p, self._models(p))
+        project = write_project(folder / "story.json", drawn, asdict(p), self._models(p))
         times["total"] = time.perf_counter() - t0
         log.info("story: %d scenes, %s", len(panels), {k: round(v, 2) for k, v in times.items()})
         yield StoryResult(
-            plan, p, panels,
+            plan, p, panels, prompts,
             film.mp4 if film else None, film.gif if film else None, film.frames_zip if film else None,
             comic, project, film.seconds if film else 0.0, film.audio_seconds if film else None,
             times, warnings, stop.is_set(),
         )  # fmt: skip
+
+    def _enlarged(self, images: list[Image.Image], p: FilmParams, warnings: list | None = None):
+        if not (p.upscale and images):
+            return images
+        images, warning = self.image.upscaled_or_warning(images)
+        if warning and warnings is not None:
+            warnings.append(warning)
+        return images
+
+    def _voice(self, plan: Plan, n: int, p: FilmParams, stop: StopFlag, warnings: list[str]) -> Iterator:
+        """Each of the first ``n`` scenes' narration, spoken (None where it could not be)."""
+        if self.speech is None:
+            warnings.append("No speech engine is available: the film is silent (AIGC_STORY_SPEECH).")
+            return
+        for i, scene in enumerate(plan.scenes[:n]):
+            if stop.is_set():
+                return
+            try:
+                yield self._line(scene.narration, p)
+            except (ValueError, RuntimeError) as err:  # one unspeakable line must not cost the film
+                warnings.append(f"Scene {i + 1} is silent: {err}")
+                yield None
+
+    def _shots(self, plan: Plan, shown, lines, p: FilmParams, warnings: list[str]) -> list[Shot]:
+        """A shot per panel: as long as its narration (or the set duration), within what a shot may last."""
+        shots = []
+        low, high = SHOT_SECONDS
+        rate = self.cfg.sample_rate
+        for i, panel in enumerate(shown):
+            speech = lines[i] if i < len(lines) else None
+            audio = None if speech is None else speech.resampled(rate).samples
+            narrated = self.cfg.min_scene_seconds if speech is None else speech.seconds + 0.5
+            seconds = min(max(p.scene_seconds or max(self.cfg.min_scene_seconds, narrated), low), high)
+            if speech is not None and speech.seconds > seconds:
+                warnings.append(
+                    f"Scene {i + 1}: the narration ({speech.seconds:.1f} s) is cut to {seconds:.1f} s."
+                )
+                audio = audio[: int(seconds * rate)]
+            shots.append(Shot(panel, seconds, plan.scenes[i].narration, audio, MOTIONS[i % len(MOTIONS)]))
+        return shots
+
+    def _film(self, shots, transitions, folder: Path, stop: StopFlag, t0: float, panels):
+        """Encode on a thread of its own while this stream reports the frames. A client that goes away stops
+        it: its heavy-job slot is free then, and the encoder must not keep a core."""
+        spec = FilmSpec(size=self.cfg.video_size, fps=self.cfg.fps, sample_rate=self.cfg.sample_rate)
+        frames = {"done": 0, "total": 1}
+        abandoned = threading.Event()
+        outcome: dict = {}
+
+        def encode() -> None:
+            try:
+                outcome["film"] = render_film(
+                    shots, transitions, folder, spec, stop=lambda: stop.is_set() or abandoned.is_set(),
+                    progress=lambda done, total: frames.update(done=done, total=total),
+                )  # fmt: skip
+            except BaseException as err:  # re-raised below, in the caller's thread
+                outcome["error"] = err
+
+        worker = threading.Thread(target=encode, name="story-film", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.25)
+                yield self._progress("film", frames["done"], frames["total"], t0, panels)
+        finally:
+            if worker.is_alive():
+                abandoned.set()
+                worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["film"]
 
     def _progress(self, stage: str, done: int, total: int, t0: float, panels) -> StoryProgress:
         elapsed = time.perf_counter() - t0
@@ -341,12 +381,12 @@ class StoryPipeline:
         return panel
 
     def _line(self, text: str, p: FilmParams):
-        voice = self.speech.default_voice(text) if p.voice in ("", "auto") else p.voice
-        key = (text, voice, p.speech_rate)
+        text, voice, rate = check_request(text, p.voice, p.speech_rate, self.speech)
+        key = (text, voice, rate)
         with self._cache_lock:
             if key in self._lines:
                 return self._lines[key]
-        speech = self.speech.speak(text, voice, p.speech_rate)
+        speech = self.speech.speak(text, voice, rate)
         with self._cache_lock:
             self._lines[key] = speech
             while len(self._lines) > self.cfg.cache_items:
@@ -361,90 +401,5 @@ class StoryPipeline:
         }
 
 
-MOTIONS = ("zoom_in", "pan_right", "zoom_out", "pan_left")
-
-
-def _resampled(speech, rate: int):
-    """The narration at the film's sample rate (linear interpolation: speech, not music)."""
-    import numpy as np
-
-    samples = np.asarray(speech.samples, dtype=np.float32)
-    if speech.sample_rate == rate or len(samples) == 0:
-        return samples
-    n = int(round(len(samples) * rate / speech.sample_rate))
-    return np.interp(np.linspace(0, len(samples) - 1, n), np.arange(len(samples)), samples).astype(np.float32)
-
-
-# -- files -------------------------------------------------------------------------------------------------
-def comic_page(plan: Plan, panels: list[Image.Image], path: Path, columns: int = 2) -> Path:
-    """The panels in a grid with each scene's narration under it, and the title on top: a printable page."""
-    from PIL import ImageDraw
-
-    from aigc_demo.film import subtitle_font, wrap_text
-
-    side, pad, text_h = 256, 16, 72
-    rows = -(-len(panels) // columns)
-    title_h = 56
-    page = Image.new(
-        "RGB", (columns * (side + pad) + pad, title_h + rows * (side + text_h + pad) + pad), "white"
-    )
-    draw = ImageDraw.Draw(page)
-    draw.text((pad, 14), plan.title, fill="black", font=subtitle_font(28))
-    font = subtitle_font(15)
-    for i, panel in enumerate(panels):
-        r, c = divmod(i, columns)
-        x, y = pad + c * (side + pad), title_h + r * (side + text_h + pad)
-        page.paste(panel.convert("RGB").resize((side, side), Image.Resampling.NEAREST), (x, y))
-        draw.rectangle((x, y, x + side - 1, y + side - 1), outline=(40, 40, 40))
-        lines = wrap_text(f"{i + 1}. {plan.scenes[i].narration}", font, side)[:3]
-        draw.multiline_text((x, y + side + 6), "\n".join(lines), fill=(20, 20, 20), font=font, spacing=3)
-    page.save(path)
-    return path
-
-
-def write_project(path: Path, plan: Plan, params: FilmParams, models: dict) -> Path:
-    """Everything that made the film (plan, prompts, seeds, settings, models): loads back and reproduces it."""
-    data = {
-        "format": PROJECT_FORMAT,
-        "version": PROJECT_VERSION,
-        "plan": plan.to_dict(),
-        "film": asdict(params),
-        "models": models,
-    }
-    path.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
-    return path
-
-
-MAX_PROJECT_BYTES = 1_000_000
-
-
-def read_project(source) -> tuple[Plan, dict]:
-    """(plan, film settings) from a project file's path or text; ValueError names what is wrong."""
-    if isinstance(source, (str, Path)) and not str(source).lstrip().startswith("{"):
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"project file {validation.quoted(str(source))} not found")
-        if path.stat().st_size > MAX_PROJECT_BYTES:
-            raise ValueError(
-                f"the project file is over {MAX_PROJECT_BYTES // 1000} kB; a story project is a few kB"
-            )
-        if zipfile.is_zipfile(path):
-            raise ValueError("that is a ZIP file; load the story's .json project file")
-        text = path.read_text(encoding="utf-8", errors="replace")
-    else:
-        text = str(source)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"the project file is not valid JSON ({err.msg}, line {err.lineno})") from None
-    if not isinstance(data, dict) or data.get("format") != PROJECT_FORMAT:
-        raise ValueError("not an AIGC Studio story project (its 'format' field is missing or different)")
-    if data.get("version") != PROJECT_VERSION:
-        raise ValueError(
-            f"story project version {validation.quoted(data.get('version'))}; this app reads version {PROJECT_VERSION}"
-        )
-    film = data.get("film")
-    if not isinstance(film, dict):
-        raise ValueError("the project file has no 'film' settings")
-    known = {f for f in FilmParams.__dataclass_fields__}
-    return Plan.from_dict(data.get("plan")), {k: v for k, v in film.items() if k in known}
+# The Ken Burns moves in turn, so consecutive shots do not repeat one.
+MOTIONS = tuple(m for m in FILM_MOTIONS if m != "still")

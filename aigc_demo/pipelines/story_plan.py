@@ -113,9 +113,7 @@ class Plan:
     # -- checks: every way into a plan goes through these -----------------------------------------
     def __post_init__(self) -> None:
         validation.text("title", self.title, MAX_TITLE)
-        n = len(self.scenes)
-        if not MIN_SCENES <= n <= MAX_SCENES:
-            raise ValueError(f"a story has {MIN_SCENES} to {MAX_SCENES} scenes; this one has {n}")
+        _check_count(len(self.scenes))
 
     @staticmethod
     def scene(i: int, narration, picture, prompt="", seed=-1) -> Scene:
@@ -137,6 +135,7 @@ class Plan:
         """A plan from the model's JSON or a project file: {"title", "scenes": [{"narration", "picture", ...}]}."""
         if not isinstance(data, dict) or not isinstance(data.get("scenes"), list):
             raise ValueError('a plan is {"title": ..., "scenes": [{"narration": ..., "picture": ...}, ...]}')
+        _check_count(len(data["scenes"]))
         scenes = []
         for i, s in enumerate(data["scenes"], 1):
             if not isinstance(s, dict):
@@ -146,11 +145,7 @@ class Plan:
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"the plan is not valid JSON ({err.msg} at character {err.pos})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(load_json(text, "the plan"))
 
     @classmethod
     def from_rows(cls, title, rows) -> Plan:
@@ -158,6 +153,7 @@ class Plan:
         dropped, so deleting a row's text removes the scene."""
         rows = _table_rows(rows)
         kept = [r for r in rows if any(str(c).strip() for c in r[:3])]
+        _check_count(len(kept))
         scenes = []
         for i, r in enumerate(kept, 1):
             cells = (list(r) + ["", "", "", -1])[:4]
@@ -194,5 +190,23 @@ def _table_rows(rows) -> list[list]:
     return [list(r) for r in rows]
 
 
-def checked_scene_count(scenes) -> int:
-    return validation.in_range("scenes", validation.as_int("scenes", scenes), MIN_SCENES, MAX_SCENES)
+def _check_count(n: int) -> None:
+    if not MIN_SCENES <= n <= MAX_SCENES:
+        raise ValueError(f"a story has {MIN_SCENES} to {MAX_SCENES} scenes; this one has {n}")
+
+
+MAX_JSON_CHARS = 1_000_000  # a plan or project is a few kB
+
+
+def load_json(text, what: str):
+    """JSON from text, or a ValueError saying what is wrong with ``what`` (never a traceback)."""
+    if not isinstance(text, str):
+        raise ValueError(f"{what} must be JSON text, not {validation.quoted(text)}")
+    if len(text) > MAX_JSON_CHARS:
+        raise ValueError(f"{what} is over {MAX_JSON_CHARS // 1000} kB; a story is a few kB")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{what} is not valid JSON ({err.msg}, line {err.lineno})") from None
+    except RecursionError:
+        raise ValueError(f"{what} is nested too deeply to be a story") from None

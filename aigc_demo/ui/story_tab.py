@@ -16,7 +16,7 @@ from gradio.data_classes import FileData
 
 from aigc_demo import validation
 from aigc_demo.outputs import fresh_output_dir
-from aigc_demo.pipelines.story import PlanUpdate, StoryPipeline, StoryProgress, read_project
+from aigc_demo.pipelines.story import PlanUpdate, StoryPipeline, StoryProgress
 from aigc_demo.pipelines.story_plan import MAX_SCENES, ROW_FIELDS, Plan
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import Controls, api, arg
@@ -281,8 +281,8 @@ class StoryTab:
     def load_project(self, path):
         if not path:
             return {}
-        plan, film = read_project(path)
-        return {self.title: plan.title, self.table: plan.rows(), **self.film_controls.write(film)}
+        plan, film = self.pipe.load_project(path)
+        return {self.title: plan.title, self.table: plan.rows(), **self.film_controls.write(asdict(film))}
 
     # -- API --------------------------------------------------------------------------------------------
     @user_errors
@@ -319,7 +319,7 @@ class StoryTab:
             "stage_seconds": {k: round(v, 3) for k, v in result.stage_seconds.items()},
             "warnings": result.warnings,
             "stopped": result.stopped,
-            "prompts": self.pipe.prompts(result.plan, result.params.style),
+            "prompts": result.prompts,
         }
         mp4 = FileData(path=str(result.mp4)).model_dump() if result.mp4 else None
         return mp4, [FileData(path=str(p)).model_dump() for p in others], info
