@@ -249,4 +249,15 @@ def test_story_tab_plans_draws_and_films(browser, app_url, artifacts_dir, tab_sc
     assert page.locator("#story-panels img").count() == 4
     assert page.locator("#story-files a, #story-files .file-name").count() >= 5
     page.screenshot(path=str(artifacts_dir / "story-tab-film.png"), full_page=True)
+    page.locator("#story-panels").screenshot(path=str(artifacts_dir / "story-panels.png"))
+    page.locator("#story-video").screenshot(path=str(artifacts_dir / "story-video.png"))
     tab_screenshot(page, "story")
+    # Re-roll scene 2: it gets a seed of its own in the table and the film is made again.
+    first_info = page.inner_text("#story-info")
+    page.locator("#story-reroll").click()
+    page.wait_for_function(
+        "(before) => { const el = document.querySelector('#story-info'); return el && el.innerText !== before; }",
+        arg=first_info,
+        timeout=240_000,
+    )
+    assert page.inner_text("#story-table").count("\n-1") == 3, "scene 1 keeps the story seed no more"
