@@ -367,3 +367,18 @@ def test_latent_path_walks_between_two_pictures(upscaling_pipe):
     assert upscaling_pipe.latent_path(a, b, 0) == []
     first, last = (np.asarray(f, dtype=np.float32) for f in (frames[0], frames[-1]))
     assert np.abs(first - last).mean() > 0  # the walk moves
+
+
+def test_panels_drawn_in_one_batch_match_the_same_requests_alone(upscaling_pipe):
+    """The Story tab's batch of (prompt, seed) pairs gives each picture its own prompt and starting noise."""
+    panels = [("a cat", 3), ("a dog", 3), ("a cat", 4)]
+    drawn = None
+    for drawn in upscaling_pipe.draw_panels({"num_inference_steps": 2, "prompt": "-"}, panels):
+        pass
+    assert len(drawn.images) == 3 and not drawn.interrupted
+    for (prompt, seed), image in zip(panels, drawn.images, strict=True):
+        alone = upscaling_pipe({"prompt": prompt, "seed": seed, "num_inference_steps": 2}).images[0].image
+        diff = np.abs(np.asarray(alone, dtype=np.int16) - np.asarray(image, dtype=np.int16)).max()
+        assert diff <= 2, (prompt, seed, diff)
+    with pytest.raises(ValueError, match="prompt"):
+        list(upscaling_pipe.draw_panels({"num_inference_steps": 2}, [("", 1)]))

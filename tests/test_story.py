@@ -70,7 +70,8 @@ def test_a_plan_becomes_a_narrated_film(story, tmp_path):
         story, plan, {"seed": 11, "num_inference_steps": 2, "transition_frames": 2}, tmp_path
     )
     stages = [e.stage for e in progress]
-    assert stages[:6] == ["draw"] * 3 + ["voice"] * 3 and set(stages[6:]) <= {"film"}
+    # The three panels are drawn in one batch: progress per denoising step, then per narration line.
+    assert stages[:5] == ["draw"] * 2 + ["voice"] * 3 and set(stages[5:]) <= {"film"}
     assert not result.warnings and not result.stopped
     assert len(result.panels) == 3 and result.params.seed == 11
     # Scene 2 has its own seed; scenes 1 and 3 share the story's starting noise.

@@ -148,12 +148,15 @@ class DiffusionGenerator:
         return getattr(diffusers, cls_name).from_config(self._base_scheduler_config, **extra)
 
     def generate(
-        self, params, interrupt: StopFlag, preview_every_s: float | None
+        self, params, interrupt: StopFlag, preview_every_s: float | None, panels=None
     ) -> Iterator[Progress | Drawn]:
-        """Yields Progress after each step (with previews every ``preview_every_s``), then Drawn."""
+        """Yields Progress after each step (with previews every ``preview_every_s``), then Drawn.
+
+        ``panels``, a list of (prompt, seed), draws one image per pair in one batch instead of
+        ``batch_size`` images of ``params.prompt`` (the Story tab's panels)."""
         compiled_before = self.unet_runner.compiled_calls  # requests run one at a time (compute thread)
         final = None
-        for event in self._denoise(params, interrupt, preview_every_s):
+        for event in self._denoise(params, interrupt, preview_every_s, panels):
             if isinstance(event, Progress):
                 yield event
             else:
@@ -162,13 +165,16 @@ class DiffusionGenerator:
         unet = "compiled" if self.unet_runner.compiled_calls > compiled_before else "eager"
         yield Drawn(self._decode(latents), interrupted, unet)
 
-    def _prompt_states(self, prompt: str, negative_prompt: str, n: int, guided: bool) -> torch.Tensor:
-        """The UNet's encoder_hidden_states for n images: [uncond; cond] with guidance, else cond.
+    def _prompt_states(
+        self, prompt: str | list[str], negative_prompt: str, n: int, guided: bool
+    ) -> torch.Tensor:
+        """The UNet's encoder_hidden_states for n images (of one prompt, or of n prompts): [uncond; cond] with
+        guidance, else cond.
 
         As StableDiffusionPipeline.encode_prompt computes them, except that the states of the empty negative
         prompt (most requests) are computed once and kept: one text-encoder pass less per request."""
         sd = self.sd
-        cond, _ = sd.encode_prompt(prompt, self.device, n, False)
+        cond, _ = sd.encode_prompt(prompt, self.device, 1 if isinstance(prompt, list) else n, False)
         if not guided:
             return cond.to(self.dtype)  # a shared encoder may be fp32
         if negative_prompt:
@@ -180,14 +186,17 @@ class DiffusionGenerator:
         return torch.cat([uncond, cond]).to(self.dtype)
 
     @torch.inference_mode()
-    def _denoise(self, params, interrupt: StopFlag, preview_every_s: float | None):
+    def _denoise(self, params, interrupt: StopFlag, preview_every_s: float | None, panels=None):
         """The StableDiffusionPipeline recipe, one step at a time. Yields progress, then (latents, interrupted)."""
         sd = self.sd
-        n = params.batch_size
+        prompts, seeds = zip(*panels) if panels else (params.prompt, None)
+        n = len(panels) if panels else params.batch_size
+        seeds = list(seeds) if panels else [params.seed + i for i in range(n)]
         guided = params.guidance_scale > 1.0  # as diffusers: guidance <= 1 means no unconditional pass
         t0 = time.perf_counter()
         # 1. Text: the prompt's token states (and the negative prompt's, for classifier-free guidance).
-        embeddings = self._prompt_states(params.prompt, params.negative_prompt, n, guided)
+        prompts = list(prompts) if panels else prompts
+        embeddings = self._prompt_states(prompts, params.negative_prompt, n, guided)
         # 2. Schedule: a scheduler of the user's choice, private to this request.
         scheduler = self.new_scheduler(params.scheduler)
         scheduler.set_timesteps(params.num_inference_steps, device=self.device)
@@ -199,7 +208,7 @@ class DiffusionGenerator:
             params.height // self.vae_scale,
             params.width // self.vae_scale,
         )
-        generators = [torch.Generator("cpu").manual_seed(params.seed + i) for i in range(n)]
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         latents = torch.cat([torch.randn(shape, generator=g, dtype=torch.float32) for g in generators])
         latents = (latents * scheduler.init_noise_sigma).to(self.device, self.dtype)
         step_kwargs = {}

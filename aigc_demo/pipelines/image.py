@@ -280,6 +280,31 @@ class ImagePipeline:
             out["interrupted"] = True
         return out
 
+    @on_worker
+    def draw_panels(
+        self, params: ImageParams | dict, panels: list[tuple[str, int]], interrupt: Interrupt | None = None
+    ) -> Iterator[ImageProgress | Drawn]:
+        """One picture per (prompt, seed) of ``panels`` with the rest of ``params``: one batch through the
+        diffusion model (the Story tab's panels), a call per panel for the GAN. Progress, then one Drawn."""
+        if not panels:
+            raise ValueError("no panels to draw")
+        base = {**_as_dict(params), "batch_size": 1}
+        params, _ = self.check({**base, "prompt": panels[0][0]})
+        panels = [
+            (c.prompt, c.seed)
+            for c in (self.schema.parse({**base, "prompt": p, "seed": s}) for p, s in panels)
+        ]
+        interrupt = interrupt or Interrupt()
+        if params.generator != "diffusion":
+            yield Drawn([self.gan.draw(prompt, [seed])[0] for prompt, seed in panels], interrupted=False)
+            return
+        for event in self.diffusion.generate(params, interrupt, None, panels):
+            if isinstance(event, Progress):
+                eta = event.elapsed_s / event.step * (event.total - event.step)
+                yield ImageProgress(event.step, event.total, event.elapsed_s, eta, [])
+            else:
+                yield event
+
     UPSCALE_MAX_SIDE = 128  # the upscaler is trained on 64-px art; larger pictures are left as they are
 
     def upscaled_or_warning(self, images: list[Image.Image]) -> tuple[list[Image.Image], str | None]:

@@ -34,7 +34,7 @@ from aigc_demo.config import StoryConfig
 from aigc_demo.film import MOTIONS as FILM_MOTIONS
 from aigc_demo.film import SHOT_SECONDS, FilmSpec, Shot, render_film
 from aigc_demo.pipelines.grounding import STYLE_LABELS, Grounding, Suggestion, minilm_encoder, styled
-from aigc_demo.pipelines.image import ImageParams, ImagePipeline, generator_param
+from aigc_demo.pipelines.image import ImagePipeline, ImageProgress, generator_param
 from aigc_demo.pipelines.story_files import comic_page, read_project, write_project
 from aigc_demo.pipelines.story_plan import (
     MAX_SCENES,
@@ -141,7 +141,7 @@ class StoryPipeline:
         self.film_schema: Schema[FilmParams] = Schema(
             FilmParams, image.cfg, defaults={"generator": image.default_generator}
         )
-        self._panels: OrderedDict[tuple, Image.Image] = OrderedDict()  # what made it -> the panel
+        self._panels_cache: OrderedDict[tuple, Image.Image] = OrderedDict()  # what made it -> the panel
         self._lines: OrderedDict[tuple, object] = OrderedDict()  # (text, voice, rate) -> Speech
         self._cache_lock = threading.Lock()
 
@@ -240,12 +240,8 @@ class StoryPipeline:
         # 3. Draw: one panel per scene (cached by what made it), enlarged by the upscaler.
         subjects = self.subjects(plan)
         prompts = [self.prompt(subject, p) for subject in subjects]
-        panels: list[Image.Image] = []
-        for i, (scene, prompt) in enumerate(zip(plan.scenes, prompts, strict=True)):
-            if stop.is_set():
-                break
-            panels.append(self._panel(prompt, scene.seed if scene.seed != -1 else p.seed, p, stop))
-            yield self._progress("draw", i + 1, len(plan.scenes), t0, panels)
+        seeds = [scene.seed if scene.seed != -1 else p.seed for scene in plan.scenes]
+        panels = yield from self._panels(list(zip(prompts, seeds)), p, stop)
         if len(panels) < len(plan.scenes):
             warnings.append(f"Stopped while drawing: {len(panels)} of {len(plan.scenes)} panels.")
         times["draw"] = time.perf_counter() - t0
@@ -362,23 +358,33 @@ class StoryPipeline:
         eta = elapsed / done * (total - done) if done else None
         return StoryProgress(stage, done, total, elapsed, eta, list(panels))
 
-    def _panel(self, prompt: str, seed: int, p: FilmParams, stop: StopFlag) -> Image.Image:
-        key = (prompt, seed, p.generator, p.num_inference_steps)
+    def _panels(self, wanted: list[tuple[str, int]], p: FilmParams, stop: StopFlag):
+        """The panel of each (prompt, seed): from the cache, the rest drawn in one batch (about twice as fast
+        per image as one at a time on 2 cores). Stopped, only the panels that exist before the first missing
+        one are kept, so the film never skips a scene."""
+        keys = [(prompt, seed, p.generator, p.num_inference_steps) for prompt, seed in wanted]
         with self._cache_lock:
-            if key in self._panels:
-                self._panels.move_to_end(key)
-                return self._panels[key]
-        request = ImageParams(
-            prompt=prompt, seed=seed, num_inference_steps=p.num_inference_steps, generator=p.generator
-        )
-        result = self.image(request, stop)  # the story's stop flag interrupts the drawing between steps
-        panel = result.images[0].image
-        if not result.interrupted:
-            with self._cache_lock:
-                self._panels[key] = panel
-                while len(self._panels) > self.cfg.cache_items:
-                    self._panels.popitem(last=False)
-        return panel
+            found = {k: self._panels_cache[k] for k in keys if k in self._panels_cache}
+        missing = list(dict.fromkeys(k for k in keys if k not in found))
+        if missing and not stop.is_set():
+            request = {"num_inference_steps": p.num_inference_steps, "generator": p.generator, "prompt": "-"}
+            for event in self.image.draw_panels(request, [k[:2] for k in missing], stop):
+                if isinstance(event, ImageProgress):
+                    shown = [found[k] for k in keys if k in found]
+                    yield StoryProgress("draw", event.step, event.total, event.elapsed_s, event.eta_s, shown)
+                elif not event.interrupted:
+                    found.update(zip(missing, event.images))
+                    with self._cache_lock:
+                        for k, image in zip(missing, event.images):
+                            self._panels_cache[k] = image
+                        while len(self._panels_cache) > self.cfg.cache_items:
+                            self._panels_cache.popitem(last=False)
+        panels = []
+        for k in keys:
+            if k not in found:
+                break
+            panels.append(found[k])
+        return panels
 
     def _line(self, text: str, p: FilmParams):
         text, voice, rate = check_request(text, p.voice, p.speech_rate, self.speech)
