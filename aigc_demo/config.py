@@ -127,7 +127,7 @@ class StoryConfig:
     vocabulary: str = str(WEIGHTS_DIR / "vae-emoji" / "index.json")
     max_idea_chars: int = 500
     # Enough for 8 scenes of Chinese narration under the plan's schema.
-    max_plan_tokens: int = 1200
+    max_plan_tokens: int = 1600
     video_size: int = 512
     fps: int = 12
     sample_rate: int = 22050
