@@ -75,6 +75,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+APP_LOG: list = []  # the running app's log file, shown under any failing test that drove the app
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    if report.failed and APP_LOG and "app_url" in getattr(item, "fixturenames", ()):
+        report.sections.append(("app.py log (last 4,000 characters)", APP_LOG[-1].read_text()[-4000:]))
+
+
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory):
     """Start `python app.py` as a user would (default embedded models), on a free port."""
@@ -87,6 +97,7 @@ def app_url(tmp_path_factory):
     root = Path(__file__).resolve().parent.parent
     port = _free_port()
     log_path = tmp_path_factory.mktemp("app") / "app.log"
+    APP_LOG.append(log_path)
     # No background UNet compile: it would take a core for a minute and change images between two calls.
     env = {
         **os.environ,

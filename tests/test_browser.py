@@ -238,7 +238,13 @@ def test_story_tab_plans_draws_and_films(browser, app_url, artifacts_dir, tab_sc
     page.fill("#story-idea textarea", "a snowman who wants to see the summer")
     page.click("#story-plan")
     # The storyboard fills in: a row per scene, each cell editable.
-    page.wait_for_selector("#story-progress:has-text('Plan ready')", timeout=180_000)
+    page.wait_for_function(  # the plan, or the error that stands in its place
+        "() => /Plan ready/.test(document.querySelector('#story-progress').innerText)"
+        " || document.querySelector('.toast-body')",
+        timeout=180_000,
+    )
+    toasts = page.locator(".toast-body")
+    assert not toasts.count(), f"planning failed: {toasts.first.inner_text()}"
     rows = page.inner_text("#story-table")
     assert "Narration" in rows and rows.count("\n-1") >= 4, rows  # a row per scene, on the story's seed
     assert page.input_value("#story-title textarea")

@@ -47,6 +47,15 @@ def test_bad_tables_name_the_problem(title, rows, message):
         Plan.from_rows(title, rows)
 
 
+def test_a_raw_newline_inside_a_string_is_kept_as_text():
+    # llama.cpp's JSON grammar lets one through now and then; refusing the whole plan for it would be wrong.
+    text = '{"title": "Snow", "scenes": [' + ", ".join(
+        ['{"narration": "It melts.\nHow sad.", "picture": "snowman"}'] * 3
+    ) + "]}"
+    plan = Plan.from_json(text)
+    assert plan.scenes[0].narration == "It melts.\nHow sad."
+
+
 def test_the_schema_fixes_the_scene_count_and_keeps_pictures_in_plain_english():
     schema = plan_schema(5, "zh")
     scenes = schema["properties"]["scenes"]

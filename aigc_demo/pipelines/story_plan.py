@@ -22,6 +22,14 @@ MAX_PICTURE = 60
 # lower-case English words whatever the idea's language.
 PICTURE_PATTERN = r"^[a-z][a-z ]{2,40}$"
 
+
+def narration_pattern(limit: int) -> str:
+    """One line of prose: no JSON brackets or quotes (a small model that wants to end the object early would
+    otherwise write ``]}`` into the sentence), no control characters, ``limit`` characters at most."""
+    prose = r'<>\[\]{}"\\\x00-\x1f'
+    # The first character is not punctuation either: a sentence starts with a word.
+    return rf"^[^ ,.;:!?，。'()0-9{prose}][^{prose}]{{7,{limit - 1}}}$"
+
 SYSTEM_PROMPT = (
     "You plan short picture-book stories. Each scene has one narration sentence in the language of the "
     "idea and a picture: two to five plain English words naming the one thing the picture shows."
@@ -70,7 +78,7 @@ def plan_schema(scenes: int, language: str = "en") -> dict:
                 "items": {
                     "type": "object",
                     "properties": {
-                        "narration": {"type": "string", "minLength": 8, "maxLength": narration},
+                        "narration": {"type": "string", "pattern": narration_pattern(narration)},
                         "picture": {"type": "string", "pattern": PICTURE_PATTERN},
                     },
                     "required": ["narration", "picture"],
@@ -205,7 +213,9 @@ def load_json(text, what: str):
     if len(text) > MAX_JSON_CHARS:
         raise ValueError(f"{what} is over {MAX_JSON_CHARS // 1000} kB; a story is a few kB")
     try:
-        return json.loads(text)
+        # strict=False: llama.cpp's JSON grammar lets a raw newline into a string now and then; the text
+        # checks of every field drop control characters anyway.
+        return json.loads(text, strict=False)
     except json.JSONDecodeError as err:
         raise ValueError(f"{what} is not valid JSON ({err.msg}, line {err.lineno})") from None
     except RecursionError:
