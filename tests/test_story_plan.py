@@ -49,9 +49,11 @@ def test_bad_tables_name_the_problem(title, rows, message):
 
 def test_a_raw_newline_inside_a_string_is_kept_as_text():
     # llama.cpp's JSON grammar lets one through now and then; refusing the whole plan for it would be wrong.
-    text = '{"title": "Snow", "scenes": [' + ", ".join(
-        ['{"narration": "It melts.\nHow sad.", "picture": "snowman"}'] * 3
-    ) + "]}"
+    text = (
+        '{"title": "Snow", "scenes": ['
+        + ", ".join(['{"narration": "It melts.\nHow sad.", "picture": "snowman"}'] * 3)
+        + "]}"
+    )
     plan = Plan.from_json(text)
     assert plan.scenes[0].narration == "It melts.\nHow sad."
 

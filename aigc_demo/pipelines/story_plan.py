@@ -30,6 +30,7 @@ def narration_pattern(limit: int) -> str:
     # The first character is not punctuation either: a sentence starts with a word.
     return rf"^[^ ,.;:!?，。'()0-9{prose}][^{prose}]{{7,{limit - 1}}}$"
 
+
 SYSTEM_PROMPT = (
     "You plan short picture-book stories. Each scene has one narration sentence in the language of the "
     "idea and a picture: two to five plain English words naming the one thing the picture shows."

