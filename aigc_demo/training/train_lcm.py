@@ -221,7 +221,6 @@ image = pipe("grinning face, in OpenMoji style", height=64, width=64, num_infere
 | caption retrieval top-5 (generated) | {metrics["heldout_generated_top5"]:.3f} | {teacher.get("heldout_generated_top5", float("nan")):.3f} |
 | Fréchet distance on VAE features, held-out | {metrics["heldout_fd_vae"]:.2f} | {teacher.get("heldout_fd_vae", float("nan")):.2f} |
 | same, training captions | {metrics["train_captions_fd_vae"]:.2f} | {teacher.get("train_captions_fd_vae", float("nan")):.2f} |
-
 {retrieval_rows(metrics)}
 Training captions ({STUDENT_STEPS} steps, seed 0):
 
