@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 
 import pytest
@@ -56,6 +57,22 @@ def test_a_raw_newline_inside_a_string_is_kept_as_text():
     )
     plan = Plan.from_json(text)
     assert plan.scenes[0].narration == "It melts.\nHow sad."
+
+
+@pytest.mark.parametrize(
+    ("narration", "allowed"),
+    [
+        ("A snowman looked up at the sun.", True),
+        ("一条小鱼每天都抬头看天上的鸟。", True),
+        ("]}] } You are given an idea", False),  # the model ending the object inside a sentence
+        (", and then the sun came out", False),
+        ("It melts.\nHow sad.", False),
+        ("x" * 121, False),
+    ],
+)
+def test_narration_is_held_to_one_line_of_prose(narration, allowed):
+    pattern = plan_schema(4)["properties"]["scenes"]["items"]["properties"]["narration"]["pattern"]
+    assert bool(re.match(pattern, narration)) is allowed
 
 
 def test_the_schema_fixes_the_scene_count_and_keeps_pictures_in_plain_english():
