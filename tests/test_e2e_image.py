@@ -146,3 +146,17 @@ def test_interrupt_through_the_api_keeps_the_partial_image(client):
     # The worker is free again at once.
     files, info = generate(client, seed=2, num_inference_steps=4)
     assert info["interrupted"] is False
+
+
+def test_live_is_the_students_seeded_picture_of_the_words(client):
+    heart, info = client.predict("red heart, in Twemoji style", 3, api_name="/image_live")
+    again, _ = client.predict("red heart, in Twemoji style", 3, api_name="/image_live")
+    assert (info["generator"], info["num_inference_steps"], info["seed"]) == ("student", 4, 3)
+    assert np.array_equal(pixels([heart]), pixels([again]))
+    ink = pixels([heart])[0].reshape(-1, 3).astype(int)
+    ink = ink[ink.sum(axis=1) < 600]  # the drawing, not the white ground
+    assert len(ink) > 200 and ink[:, 0].mean() > ink[:, 1].mean() + 40, "a red heart is drawn in red"
+    big, info = client.predict("red heart", 3, True, api_name="/image_live")
+    assert pixels([big]).shape == (1, 256, 256, 3) and not info["warnings"]
+    with pytest.raises(Exception, match="prompt is empty"):
+        client.predict("", 3, api_name="/image_live")

@@ -88,3 +88,23 @@ def test_a_gan_only_pipeline_builds_with_the_gan_chosen(tiny_gan_pipe):
     assert (
         tab.controls["generator"].value == "gan" and tab.controls["num_inference_steps"].interactive is False
     )
+
+
+def test_choosing_the_student_fixes_guidance_and_sets_its_steps(tab):
+    update = tab.generator_changed("student")
+    fixed = {tab.controls[n] for n in ("guidance_scale", "scheduler", "negative_prompt")}
+    assert all(update[c]["interactive"] is False for c in fixed)
+    assert update[tab.controls["num_inference_steps"]]["value"] == 4
+    assert tab.generator_changed("diffusion")[tab.controls["num_inference_steps"]]["value"] == 20
+
+
+def test_live_draws_only_when_on_and_keeps_its_seed(tab):
+    hidden, _ = tab.live_draw(False, "red apple", 3, "", False)
+    assert hidden["visible"] is False
+    cleared, line = tab.live_draw(True, "  ", 3, "", False)
+    assert cleared["value"] is None and line == ""
+    shown, line = tab.live_draw(True, "red apple", -1, "12", False)  # random seed box: the last run's seed
+    assert isinstance(shown["value"], Image.Image) and shown["visible"] is True
+    assert line.startswith("Live · seed `12`") and "few-step student, 4 steps" in line
+    _, line = tab.live_draw(True, "red apple", "x", "", False)
+    assert line.startswith("⚠️ seed must be a whole number")

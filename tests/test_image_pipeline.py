@@ -221,7 +221,12 @@ def test_missing_diffusion_model_serves_the_gan_alone(tmp_path):
 
     save_fp16(GANGenerator(width=8), tmp_path / "gan")
     cfg = ImageConfig(
-        model=str(tmp_path / "missing"), gan=str(tmp_path / "gan"), scorer="", threads=1, compile="off"
+        model=str(tmp_path / "missing"),
+        student="",
+        gan=str(tmp_path / "gan"),
+        scorer="",
+        threads=1,
+        compile="off",
     )
     pipe = ImagePipeline.from_config(cfg)
     assert pipe.diffusion is None and pipe.default_generator == "gan"
@@ -253,13 +258,11 @@ def test_math_attention_only_for_small_latents(tiny_sd_dir):
 
 
 @pytest.mark.slow
-def test_unet_compiles_in_the_background_and_serves_only_its_shape(tiny_sd_dir):
+def test_unet_compiles_in_the_background_and_serves_only_its_shape(tiny_image_config):
     """The app's default on CPU: eager until the compiled copy is ready, then compiled for its one shape."""
     import time
 
-    cfg = ImageConfig(
-        model=str(tiny_sd_dir), gan="", dtype="float32", threads=1, max_batch_size=1, compile="background"
-    )
+    cfg = tiny_image_config(max_batch_size=1, compile="background")
     pipe = ImagePipeline.from_config(cfg)
     runner = pipe.diffusion.unet_runner
     while runner.state == "compiling":
@@ -322,16 +325,14 @@ def test_checkpoint_comparison_puts_each_seed_committed_row_then_checkpoint_row(
 
 
 @pytest.fixture(scope="module")
-def upscaling_pipe(tiny_sd_dir, tmp_path_factory):
+def upscaling_pipe(tiny_image_config, tmp_path_factory):
     """The tiny pipeline with a freshly initialised upscaler: its residual branch starts at zero, so it
     upscales exactly like bicubic, which makes its output checkable."""
     from aigc_demo.models import EmojiUpscaler, save_fp16
 
     folder = tmp_path_factory.mktemp("tiny-upscaler")
     save_fp16(EmojiUpscaler(width=8, blocks=1, tail_width=4), folder)
-    cfg = ImageConfig(
-        model=str(tiny_sd_dir), gan="", dtype="float32", threads=1, compile="off", upscaler=str(folder)
-    )
+    cfg = tiny_image_config(upscaler=str(folder))
     return ImagePipeline.from_config(cfg)
 
 
@@ -349,10 +350,8 @@ def test_upscale_x4_enlarges_through_the_upscaler(upscaling_pipe):
     assert (ours - bicubic).abs().max() <= 1.5 / 255
 
 
-def test_upscale_without_an_upscaler_says_so(tiny_sd_dir):
-    pipe = ImagePipeline.from_config(
-        ImageConfig(model=str(tiny_sd_dir), gan="", dtype="float32", threads=1, compile="off", upscaler="")
-    )
+def test_upscale_without_an_upscaler_says_so(tiny_image_config):
+    pipe = ImagePipeline.from_config(tiny_image_config(upscaler=""))
     result = pipe({"prompt": "a cat", "seed": 3, "num_inference_steps": 2, "upscale": "true"})
     assert any("no upscaler is loaded" in w for w in result.warnings)
     with pytest.raises(ValueError, match="upscale must be true or false"):
@@ -382,3 +381,46 @@ def test_panels_drawn_in_one_batch_match_the_same_requests_alone(upscaling_pipe)
         assert diff <= 2, (prompt, seed, diff)
     with pytest.raises(ValueError, match="prompt"):
         list(upscaling_pipe.draw_panels({"num_inference_steps": 2}, [("", 1)]))
+
+
+# -- the few-step student ---------------------------------------------------------------------------------
+def test_student_draws_what_the_plain_lcm_call_draws(tiny_student_dir, tiny_gan_pipe):
+    from diffusers import StableDiffusionPipeline
+
+    plain = StableDiffusionPipeline.from_pretrained(tiny_student_dir, safety_checker=None)
+    ref = plain(
+        "red apple",
+        num_inference_steps=4,
+        guidance_scale=1.0,
+        generator=torch.Generator().manual_seed(3),
+        output_type="np",
+        height=16,
+        width=16,
+    ).images[0]
+    ours = run(tiny_gan_pipe, seed=3, num_inference_steps=4, generator="student")
+    assert np.abs(pixels(ours)[0] - np.round(ref * 255)).max() <= 2
+    made = ours.images[0].parameters
+    assert (made["generator"], made["scheduler"], made["guidance_scale"]) == ("student", "default", 1.0)
+
+
+def test_student_settles_what_it_fixes_and_says_so(tiny_gan_pipe):
+    result = run(tiny_gan_pipe, seed=1, generator="student", num_inference_steps=20, negative_prompt="blue")
+    made = result.images[0].parameters
+    assert made["num_inference_steps"] == 4 and made["negative_prompt"] == ""
+    assert any("20 were asked, it drew in 4" in w for w in result.warnings)
+    assert any("negative prompt is not used" in w for w in result.warnings)
+    again = tiny_gan_pipe({k: v for k, v in made.items() if k != "model"})  # the record remakes it
+    assert np.array_equal(pixels(result), pixels(again)) and not again.warnings
+
+
+def test_live_is_the_student_in_its_own_steps_under_a_fixed_seed(tiny_gan_pipe, tiny_pipe):
+    a = tiny_gan_pipe.live("red apple", seed=5)
+    b = tiny_gan_pipe.live("red apple", seed=5)
+    c = tiny_gan_pipe.live("blue heart", seed=5)
+    assert a.images[0].parameters["num_inference_steps"] == 4 and a.seed == 5
+    assert np.array_equal(pixels(a), pixels(b)) and not np.array_equal(pixels(a), pixels(c))
+    assert any("Upscale x4 is off" in w for w in tiny_gan_pipe.live("red apple", 5, upscale=True).warnings)
+    with pytest.raises(ValueError, match="needs the few-step student"):
+        tiny_pipe.live("red apple")
+    with pytest.raises(ValueError, match="no few-step student is loaded"):
+        run(tiny_pipe, generator="student")

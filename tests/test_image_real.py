@@ -33,7 +33,7 @@ def test_committed_diffusion_model_makes_a_seeded_non_degenerate_emoji(pipe):
 @pytest.mark.slow
 def test_compiled_unet_serves_the_default_request_with_the_same_image(pipe):
     """The app's CPU fast path (aigc_demo/pipelines/cpu_compile.py), compiled here synchronously."""
-    fast = ImagePipeline.from_config(ImageConfig(threads=2, compile="now", gan="", scorer=""))
+    fast = ImagePipeline.from_config(ImageConfig(threads=2, compile="now", student="", gan="", scorer=""))
     runner = fast.diffusion.unet_runner
     assert runner.ready, runner.state
     assert runner.math_attention, "16x16 latents: plain attention, which inductor fuses"

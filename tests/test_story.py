@@ -12,7 +12,7 @@ import imageio_ffmpeg
 import pytest
 from PIL import Image
 
-from aigc_demo.config import ImageConfig, StoryConfig, TextConfig
+from aigc_demo.config import StoryConfig, TextConfig
 from aigc_demo.models import EmojiUpscaler, save_fp16
 from aigc_demo.pipelines.image import ImagePipeline
 from aigc_demo.pipelines.story import StoryPipeline, StoryProgress, StoryResult
@@ -28,14 +28,10 @@ ROWS = [
 
 
 @pytest.fixture(scope="module")
-def story(tiny_llama_dir, tiny_sd_dir, tmp_path_factory):
+def story(tiny_llama_dir, tiny_image_config, tmp_path_factory):
     upscaler = tmp_path_factory.mktemp("upscaler")
     save_fp16(EmojiUpscaler(width=8, blocks=1, tail_width=4), upscaler)
-    image = ImagePipeline.from_config(
-        ImageConfig(
-            model=str(tiny_sd_dir), gan="", dtype="float32", threads=1, compile="off", upscaler=str(upscaler)
-        )
-    )
+    image = ImagePipeline.from_config(tiny_image_config(upscaler=str(upscaler)))
     text = TextPipeline.from_config(
         TextConfig(model=str(tiny_llama_dir), engine="transformers", context_length=256)
     )

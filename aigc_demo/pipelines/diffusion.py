@@ -18,6 +18,7 @@ import inspect
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,8 @@ SD_LATENT_RGB = torch.tensor(
     [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
 )
 FULL_DECODE_PREVIEW_MAX_SIDE = 32  # latents up to 32x32 are decoded for real: it costs a few ms
+# A few-step student (LCM, turbo) draws well in 1-8 steps; more only costs time.
+STUDENT_MAX_STEPS = 8
 
 
 class _NoticesThatDoNotApply(logging.Filter):
@@ -69,13 +72,17 @@ for _logger in ("diffusers.pipelines.pipeline_utils", "transformers.utils.import
 
 
 class DiffusionGenerator:
-    """One resident Stable Diffusion pipeline; ``generate`` yields Progress per step, then Drawn."""
+    """One resident Stable Diffusion pipeline; ``generate`` yields Progress per step, then Drawn.
 
-    name = "diffusion"
+    With ``student_steps`` it serves a few-step student (latent consistency or adversarial distillation):
+    guidance is distilled into its weights and it learned one scheduler, so requests run unguided on the
+    model's own scheduler, in ``student_steps`` unless they ask for at most ``STUDENT_MAX_STEPS``."""
 
-    def __init__(self, sd, model_id: str):
+    def __init__(self, sd, model_id: str, name: str = "diffusion", student_steps: int | None = None):
         self.sd = sd
         self.model_id = model_id
+        self.name = name
+        self.student_steps = student_steps
         self.device = sd.unet.device
         self.dtype = sd.unet.dtype
         self.vae_scale = 2 ** (len(sd.vae.config.block_out_channels) - 1)
@@ -113,6 +120,23 @@ class DiffusionGenerator:
             f"The {name.replace('_', ' ')} is {len(ids)} tokens; the text encoder reads {tok.model_max_length}, "
             f"so only “{kept}” was used."
         )
+
+    def settle(self, params):
+        """``params`` as this model will run them, and warnings for what it changed."""
+        if self.student_steps is None:
+            return params, []
+        warnings = []
+        steps = params.num_inference_steps
+        if steps > STUDENT_MAX_STEPS:
+            warnings.append(
+                f"The few-step student draws in 1-{STUDENT_MAX_STEPS} steps; {steps} were asked, "
+                f"it drew in {self.student_steps}."
+            )
+            steps = self.student_steps
+        if params.negative_prompt:
+            warnings.append("The few-step student draws without guidance: the negative prompt is not used.")
+        fixed = {"guidance_scale": 1.0, "scheduler": MODEL_DEFAULT_SCHEDULER, "negative_prompt": ""}
+        return replace(params, num_inference_steps=steps, **fixed), warnings
 
     # -- compiled UNet ----------------------------------------------------------------------------------
     def compile(self, plain_unet, mode: str, batches: list[int], defaults) -> None:

@@ -35,6 +35,9 @@ class GanGenerator:
             raise ValueError(f"the GAN makes {native}x{native} images only, not {width}x{height}")
         return native, native
 
+    def settle(self, params):
+        return params, []  # steps, guidance and scheduler mean nothing to it and are recorded as asked
+
     def prompt_warning(self, name: str, text: str) -> str | None:
         return None  # the sentence embedding reads 128 tokens, far beyond the prompt limit's use
 

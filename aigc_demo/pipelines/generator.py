@@ -37,6 +37,9 @@ class ImageGenerator(Protocol):
     def prompt_warning(self, name: str, text: str) -> str | None:
         """A warning when only part of a prompt is read."""
 
+    def settle(self, params):
+        """(params as this generator runs them, warnings for what it changed)."""
+
     def generate(
         self, params, interrupt: StopFlag, preview_every_s: float | None
     ) -> Iterator[Progress | Drawn]:

@@ -35,10 +35,10 @@ log = logging.getLogger(__name__)
 
 
 def generator_param():
-    """Which generator draws: the diffusion model (default) or the one-step GAN."""
+    """Which generator draws: the diffusion model (default), its few-step student, or the one-step GAN."""
     return param(
-        "diffusion", label="image_generator", choices=("diffusion", "gan"),
-        choice_labels={"diffusion": "image_diffusion", "gan": "image_gan"},
+        "diffusion", label="image_generator", choices=("diffusion", "student", "gan"),
+        choice_labels={"diffusion": "image_diffusion", "student": "image_student", "gan": "image_gan"},
     )  # fmt: skip
 
 
@@ -157,7 +157,9 @@ class ImagePipeline:
         t0 = time.perf_counter()
         gan_folder = bool(cfg.gan) and Path(cfg.gan, "config.json").is_file()
         scorer_folder = bool(cfg.scorer) and Path(cfg.scorer, "config.json").is_file()
-        own_folder = Path(cfg.model).is_dir() and not Path(cfg.model, "text_encoder").is_dir()
+        own_folder = any(
+            Path(m).is_dir() and not Path(m, "text_encoder").is_dir() for m in (cfg.model, cfg.student) if m
+        )
         encoder = load_text_encoder(cfg.text_encoder) if (own_folder or gan_folder or scorer_folder) else None
         generators: list[ImageGenerator] = []
         compiling = cfg.compile != "off" and plan.device.type == "cpu"
@@ -170,6 +172,12 @@ class ImagePipeline:
                 raise
             log.warning("image model %s not found: serving the GAN only", cfg.model)
             diffusion = plain_unet = None
+        if cfg.student:
+            try:
+                student, _ = load_diffusion(cfg.student, encoder, dtype, plan.device, keep_plain_unet=False)
+                generators.append(DiffusionGenerator(student, cfg.student, "student", cfg.student_steps))
+            except FileNotFoundError as err:
+                log.warning("few-step student not loaded (no live mode): %s", err)
         if gan_folder:
             gan = GANGenerator.from_pretrained(cfg.gan).to(plan.device)
             generators.append(GanGenerator(gan, encoder, cfg.gan))
@@ -195,6 +203,10 @@ class ImagePipeline:
         return self.generators.get("diffusion")  # type: ignore[return-value]
 
     @property
+    def student(self) -> DiffusionGenerator | None:
+        return self.generators.get("student")  # type: ignore[return-value]
+
+    @property
     def gan(self) -> GanGenerator | None:
         return self.generators.get("gan")  # type: ignore[return-value]
 
@@ -212,10 +224,14 @@ class ImagePipeline:
         params = self.schema.parse(params)
         generator = self.generators.get(params.generator)
         if generator is None:
-            missing = {"gan": "no GAN is loaded (train one with `python -m aigc_demo.training.train_gan`)"}
+            missing = {
+                "gan": "no GAN is loaded (train one with `python -m aigc_demo.training.train_gan`)",
+                "student": "no few-step student is loaded (AIGC_IMAGE_STUDENT)",
+            }
             raise ValueError(missing.get(params.generator, "no diffusion model is loaded"))
         width, height = generator.check_size(params.width, params.height, self.cfg.max_pixels)
-        warnings = [
+        params, warnings = generator.settle(params)
+        warnings += [
             w
             for name in ("prompt", "negative_prompt")
             if (w := generator.prompt_warning(name, getattr(params, name)))
@@ -295,10 +311,10 @@ class ImagePipeline:
             for c in (self.schema.parse({**base, "prompt": p, "seed": s}) for p, s in panels)
         ]
         interrupt = interrupt or Interrupt()
-        if params.generator != "diffusion":
+        if params.generator == "gan":
             yield Drawn([self.gan.draw(prompt, [seed])[0] for prompt, seed in panels], interrupted=False)
             return
-        for event in self.diffusion.generate(params, interrupt, None, panels):
+        for event in self.generators[params.generator].generate(params, interrupt, None, panels):
             if isinstance(event, Progress):
                 eta = event.elapsed_s / event.step * (event.total - event.step)
                 yield ImageProgress(event.step, event.total, event.elapsed_s, eta, [])
@@ -355,13 +371,21 @@ class ImagePipeline:
             image, self.parameters_of(params, params.seed), self.prompt_match([image], params.prompt)[0]
         )
 
-    def warm_up(self) -> None:
-        """One 2-step image: builds the kernels and pages in the weights before a visitor waits."""
-        self(
-            self.schema.parse(
-                prompt="warm-up", num_inference_steps=2, seed=0, generator=self.default_generator
+    def live(self, prompt: str, seed: int = 0, upscale: bool = False) -> ImageResult:
+        """One picture by the few-step student in its own number of steps: the live mode, which redraws as
+        the prompt changes under a fixed seed."""
+        if self.student is None:
+            raise ValueError(
+                "the live mode needs the few-step student (AIGC_IMAGE_STUDENT), which is not loaded"
             )
-        )
+        request = {"prompt": prompt, "seed": seed, "upscale": upscale, "generator": "student"}
+        return self({**request, "num_inference_steps": self.student.student_steps})
+
+    def warm_up(self) -> None:
+        """A 2-step image from each diffusion model: builds the kernels and pages in the weights before a
+        visitor waits."""
+        for name in self.generators:
+            self(self.schema.parse(prompt="warm-up", num_inference_steps=2, seed=0, generator=name))
 
 
 def _as_dict(params) -> dict:

@@ -40,12 +40,16 @@ EXAMPLES = [
 HISTORY_LIMIT = 48  # images kept in a visitor's session gallery
 # Parameters that mean nothing to a one-step GAN: greyed out while it is chosen.
 DIFFUSION_ONLY = ("num_inference_steps", "guidance_scale", "scheduler", "negative_prompt", "width", "height")
+# What the few-step student fixes itself (pipelines/diffusion.py, DiffusionGenerator.settle).
+STUDENT_FIXED = ("guidance_scale", "scheduler", "negative_prompt")
 
 
 def describe(params: dict, seconds: float | None = None, warnings=()) -> str:
     parts = [f"seed `{params['seed']}`"]
     if params.get("generator") == "gan":
         parts.append("GAN, one step")
+    elif params.get("generator") == "student":
+        parts.append(f"few-step student, {params['num_inference_steps']} steps")
     else:
         parts += [
             f"{params['num_inference_steps']} steps",
@@ -106,6 +110,13 @@ class ImageTab:
                 with gr.Row():
                     self.go = gr.Button(t("generate"), variant="primary", elem_id="image-generate")
                     self.stop = gr.Button(t("image_interrupt"), variant="stop", elem_id="image-interrupt")
+                self.live = gr.Checkbox(
+                    False,
+                    label=t("image_live"),
+                    info=t("image_live_hint"),
+                    interactive=pipe.student is not None,
+                    elem_id="image-live",
+                )
                 with gr.Accordion(t("parameters"), open=True):
                     c.update(
                         Controls.build(
@@ -164,6 +175,15 @@ class ImageTab:
                 )
             with gr.Column(scale=1):
                 self.progress = gr.Markdown(elem_id="image-progress")
+                self.live_image = gr.Image(
+                    label=t("image_live"),
+                    interactive=False,
+                    height=280,
+                    format="png",
+                    visible=False,
+                    elem_id="image-live-picture",
+                    elem_classes=["pixels"],
+                )
                 self.previews = pixel_gallery(
                     label=t("image_preview"),
                     columns=4,
@@ -237,6 +257,17 @@ class ImageTab:
         self.reuse.click(self.reuse_parameters, [self.chosen], list(c.values()), **ui)
         self.png_drop.upload(self.restore_from_png, [self.png_drop], list(c.values()), **ui)
         c["generator"].change(self.generator_changed, [c["generator"]], [c[n] for n in DIFFUSION_ONLY], **ui)
+        # Live: every keystroke asks; while one picture is drawn only the newest request waits.
+        gr.on(
+            triggers=[c["prompt"].input, self.live.change, c["seed"].input, c["upscale"].change],
+            fn=gpu_task(self.live_draw),
+            inputs=[self.live, c["prompt"], c["seed"], self.last_seed, c["upscale"]],
+            outputs=[self.live_image, self.progress],
+            trigger_mode="always_last",
+            show_progress="hidden",
+            concurrency_id=HEAVY,
+            **ui,
+        )
         if self.z_sliders:
             gr.on(
                 triggers=[s.input for s in self.z_sliders],
@@ -257,6 +288,14 @@ class ImageTab:
             returns=tuple[list[FileData], dict],
             concurrency_id=HEAVY,
         )
+        if self.pipe.student is not None:
+            api(
+                gpu_task(self.api_live),
+                api_name="image_live",
+                head=[arg("prompt", str), arg("seed", int, 0), arg("upscale", bool, False)],
+                returns=tuple[FileData, dict],
+                concurrency_id=HEAVY,
+            )
         if self.pipe.gan is not None:
             api(
                 self.api_gan,
@@ -355,9 +394,39 @@ class ImageTab:
         return self.controls.write(read_parameters(path))
 
     def generator_changed(self, generator: str):
-        """Steps, guidance, sampler, negative prompt and size mean nothing to the one-step GAN."""
-        active = generator != "gan"
-        return {self.controls[n]: gr.update(interactive=active) for n in DIFFUSION_ONLY}
+        """Steps, guidance, sampler, negative prompt and size mean nothing to the one-step GAN; the few-step
+        student fixes guidance, sampler and negative prompt, and draws in its own few steps."""
+        fixed = DIFFUSION_ONLY if generator == "gan" else STUDENT_FIXED if generator == "student" else ()
+        update = {self.controls[n]: gr.update(interactive=n not in fixed) for n in DIFFUSION_ONLY}
+        if generator == "student":
+            update[self.controls["num_inference_steps"]] = gr.update(
+                value=self.pipe.student.student_steps, interactive=True
+            )
+        elif generator == "diffusion":
+            update[self.controls["num_inference_steps"]] = gr.update(
+                value=self.cfg.num_inference_steps, interactive=True
+            )
+        return update
+
+    def live_draw(self, live: bool, prompt: str, seed, last_seed, upscale: bool):
+        """The live mode: the student's picture of the prompt as it stands, with the seed box's seed (or the
+        last run's, or 0 while the box says random)."""
+        if not live:
+            return gr.update(visible=False), gr.skip()
+        if not (prompt or "").strip():
+            return gr.update(value=None, visible=True), ""
+        try:
+            seed = validation.as_int("seed", seed if seed not in (None, "") else -1)
+            if seed < 0:
+                seed = int(last_seed) if str(last_seed or "").isdigit() else 0
+            result = self.pipe.live(prompt, seed, bool(upscale))
+        except ValueError as err:  # shown in place, not as a toast per keystroke
+            return gr.update(visible=True), f"⚠️ {err}"
+        made = result.images[0]
+        line = f"Live · {describe(made.parameters, result.seconds, result.warnings)}"
+        if made.prompt_match is not None:
+            line += f" · prompt match {made.prompt_match:.2f}"
+        return gr.update(value=self._show(made.image), visible=True), line
 
     @user_errors
     def gan_explore(self, prompt, last_seed, seed, *offsets):
@@ -383,6 +452,19 @@ class ImageTab:
             "dtype": str(self.pipe.dtype).removeprefix("torch."),
         }
         return files, info
+
+    @user_errors
+    def api_live(self, prompt, seed, upscale, request: gr.Request = None):
+        """One picture by the few-step student in its own few steps (what the Image tab's Live mode shows)."""
+        result = self.pipe.live(prompt, seed, upscale)
+        made = result.images[0]
+        info = {
+            **made.parameters,
+            "seconds": round(result.seconds, 3),
+            "warnings": result.warnings,
+            "prompt_match": made.prompt_match,
+        }
+        return FileData(path=str(save_png(made.image, made.parameters))).model_dump(), info
 
     @user_errors
     def api_gan(self, prompt, seed, z_offset, request: gr.Request = None):
