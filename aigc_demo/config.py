@@ -143,6 +143,22 @@ class StoryConfig:
 
 
 @dataclass(frozen=True)
+class ProvenanceConfig:
+    # Sign every generated picture and film with a C2PA manifest (aigc_demo/provenance/); false = text chunks only.
+    sign: bool = True
+    # A signer's PEM private key and certificate chain (leaf first): file paths, or the PEM text itself (a
+    # Space secret). Unset: a demo chain made with `cryptography` on first start in credentials_dir.
+    key: str | None = None
+    chain: str | None = None
+    # Git-ignored; the demo root's private key stays here and is never committed.
+    credentials_dir: Path = REPO_ROOT / ".credentials"
+    # More roots Verify trusts (PEM path or text), beside this instance's own chain.
+    trust_anchors: str | None = None
+    # Files dropped on Verify above this are refused before reading.
+    max_file_bytes: int = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     # None = Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (a Hugging Face Space sets 0.0.0.0 there),
     # else 127.0.0.1 and the first free port from 7860.
@@ -162,6 +178,7 @@ class AppConfig:
     latent: LatentConfig = field(default_factory=LatentConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
     story: StoryConfig = field(default_factory=StoryConfig)
+    provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
 
     @classmethod

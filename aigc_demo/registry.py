@@ -84,6 +84,12 @@ PIPELINES: dict[str, tuple] = {
         "`apt-get install espeak-ng` (or AIGC_STORY_SPEECH=none for silent films).",
         ("text", "image"),
     ),
+    "provenance": (
+        "aigc_demo.pipelines.verify",
+        "VerifyPipeline",
+        "Content Credentials need c2pa-python and cryptography (`pip install -r requirements.txt`); a signer set "
+        "with AIGC_PROVENANCE_KEY / AIGC_PROVENANCE_CHAIN must be readable PEM.",
+    ),
 }
 
 

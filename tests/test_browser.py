@@ -289,3 +289,21 @@ def test_story_tab_plans_draws_and_films(browser, app_url, artifacts_dir, tab_sc
         timeout=240_000,
     )
     assert page.inner_text("#story-table").count("\n-1") == 3, "scene 1 keeps the story seed no more"
+
+
+def test_verify_tab_reads_a_generated_pictures_credentials(browser, app_url, artifacts_dir, tab_screenshot):
+    from gradio_client import Client
+
+    files, _ = Client(app_url, verbose=False).predict(
+        "cat face, in OpenMoji style", seed=4, num_inference_steps=4, api_name="/image_generate"
+    )
+    page = open_page(browser, app_url)
+    page.get_by_role("tab", name="Verify").click()
+    page.locator("#verify-file input[type=file]").set_input_files(
+        files[0]["path"] if isinstance(files[0], dict) else files[0]
+    )
+    page.wait_for_selector("#verify-verdict:has-text('Content Credentials valid')", timeout=60_000)
+    assert "demo certificate" in page.inner_text("#verify-verdict")
+    assert "cat face" in page.inner_text("#verify-parameters")
+    page.screenshot(path=str(artifacts_dir / "verify-tab.png"), full_page=True)
+    tab_screenshot(page, "verify")

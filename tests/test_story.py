@@ -18,6 +18,7 @@ from aigc_demo.pipelines.image import ImagePipeline
 from aigc_demo.pipelines.story import StoryPipeline, StoryProgress, StoryResult
 from aigc_demo.pipelines.story_plan import Plan
 from aigc_demo.pipelines.text import TextPipeline
+from aigc_demo.provenance import content_credentials
 from aigc_demo.speech import build_speech
 
 ROWS = [
@@ -80,6 +81,11 @@ def test_a_plan_becomes_a_narrated_film(story, tmp_path):
     with Image.open(result.comic) as comic, Image.open(result.gif) as gif:
         assert comic.width >= 2 * 256 and gif.n_frames > 3
     assert zipfile.ZipFile(result.frames_zip).namelist()
+    # Signed: the film, its GIF and the comic list the three pictures as ingredients.
+    for path in (result.mp4, result.gif, result.comic):
+        verdict = content_credentials().verify(path)
+        assert verdict.state == "valid" and len(verdict.ingredients) == 3, (path, verdict.message)
+        assert verdict.generation["title"] == "Rainy cat" and verdict.generation["seed"] == 11
 
 
 def test_a_rerender_reuses_panels_and_a_project_reproduces_the_film(story, tmp_path):

@@ -45,6 +45,8 @@ from aigc_demo.pipelines.story_plan import (
     plan_schema,
 )
 from aigc_demo.pipelines.text import GenerationParams, TextPipeline
+from aigc_demo.provenance import save_png
+from aigc_demo.provenance.content_credentials import sign_if_enabled
 from aigc_demo.schema import Config, Schema, param
 from aigc_demo.speech import MAX_RATE, MIN_RATE, check_request
 
@@ -273,6 +275,14 @@ class StoryPipeline:
         drawn = replace(plan, scenes=tuple(replace(s, prompt=x) for s, x in zip(plan.scenes, subjects)))
         comic = comic_page(plan, shown, folder / "comic.png") if shown else None
         project = write_project(folder / "story.json", drawn, asdict(p), self._models(p))
+        self._sign(
+            folder,
+            plan,
+            p,
+            list(zip(prompts, seeds)),
+            shown,
+            [comic, *((film.mp4, film.gif) if film else ())],
+        )
         times["total"] = time.perf_counter() - t0
         log.info("story: %d scenes, %s", len(panels), {k: round(v, 2) for k, v in times.items()})
         yield StoryResult(
@@ -398,6 +408,20 @@ class StoryPipeline:
             while len(self._lines) > self.cfg.cache_items:
                 self._lines.popitem(last=False)
         return speech
+
+    def _sign(self, folder: Path, plan, p: FilmParams, made: list, pictures: list, outputs: list) -> None:
+        """Content Credentials: each picture signed with what drew it; the comic and the film signed with
+        the story's settings and the pictures as their ingredients."""
+        models = self._models(p)
+        ingredients = [
+            save_png(img, {"prompt": prompt, "seed": seed, "generator": p.generator, "model": models["image"]},
+                     folder / f"panel-{i + 1}")
+            for i, (img, (prompt, seed)) in enumerate(zip(pictures, made))
+        ]  # fmt: skip
+        story = {"title": plan.title, **asdict(p), "models": models}
+        for path in outputs:
+            if path is not None:
+                sign_if_enabled(path, story, ingredients)
 
     def _models(self, p: FilmParams) -> dict:
         return {

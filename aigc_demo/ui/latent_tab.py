@@ -19,6 +19,7 @@ from aigc_demo.imaging import upscale
 from aigc_demo.media import write_animation
 from aigc_demo.outputs import fresh_output_dir
 from aigc_demo.pipelines.latent import LatentPipeline
+from aigc_demo.provenance.content_credentials import sign_if_enabled
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors
@@ -32,10 +33,10 @@ STRIP_SIDE = 96  # interpolation strip frames, upscaled from the model's size
 
 
 def _file(image: Image.Image, folder: Path, name: str) -> dict:
-    """A PNG for an API client (Gradio moves it into its cache and serves it; lossless, unlike webp)."""
+    """A signed PNG for an API client (Gradio moves it into its cache and serves it; lossless, unlike webp)."""
     path = folder / f"{name}.png"
     image.save(path, compress_level=1)
-    return FileData(path=str(path)).model_dump()
+    return FileData(path=str(sign_if_enabled(path, {"tab": "latent", "output": name}))).model_dump()
 
 
 def _caption(item) -> str:
@@ -393,6 +394,8 @@ class LatentHandlers:
         cfg = self.pipe.cfg
         folder = fresh_output_dir("walk-")
         gif, mp4 = write_animation(result.frames, folder, fps=cfg.animation_fps, display_size=self.size)
+        for path in (gif, mp4):
+            sign_if_enabled(path, {"tab": "latent", "output": "interpolation walk", **params})
         return result.strip, gif, mp4
 
     @user_errors

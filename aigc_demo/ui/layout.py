@@ -11,6 +11,7 @@ from aigc_demo.ui.latent_tab import build_latent_tab
 from aigc_demo.ui.story_tab import build_story_tab
 from aigc_demo.ui.strings import t
 from aigc_demo.ui.text_tab import build_text_tab
+from aigc_demo.ui.verify_tab import build_verify_tab
 
 CSS = """
 #chatbot { min-height: 420px; }
@@ -34,6 +35,8 @@ def build_demo(registry: PipelineRegistry, cfg: AppConfig) -> gr.Blocks:
                 build_latent_tab(registry.get("latent"), registry.failures.get("latent"))
             with gr.Tab(t("tab_story"), id="story"):
                 build_story_tab(registry.get("story"), registry.failures.get("story"))
+            with gr.Tab(t("tab_verify"), id="verify"):
+                build_verify_tab(registry.get("provenance"), registry.failures.get("provenance"))
     # A bounded queue: beyond max_size visitors get "busy, try again" instead of an endless wait.
     demo.queue(
         max_size=cfg.server.queue_max_size,

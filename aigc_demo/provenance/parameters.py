@@ -1,8 +1,9 @@
-"""The one place where generated images get their metadata (and, later, watermark and C2PA manifest).
+"""Generation parameters in a PNG's text chunks.
 
 Every PNG the app hands out carries the parameters that made it, twice: as AUTOMATIC1111's ``parameters``
 text (so other tools read it) and as JSON under ``aigc_studio`` (what this app reads back). Reading is
-defensive: the file comes from a stranger, so only known keys of the right type and size survive.
+defensive: the file comes from a stranger, so only known keys of the right type and size survive. Text chunks
+vanish in any editor; the signed copy of the same parameters is in the C2PA manifest (``content_credentials``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from PIL import Image, PngImagePlugin
 
 from aigc_demo.outputs import fresh_output_dir
 from aigc_demo.pipelines.image import RESULT_KEYS, ImageParams
+from aigc_demo.provenance.content_credentials import sign_if_enabled
 from aigc_demo.schema import Schema
 
 JSON_KEY = "aigc_studio"
@@ -42,7 +44,7 @@ def a1111_text(params: dict) -> str:
 
 
 def save_png(image: Image.Image, params: dict, folder: Path | None = None) -> Path:
-    """Write ``image`` as a PNG carrying ``params``; returns its path (a fresh temp file by default)."""
+    """Write ``image`` as a PNG carrying ``params``, signed; returns its path (a fresh temp file by default)."""
     info = PngImagePlugin.PngInfo()
     info.add_text(A1111_KEY, a1111_text(params))
     info.add_text(JSON_KEY, json.dumps(params, ensure_ascii=False))
@@ -50,7 +52,7 @@ def save_png(image: Image.Image, params: dict, folder: Path | None = None) -> Pa
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"aigc-{params.get('generator', 'image')}-{params.get('seed', 0)}.png"
     image.save(path, pnginfo=info)
-    return path
+    return sign_if_enabled(path, params)  # after the text chunks: signing binds every byte
 
 
 def read_parameters(source: str | Path | bytes) -> dict:
@@ -59,8 +61,9 @@ def read_parameters(source: str | Path | bytes) -> dict:
         raise ValueError("no file was given")
     data = source if isinstance(source, bytes) else _read_bounded(Path(source))
     try:
-        with Image.open(BytesIO(data)) as img:  # reads only the header and text chunks, not the pixels
-            text = dict(getattr(img, "text", {}) or {})
+        with Image.open(BytesIO(data)) as img:
+            # info: the text chunks before the pixels (where they are written); img.text would decode the pixels
+            text = {k: v for k, v in img.info.items() if isinstance(v, str)}
     except Exception as err:  # noqa: BLE001 - any decoder failure means "not an image we can read"
         raise ValueError(f"that file is not a readable PNG ({type(err).__name__})") from None
     raw = text.get(JSON_KEY)

@@ -1,0 +1,94 @@
+"""The Verify tab: drop a picture or a film and see where it came from. Layout and wiring only.
+
+The verdict of its Content Credentials in one line (signed here, signed by someone else, changed after
+signing, none), then who signed, what the manifest says was done, what it was made from, and the parameters
+that made it; the whole manifest for the curious. The same through ``/verify``.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+from gradio.data_classes import FileData
+
+from aigc_demo.pipelines.verify import Inspection, VerifyPipeline
+from aigc_demo.registry import LoadFailure
+from aigc_demo.ui.controls import api, arg
+from aigc_demo.ui.errors import user_errors
+from aigc_demo.ui.shared import failure_notice
+from aigc_demo.ui.strings import EN, t
+
+FILE_TYPES = [".png", ".jpg", ".jpeg", ".gif", ".webp", ".mp4"]
+BADGES = {
+    "valid": "✅",
+    "untrusted": "🟡",
+    "tampered": "❌",
+    "invalid": "❌",
+    "absent": "⚪",
+    "unreadable": "⚪",
+}
+ACTION_NAMES = {"c2pa.created": "created", "c2pa.placed": "placed (made from ingredients)"}
+SOURCE_TYPES = {"trainedAlgorithmicMedia": "by a trained model (AI-generated)"}
+
+
+def verdict_markdown(inspection: Inspection) -> str:
+    """The verdict as the page shows it (a handler's text: English, as the messages of every tab)."""
+    v = inspection.verdict
+    lines = [f"### {BADGES[v.state]} {EN['verify_state_' + v.state]}", v.message]
+    if v.signer:
+        lines.append(f"- **{EN['verify_signer']}**: {v.signer} · {v.issuer or '?'}")
+    for action in v.actions:
+        name = ACTION_NAMES.get(action.get("action", ""), action.get("action", "?"))
+        source = str(action.get("digitalSourceType", "")).rsplit("/", 1)[-1]
+        agent = (action.get("softwareAgent") or {}).get("name", "")
+        how = SOURCE_TYPES.get(source, source)
+        lines.append(
+            f"- **{EN['verify_action']}**: {name}"
+            + (f", {how}" if how else "")
+            + (f", with {agent}" if agent else "")
+        )
+    if v.ingredients:
+        lines.append(f"- **{EN['verify_ingredients']}**: " + ", ".join(f"`{i}`" for i in v.ingredients))
+    if v.failures:
+        lines.append(f"- **{EN['verify_codes']}**: " + ", ".join(f"`{c}`" for c in v.failures))
+    lines.append(f"- **{EN['verify_parameters_from']}**: {inspection.parameters_source}")
+    return "\n".join(lines)
+
+
+class VerifyTab:
+    def __init__(self, pipe: VerifyPipeline):
+        self.pipe = pipe
+        gr.Markdown(t("verify_intro"))
+        with gr.Row():
+            with gr.Column(scale=1):
+                self.file = gr.File(
+                    label=t("verify_file"), file_types=FILE_TYPES, type="filepath", elem_id="verify-file"
+                )
+                self.run = gr.Button(t("verify_run"), variant="primary", elem_id="verify-run")
+            with gr.Column(scale=1):
+                self.verdict = gr.Markdown(elem_id="verify-verdict")
+                self.parameters = gr.JSON(label=t("verify_parameters"), elem_id="verify-parameters")
+                with gr.Accordion(t("verify_manifest"), open=False):
+                    self.manifest = gr.JSON(show_label=False, elem_id="verify-manifest")
+        ui = {"api_visibility": "undocumented"}
+        outputs = [self.verdict, self.parameters, self.manifest]
+        gr.on([self.file.upload, self.run.click], self.show, [self.file], outputs, **ui)
+        self.file.clear(lambda: ("", None, None), None, outputs, queue=False, **ui)
+        api(self.api_verify, api_name="verify", head=[arg("file", FileData | None)], returns=dict)
+
+    @user_errors
+    def show(self, path):
+        inspection = self.pipe.inspect(path)
+        return verdict_markdown(inspection), inspection.parameters, inspection.verdict.manifest
+
+    @user_errors
+    def api_verify(self, file, request: gr.Request = None):
+        """The file's Content Credentials verdict, signer, actions, ingredients, parameters and manifest."""
+        path = file.get("path") if isinstance(file, dict) else file
+        return self.pipe.inspect(path).as_dict()
+
+
+def build_verify_tab(pipe: VerifyPipeline | None, failure: LoadFailure | None) -> VerifyTab | None:
+    if pipe is None:
+        failure_notice(failure)
+        return None
+    return VerifyTab(pipe)

@@ -1,0 +1,145 @@
+"""Content Credentials: sign, verify, and every way a file can fail to prove where it came from."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aigc_demo.config import ProvenanceConfig
+from aigc_demo.media import write_mp4
+from aigc_demo.pipelines.verify import VerifyPipeline
+from aigc_demo.provenance import ContentCredentials, read_parameters, save_png
+from aigc_demo.provenance.credentials import load_credentials
+
+PARAMS = {"prompt": "red heart", "seed": 7, "num_inference_steps": 4, "generator": "student", "model": "m"}
+
+
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory):
+    return ContentCredentials.from_config(ProvenanceConfig(credentials_dir=tmp_path_factory.mktemp("ours")))
+
+
+@pytest.fixture(scope="module")
+def verify(ours):
+    return VerifyPipeline(ProvenanceConfig(max_file_bytes=2**20), ours)
+
+
+def signed_png(ours, folder, params=PARAMS, size=64):
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8))
+    path = save_png(image, params, folder)  # text chunks; signed below with this test's own chain
+    ours.sign(path, params)
+    return path
+
+
+def test_sign_then_verify_is_valid_with_the_signed_parameters(ours, verify, tmp_path):
+    result = verify.inspect(signed_png(ours, tmp_path))
+    v = result.verdict
+    assert v.state == "valid" and "demo certificate" in v.message and "not a publicly trusted" in v.message
+    assert v.generation == PARAMS and result.parameters_source == "signed manifest"
+    created = v.actions[0]
+    assert created["action"] == "c2pa.created"
+    assert created["digitalSourceType"].endswith("/trainedAlgorithmicMedia")
+    assert v.signer == "AIGC Studio Demo Signer" and not v.failures
+
+
+def set_one_pixel_byte(path):
+    """Flip one byte of the compressed pixel data (IDAT) and fix the chunk's CRC: a valid PNG, one change."""
+    data = bytearray(path.read_bytes())
+    at = data.index(b"IDAT")
+    length = struct.unpack(">I", data[at - 4 : at])[0]
+    data[at + 4 + length // 2] ^= 0x01
+    data[at + 4 + length : at + 8 + length] = struct.pack(">I", zlib.crc32(data[at : at + 4 + length]))
+    path.write_bytes(bytes(data))
+
+
+def test_a_changed_pixel_byte_is_tampering(ours, verify, tmp_path):
+    path = signed_png(ours, tmp_path)
+    set_one_pixel_byte(path)
+    result = verify.inspect(path)
+    assert result.verdict.state == "tampered" and "assertion.dataHash.mismatch" in result.verdict.failures
+    assert result.parameters_source == "PNG text (unsigned)", (
+        "a tampered manifest's parameters are not shown as signed"
+    )
+
+
+def test_a_resaved_copy_has_no_manifest(ours, verify, tmp_path):
+    path = signed_png(ours, tmp_path)
+    Image.open(path).save(tmp_path / "resaved.png")
+    result = verify.inspect(tmp_path / "resaved.png")
+    assert result.verdict.state == "absent" and result.parameters is None
+
+
+def test_an_unsigned_picture_has_no_manifest_but_its_text_is_read(verify, tmp_path):
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (64, 64), "white").save(plain)
+    assert verify.inspect(plain).verdict.state == "absent"
+    unsigned = save_png(Image.new("RGB", (8, 8)), PARAMS, tmp_path / "unsigned")  # signing is the process's
+    text_only = tmp_path / "text-only.png"
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("aigc_studio", Image.open(unsigned).text["aigc_studio"])
+    Image.new("RGB", (8, 8)).save(text_only, pnginfo=info)
+    result = verify.inspect(text_only)
+    assert result.verdict.state == "absent" and result.parameters_source == "PNG text (unsigned)"
+    assert result.parameters == read_parameters(text_only)
+
+
+def test_another_signer_is_untrusted(verify, tmp_path):
+    theirs = ContentCredentials.from_config(ProvenanceConfig(credentials_dir=tmp_path / "theirs"))
+    result = verify.inspect(signed_png(theirs, tmp_path))
+    assert result.verdict.state == "untrusted" and result.verdict.failures == ["signingCredential.untrusted"]
+
+
+def test_a_configured_signer_is_trusted_through_its_root(tmp_path):
+    made = ContentCredentials.from_config(
+        ProvenanceConfig(credentials_dir=tmp_path / "made")
+    )  # a chain on disk
+    folder = tmp_path / "made"
+    cfg = ProvenanceConfig(key=str(folder / "signer-key.pem"), chain=(folder / "chain.pem").read_text())
+    configured = ContentCredentials.from_config(cfg)
+    assert not configured.credentials.demo and made.credentials.demo
+    v = configured.verify(signed_png(configured, tmp_path))
+    assert v.state == "valid" and "a signer this instance trusts" in v.message
+    with pytest.raises(ValueError, match="set together"):
+        load_credentials(ProvenanceConfig(key=str(folder / "signer-key.pem")))
+    with pytest.raises(ValueError, match="neither PEM text nor a file"):
+        load_credentials(ProvenanceConfig(key="/nowhere", chain="/nowhere"))
+
+
+def test_a_film_lists_its_pictures_as_ingredients(ours, verify, tmp_path):
+    panels = [signed_png(ours, tmp_path / f"p{i}", {**PARAMS, "seed": i}) for i in range(2)]
+    film = tmp_path / "film.mp4"
+    frames = [Image.new("RGB", (64, 64), (20 * i, 0, 0)) for i in range(12)]
+    write_mp4(film, frames, fps=12)
+    ours.sign(film, {"title": "two hearts"}, ingredients=panels)
+    v = verify.inspect(film).verdict
+    assert v.state == "valid" and v.ingredients == [p.name for p in panels]
+    assert [a["action"] for a in v.actions] == ["c2pa.created", "c2pa.placed"]
+
+
+@pytest.mark.parametrize(
+    "content, name, words",
+    [
+        (b"", "empty.png", "the file is empty"),
+        (b"x" * (2**20 + 1), "big.png", "over the 1 MB limit"),
+    ],
+)
+def test_empty_and_huge_files_are_refused_before_reading(verify, tmp_path, content, name, words):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=words):
+        verify.inspect(tmp_path / name)
+
+
+def test_broken_files_are_unreadable_not_errors(ours, verify, tmp_path):
+    (tmp_path / "text.png").write_bytes(b"this is not a picture at all")
+    assert verify.inspect(tmp_path / "text.png").verdict.state == "unreadable"
+    signed = signed_png(ours, tmp_path).read_bytes()
+    (tmp_path / "truncated.png").write_bytes(signed[: len(signed) // 2])
+    assert verify.inspect(tmp_path / "truncated.png").verdict.state in ("unreadable", "absent")
+    with pytest.raises(ValueError, match="no file was given"):
+        verify.inspect(None)
