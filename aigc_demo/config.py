@@ -27,6 +27,15 @@ DEFAULT_UPSCALER = str(WEIGHTS_DIR / "emoji-upscaler")
 DEFAULT_STUDENT_MODEL = str(WEIGHTS_DIR / "emoji-lcm")
 
 
+def model_name(spec: str) -> str:
+    """A model as files and manifests record it: repo-relative for the project's own folders (no machine's
+    paths in what users download), else as given (a hub id, another folder)."""
+    try:
+        return Path(spec).resolve().relative_to(REPO_ROOT).as_posix()
+    except (ValueError, OSError):
+        return spec
+
+
 @dataclass(frozen=True)
 class TextConfig:
     # A Hugging Face model id, a local folder, a .gguf file, or "package:file.gguf" for a GGUF that a

@@ -22,7 +22,7 @@ from PIL import Image
 
 from aigc_demo import validation
 from aigc_demo.compute import compute_thread, on_worker
-from aigc_demo.config import ImageConfig
+from aigc_demo.config import ImageConfig, model_name
 from aigc_demo.device import configure_threads, pick_device
 from aigc_demo.imaging import to_pil
 from aigc_demo.pipelines.diffusion import SCHEDULER_NAMES, DiffusionGenerator, load_diffusion
@@ -291,7 +291,7 @@ class ImagePipeline:
     def parameters_of(self, params: ImageParams, seed: int, interrupted: bool = False) -> dict:
         """What a PNG records: the request fields that shape an image, its own seed and the model."""
         out = {k: v for k, v in asdict(params).items() if k != "batch_size"}
-        out.update(seed=seed, model=self.generators[params.generator].model_id)
+        out.update(seed=seed, model=model_name(self.generators[params.generator].model_id))
         if interrupted:
             out["interrupted"] = True
         return out

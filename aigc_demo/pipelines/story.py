@@ -30,7 +30,7 @@ from PIL import Image
 
 from aigc_demo import validation
 from aigc_demo.compute import StopFlag
-from aigc_demo.config import StoryConfig
+from aigc_demo.config import StoryConfig, model_name
 from aigc_demo.film import MOTIONS as FILM_MOTIONS
 from aigc_demo.film import SHOT_SECONDS, FilmSpec, Shot, render_film
 from aigc_demo.pipelines.grounding import STYLE_LABELS, Grounding, Suggestion, minilm_encoder, styled
@@ -425,8 +425,8 @@ class StoryPipeline:
 
     def _models(self, p: FilmParams) -> dict:
         return {
-            "text": self.text.model_id,
-            "image": self.image.generators[p.generator].model_id,
+            "text": model_name(self.text.model_id),
+            "image": model_name(self.image.generators[p.generator].model_id),
             "speech": getattr(self.speech, "name", None),
         }
 
