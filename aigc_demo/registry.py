@@ -103,6 +103,12 @@ def build_registry(cfg: AppConfig) -> PipelineRegistry:
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
 
+    try:  # the misuse filter's encoder, loaded before the first request needs it
+        from aigc_demo.content_filter import content_filter
+
+        content_filter()
+    except Exception:  # every request says why (content_filter.loaded_filter); the app still starts
+        log.exception("the content filter could not load")
     registry = PipelineRegistry()
     for name, (module, cls, hint, *needs) in PIPELINES.items():
         needs = tuple(needs[0]) if needs else ()

@@ -23,6 +23,7 @@ from PIL import Image
 from aigc_demo import validation
 from aigc_demo.compute import compute_thread, on_worker
 from aigc_demo.config import ImageConfig, model_name
+from aigc_demo.content_filter import check_text
 from aigc_demo.device import configure_threads, pick_device
 from aigc_demo.imaging import to_pil
 from aigc_demo.pipelines.diffusion import SCHEDULER_NAMES, DiffusionGenerator, load_diffusion
@@ -222,6 +223,7 @@ class ImagePipeline:
     def check(self, params: ImageParams | dict) -> tuple[ImageParams, list[str]]:
         """A checked copy of ``params`` (seed resolved, size filled in) and warnings; ValueError if bad."""
         params = self.schema.parse(params)
+        check_text(params.prompt, "prompt")
         generator = self.generators.get(params.generator)
         if generator is None:
             missing = {

@@ -31,6 +31,7 @@ from PIL import Image
 from aigc_demo import validation
 from aigc_demo.compute import StopFlag
 from aigc_demo.config import StoryConfig, model_name
+from aigc_demo.content_filter import check_text
 from aigc_demo.film import MOTIONS as FILM_MOTIONS
 from aigc_demo.film import SHOT_SECONDS, FilmSpec, Shot, render_film
 from aigc_demo.pipelines.grounding import STYLE_LABELS, Grounding, Suggestion, minilm_encoder, styled
@@ -169,6 +170,7 @@ class StoryPipeline:
     def plan(self, params: PlanParams | dict, stop: StopFlag | None = None) -> Iterator[PlanUpdate]:
         """Stream the model's plan as it is written; the last update carries the checked, grounded plan."""
         p = self.plan_schema.parse(params)
+        check_text(p.idea, "idea")
         seed = validation.seed(p.seed)
         system, history, message = plan_messages(p.idea, p.scenes)
         gen = GenerationParams(
@@ -186,6 +188,7 @@ class StoryPipeline:
             reason = "stopped" if last is not None and last.stats.finish_reason == "stopped" else "cut short"
             raise ValueError(f"the plan was {reason} before it was complete; plan again (or fewer scenes)")
         plan = Plan.from_json(last.text)
+        check_scenes(plan, "plan the model wrote")
         t1 = time.perf_counter()
         suggestions = self.suggest(plan)
         now = time.perf_counter()
@@ -224,6 +227,8 @@ class StoryPipeline:
         if not isinstance(plan, Plan):
             plan = Plan.from_json(plan) if isinstance(plan, str) else Plan.from_dict(plan)
         p = self.film_schema.parse(params)
+        check_scenes(plan, "storyboard")
+        check_text(p.character, "character")
         if self.speech is not None:  # an unknown voice is named before anything is drawn
             check_request("voice check", p.voice, p.speech_rate, self.speech)
         return plan, replace(p, seed=validation.seed(p.seed))
@@ -429,6 +434,16 @@ class StoryPipeline:
             "image": model_name(self.image.generators[p.generator].model_id),
             "speech": getattr(self.speech, "name", None),
         }
+
+
+def check_scenes(plan: Plan, what: str) -> None:
+    """The content filter on the title and each scene's words (one text per scene, so one bad scene is not
+    diluted by the others)."""
+    check_text(plan.title, what)
+    for i, scene in enumerate(plan.scenes, 1):
+        check_text(
+            " ".join(filter(None, (scene.narration, scene.picture, scene.prompt))), f"{what} (scene {i})"
+        )
 
 
 # The Ken Burns moves in turn, so consecutive shots do not repeat one.

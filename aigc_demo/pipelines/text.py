@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from aigc_demo import validation
 from aigc_demo.compute import SHARED, ComputeThread, StopFlag, compute_thread
 from aigc_demo.config import TextConfig
+from aigc_demo.content_filter import check_text, flagged
 from aigc_demo.pipelines.text_engines import TextEngine, build_engine
 from aigc_demo.schema import Config, Schema, param
 
@@ -192,6 +193,7 @@ class TextPipeline:
         # 1. Check inputs before touching the model.
         params = self._request_params(params)
         message = validation.text("message", message, self.cfg.max_prompt_chars, required=True)
+        check_text(message, "message")
         messages = parse_messages(history, self.cfg.max_history_turns, self.cfg.max_prompt_chars)
         messages = [m for m in messages if m["role"] != "system"]
         system = self.cfg.system_prompt if system_prompt is None else system_prompt
@@ -209,6 +211,7 @@ class TextPipeline:
         """Stream a raw continuation of `prompt` (for base models and writing); inputs checked at the call."""
         params = self._request_params(params)
         cleaned = validation.text("prompt", prompt, self.cfg.max_prompt_chars, required=True)
+        check_text(cleaned, "prompt")
         # A continuation starts exactly where the text stops: a trailing newline or space is kept.
         prompt = cleaned + "".join(ch for ch in prompt[len(prompt.rstrip()) :] if ch in " \n\t")
         budget = self._prompt_budget(params)
@@ -323,6 +326,11 @@ class TextPipeline:
                         break
                     yield update("running")
                 text += detok.flush()
+                if hit := flagged(text):  # already streamed: labelled, as the API's last update says
+                    warnings = (
+                        *warnings,
+                        f"The content filter reads this reply as {hit.concept} ({hit.reason}).",
+                    )
                 yield update(finish)
             except GeneratorExit:
                 finish = "stopped"
