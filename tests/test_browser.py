@@ -307,3 +307,8 @@ def test_verify_tab_reads_a_generated_pictures_credentials(browser, app_url, art
     assert "cat face" in page.inner_text("#verify-parameters")
     page.screenshot(path=str(artifacts_dir / "verify-tab.png"), full_page=True)
     tab_screenshot(page, "verify")
+    page.get_by_text("About: the models and their data").click()
+    page.locator("#about-card-name input").fill("emoji-lcm")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#about-card:has-text('4-step student')", timeout=30_000)
+    page.screenshot(path=str(artifacts_dir / "verify-about.png"), full_page=True)

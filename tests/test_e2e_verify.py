@@ -62,3 +62,9 @@ def test_a_copy_without_credentials_and_broken_files_say_so(client, generated, t
 def test_the_content_filter_refuses_with_the_concepts_name(client, args, api_name):
     with pytest.raises(Exception, match="refused by the content filter: it reads as"):
         client.predict(*args, api_name=api_name)
+
+
+def test_about_lists_the_cards_and_returns_one(client):
+    about = client.predict(api_name="/about")
+    assert "emoji-ldm" in about["cards"] and about["card"] is None
+    assert "CC BY-SA 4.0" in client.predict("emoji-lcm", api_name="/about")["card"]

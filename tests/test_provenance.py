@@ -143,3 +143,16 @@ def test_broken_files_are_unreadable_not_errors(ours, verify, tmp_path):
     assert verify.inspect(tmp_path / "truncated.png").verdict.state in ("unreadable", "absent")
     with pytest.raises(ValueError, match="no file was given"):
         verify.inspect(None)
+
+
+def test_every_model_has_a_card_with_its_licence_and_pictures():
+    from aigc_demo.provenance.cards import DATA_CARD, card_names, read_card
+
+    names = card_names()
+    assert {"emoji-ldm", "emoji-lcm", "emoji-gan", DATA_CARD} <= set(names)
+    for name in names:
+        card = read_card(name)
+        assert "licen" in card.markdown.lower() and "![" not in card.markdown, name
+    assert read_card("emoji-lcm").pictures, "the sample grid is shown beside the card"
+    with pytest.raises(ValueError, match="no card named"):
+        read_card("../../etc/passwd")

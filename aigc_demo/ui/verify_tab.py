@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gradio as gr
 from gradio.data_classes import FileData
+from PIL import Image
 
 from aigc_demo.pipelines.verify import Inspection, VerifyPipeline
+from aigc_demo.provenance.cards import card_names, read_card
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import api, arg
 from aigc_demo.ui.errors import user_errors
@@ -54,6 +56,11 @@ def verdict_markdown(inspection: Inspection) -> str:
     return "\n".join(lines)
 
 
+def pictures(card) -> list[Image.Image]:
+    """A card's sample grids and curves, handed to the page as images (the weights folder is not served)."""
+    return [Image.open(p).convert("RGB") for p in card.pictures]
+
+
 class VerifyTab:
     def __init__(self, pipe: VerifyPipeline):
         self.pipe = pipe
@@ -69,16 +76,43 @@ class VerifyTab:
                 self.parameters = gr.JSON(label=t("verify_parameters"), elem_id="verify-parameters")
                 with gr.Accordion(t("verify_manifest"), open=False):
                     self.manifest = gr.JSON(show_label=False, elem_id="verify-manifest")
+        with gr.Accordion(t("verify_about"), open=False):
+            gr.Markdown(t("verify_about_hint"))
+            names = card_names()
+            self.card_name = gr.Dropdown(names, value=names[0], show_label=False, elem_id="about-card-name")
+            with gr.Row():
+                self.card = gr.Markdown(read_card(names[0]).markdown, elem_id="about-card")
+                self.card_pictures = gr.Gallery(
+                    pictures(read_card(names[0])),
+                    show_label=False,
+                    height=480,
+                    format="png",
+                    preview=True,  # each picture whole: a sample grid is wide
+                    object_fit="contain",
+                    elem_id="about-pictures",
+                )
         ui = {"api_visibility": "undocumented"}
+        self.card_name.change(self.show_card, [self.card_name], [self.card, self.card_pictures], **ui)
         outputs = [self.verdict, self.parameters, self.manifest]
         gr.on([self.file.upload, self.run.click], self.show, [self.file], outputs, **ui)
         self.file.clear(lambda: ("", None, None), None, outputs, queue=False, **ui)
         api(self.api_verify, api_name="verify", head=[arg("file", FileData | None)], returns=dict)
+        api(self.api_about, api_name="about", head=[arg("card", str, "")], returns=dict)
 
     @user_errors
     def show(self, path):
         inspection = self.pipe.inspect(path)
         return verdict_markdown(inspection), inspection.parameters, inspection.verdict.manifest
+
+    @user_errors
+    def show_card(self, name: str):
+        card = read_card(name)
+        return card.markdown, pictures(card)
+
+    @user_errors
+    def api_about(self, card, request: gr.Request = None):
+        """The model and data cards: their names, and with ``card`` one card's text."""
+        return {"cards": card_names(), "card": read_card(card).markdown if card else None}
 
     @user_errors
     def api_verify(self, file, request: gr.Request = None):
