@@ -307,6 +307,11 @@ def test_verify_tab_reads_a_generated_pictures_credentials(browser, app_url, art
     assert "cat face" in page.inner_text("#verify-parameters")
     page.screenshot(path=str(artifacts_dir / "verify-tab.png"), full_page=True)
     tab_screenshot(page, "verify")
+    page.fill(
+        "#verify-text textarea", "The printing press spread across Europe within fifty years of 1440. " * 3
+    )
+    page.click("#verify-check-text")
+    page.wait_for_selector("#verify-text-verdict:has-text('no watermark found')", timeout=30_000)
     page.get_by_text("About: the models and their data").click()
     page.locator("#about-card-name input").fill("emoji-lcm")
     page.keyboard.press("Enter")

@@ -68,3 +68,27 @@ def test_about_lists_the_cards_and_returns_one(client):
     about = client.predict(api_name="/about")
     assert "emoji-ldm" in about["cards"] and about["card"] is None
     assert "CC BY-SA 4.0" in client.predict("emoji-lcm", api_name="/about")["card"]
+
+
+HUMAN_TEXT = (
+    "The printing press was invented by Johannes Gutenberg around 1440. It used movable metal type, oil-based "
+    "ink and a wooden press adapted from those used to make wine and olive oil. Within fifty years presses "
+    "were working in more than two hundred European cities, and books became cheap enough for merchants, "
+    "students and craftsmen to own. The spread of printed pamphlets helped the Reformation, standardised "
+    "spelling and grammar, and made scientific results easier to share and check."
+)
+
+
+def test_a_watermarked_reply_is_found_and_human_text_is_not(client):
+    reply = None
+    for reply in client.submit(
+        "Write a long story about a lighthouse keeper and a storm.", max_new_tokens=200, seed=5, watermark=True,
+        api_name="/chat",
+    ):  # fmt: skip
+        pass
+    found = client.predict(reply["text"], api_name="/verify_text")
+    assert found["watermarked"] and found["z"] >= 4, (found, reply["new_tokens"])
+    human = client.predict(HUMAN_TEXT, api_name="/verify_text")
+    assert not human["watermarked"] and human["z"] < 4 and human["tokens_scored"] > 60
+    with pytest.raises(Exception, match="text is empty"):
+        client.predict("", api_name="/verify_text")

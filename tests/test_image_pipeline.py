@@ -19,7 +19,7 @@ from aigc_demo.pipelines.image import (
     ImageResult,
     Interrupt,
 )
-from aigc_demo.provenance import read_parameters, save_png
+from aigc_demo.provenance.parameters import read_parameters, save_png
 
 
 def run(pipe, **kw) -> ImageResult:

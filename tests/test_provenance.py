@@ -12,8 +12,9 @@ from PIL import Image
 from aigc_demo.config import ProvenanceConfig
 from aigc_demo.media import write_mp4
 from aigc_demo.pipelines.verify import VerifyPipeline
-from aigc_demo.provenance import ContentCredentials, read_parameters, save_png
+from aigc_demo.provenance.content_credentials import ContentCredentials
 from aigc_demo.provenance.credentials import load_credentials
+from aigc_demo.provenance.parameters import read_parameters, save_png
 
 PARAMS = {"prompt": "red heart", "seed": 7, "num_inference_steps": 4, "generator": "student", "model": "m"}
 

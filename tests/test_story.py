@@ -18,7 +18,7 @@ from aigc_demo.pipelines.image import ImagePipeline
 from aigc_demo.pipelines.story import StoryPipeline, StoryProgress, StoryResult
 from aigc_demo.pipelines.story_plan import Plan
 from aigc_demo.pipelines.text import TextPipeline
-from aigc_demo.provenance import content_credentials
+from aigc_demo.provenance.content_credentials import content_credentials
 from aigc_demo.speech import build_speech
 
 ROWS = [

@@ -167,9 +167,10 @@ def test_api_defaults_are_the_schemas(built, pipe, monkeypatch):
     demo, tab = built
     endpoints = {fn.api_name: fn.fn for fn in demo.fns.values()}
     defaults = pipe.schema.defaults()
-    assert defaults == dict(
-        max_new_tokens=256, temperature=0.7, top_p=0.9, top_k=50, min_p=0.05, repetition_penalty=1.1, seed=-1
+    sampling = dict(
+        max_new_tokens=256, temperature=0.7, top_p=0.9, top_k=50, min_p=0.05, repetition_penalty=1.1
     )
+    assert defaults == {**sampling, "seed": -1, "watermark": False}
     chat = inspect.signature(endpoints["chat"]).parameters
     assert list(chat) == ["message", "history", "system_prompt", *defaults, "request"]
     assert chat["history"].default is None and chat["system_prompt"].default is None

@@ -46,8 +46,8 @@ from aigc_demo.pipelines.story_plan import (
     plan_schema,
 )
 from aigc_demo.pipelines.text import GenerationParams, TextPipeline
-from aigc_demo.provenance import save_png
 from aigc_demo.provenance.content_credentials import sign_if_enabled
+from aigc_demo.provenance.parameters import save_png
 from aigc_demo.schema import Config, Schema, param
 from aigc_demo.speech import MAX_RATE, MIN_RATE, check_request
 

@@ -19,6 +19,7 @@ from aigc_demo.compute import SHARED, ComputeThread, StopFlag, compute_thread
 from aigc_demo.config import TextConfig
 from aigc_demo.content_filter import check_text, flagged
 from aigc_demo.pipelines.text_engines import TextEngine, build_engine
+from aigc_demo.provenance.text_watermark import Detection, detect
 from aigc_demo.schema import Config, Schema, param
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class GenerationParams:
     # 1.0 = off; small models loop without it.
     repetition_penalty: float = param(1.1, label="repetition_penalty", low=1.0, high=2.0, step=0.01)
     seed: int = param(-1, label="seed", seed=True)  # -1 = a fresh one per request; the one used is returned
+    # The green-list watermark (provenance/text_watermark.py): detectable in the Verify tab, ~+0.2 z per token.
+    watermark: bool = param(False, label="text_watermark")
 
     @property
     def greedy(self) -> bool:
@@ -155,6 +158,11 @@ class TextPipeline:
             time.perf_counter() - t0,
         )
         return pipe
+
+    def watermark(self, text: str) -> Detection:
+        """The green-list watermark's z-score in ``text``, tokenised as this model wrote it."""
+        text = validation.text("text", text, self.cfg.max_prompt_chars, required=True)
+        return detect(self.engine.tokenize(text, add_special=False))
 
     def warm_up(self) -> None:
         """One short greedy reply: pages in the weights and builds the compute graphs before a user waits."""

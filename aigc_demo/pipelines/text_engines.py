@@ -25,6 +25,7 @@ from aigc_demo.compute import LLAMA_CPP, SHARED, compute_thread
 from aigc_demo.config import TextConfig
 from aigc_demo.device import configure_threads, usable_cores
 from aigc_demo.models import resolve_model_path
+from aigc_demo.provenance.text_watermark import GreenListBias
 
 if TYPE_CHECKING:
     from aigc_demo.pipelines.text import GenerationParams
@@ -177,6 +178,7 @@ class LlamaCppEngine:
             temp=params.temperature,
             repeat_penalty=params.repetition_penalty,
             grammar=grammar,
+            logits_processor=[GreenListBias(self._llm.n_vocab())] if params.watermark else None,
         )
 
 
@@ -254,6 +256,10 @@ class TransformersEngine:
         from transformers import DynamicCache
 
         processors = _logits_processors(params)
+        if params.watermark:  # before the warpers, as in the paper: the bias shifts the distribution they cut
+            processors.insert(
+                int(params.repetition_penalty != 1.0), GreenListBias(self.model.config.vocab_size)
+            )
         if json_schema:
             processors.append(self._json_mask(json_schema))
         generator = torch.Generator(device="cpu").manual_seed(params.seed)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aigc_demo.config import ProvenanceConfig
-from aigc_demo.provenance import ContentCredentials, Verdict, content_credentials, read_parameters, save_png
+from aigc_demo.provenance.content_credentials import ContentCredentials, Verdict, content_credentials
+from aigc_demo.provenance.parameters import read_parameters, save_png
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,3 @@
-"""Where a generated file comes from, said in the file: its parameters as PNG text (``parameters``) and a
-signed C2PA manifest (``content_credentials``), read back by the Verify tab."""
-
-from aigc_demo.provenance.content_credentials import ContentCredentials, Verdict, content_credentials
-from aigc_demo.provenance.parameters import read_parameters, save_png
-
-__all__ = ["ContentCredentials", "Verdict", "content_credentials", "read_parameters", "save_png"]
+"""Where a generated output comes from, said in the output: its parameters as PNG text (``parameters``), a
+signed C2PA manifest (``content_credentials``) and, for text, a statistical watermark (``text_watermark``); the
+model and data cards (``cards``). Read back by the Verify tab."""

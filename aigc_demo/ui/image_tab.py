@@ -18,7 +18,7 @@ from aigc_demo import validation
 from aigc_demo.device import gpu_task
 from aigc_demo.imaging import upscale
 from aigc_demo.pipelines.image import ImagePipeline, ImageProgress, Interrupt
-from aigc_demo.provenance import read_parameters, save_png
+from aigc_demo.provenance.parameters import read_parameters, save_png
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors, user_errors_stream

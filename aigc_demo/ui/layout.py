@@ -36,7 +36,9 @@ def build_demo(registry: PipelineRegistry, cfg: AppConfig) -> gr.Blocks:
             with gr.Tab(t("tab_story"), id="story"):
                 build_story_tab(registry.get("story"), registry.failures.get("story"))
             with gr.Tab(t("tab_verify"), id="verify"):
-                build_verify_tab(registry.get("provenance"), registry.failures.get("provenance"))
+                build_verify_tab(
+                    registry.get("provenance"), registry.failures.get("provenance"), registry.get("text")
+                )
     # A bounded queue: beyond max_size visitors get "busy, try again" instead of an endless wait.
     demo.queue(
         max_size=cfg.server.queue_max_size,

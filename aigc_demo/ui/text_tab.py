@@ -246,6 +246,7 @@ class TextTab:
                 c.update(Controls.build(schema, ["max_new_tokens", "temperature", "top_p"]))
             with gr.Row():
                 c.update(Controls.build(schema, ["top_k", "min_p", "repetition_penalty"]))
+            c.update(Controls.build(schema, ["watermark"], watermark={"elem_id": "text-watermark"}))
         self.last_seed = gr.State(None)
 
         with gr.Tabs():

@@ -11,6 +11,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 from PIL import Image
 
+from aigc_demo.pipelines.text import TextPipeline
 from aigc_demo.pipelines.verify import Inspection, VerifyPipeline
 from aigc_demo.provenance.cards import card_names, read_card
 from aigc_demo.registry import LoadFailure
@@ -62,8 +63,9 @@ def pictures(card) -> list[Image.Image]:
 
 
 class VerifyTab:
-    def __init__(self, pipe: VerifyPipeline):
+    def __init__(self, pipe: VerifyPipeline, text: TextPipeline | None = None):
         self.pipe = pipe
+        self.text_pipe = text  # its tokenizer reads the text watermark
         gr.Markdown(t("verify_intro"))
         with gr.Row():
             with gr.Column(scale=1):
@@ -71,6 +73,13 @@ class VerifyTab:
                     label=t("verify_file"), file_types=FILE_TYPES, type="filepath", elem_id="verify-file"
                 )
                 self.run = gr.Button(t("verify_run"), variant="primary", elem_id="verify-run")
+                self.text = gr.Textbox(
+                    label=t("verify_text"), lines=5, max_lines=12, elem_id="verify-text",
+                    interactive=text is not None,
+                    placeholder=t("verify_text_placeholder") if text is not None else t("verify_text_unavailable"),
+                )  # fmt: skip
+                self.check_text = gr.Button(t("verify_check_text"), elem_id="verify-check-text")
+                self.text_verdict = gr.Markdown(elem_id="verify-text-verdict")
             with gr.Column(scale=1):
                 self.verdict = gr.Markdown(elem_id="verify-verdict")
                 self.parameters = gr.JSON(label=t("verify_parameters"), elem_id="verify-parameters")
@@ -98,11 +107,35 @@ class VerifyTab:
         self.file.clear(lambda: ("", None, None), None, outputs, queue=False, **ui)
         api(self.api_verify, api_name="verify", head=[arg("file", FileData | None)], returns=dict)
         api(self.api_about, api_name="about", head=[arg("card", str, "")], returns=dict)
+        if text is not None:
+            gr.on(
+                [self.check_text.click, self.text.submit],
+                self.show_text,
+                [self.text],
+                [self.text_verdict],
+                **ui,
+            )
+            api(self.api_verify_text, api_name="verify_text", head=[arg("text", str)], returns=dict)
 
     @user_errors
     def show(self, path):
         inspection = self.pipe.inspect(path)
         return verdict_markdown(inspection), inspection.parameters, inspection.verdict.manifest
+
+    @user_errors
+    def show_text(self, text: str) -> str:
+        detection = self.text_pipe.watermark(text)
+        badge = "✅" if detection.watermarked else "⚪"
+        return f"{badge} {detection.summary()}"
+
+    @user_errors
+    def api_verify_text(self, text, request: gr.Request = None):
+        """The green-list watermark's z-score in ``text`` (made with this app's key and model?)."""
+        d = self.text_pipe.watermark(text)
+        return {
+            "watermarked": d.watermarked, "z": round(d.z, 2), "tokens_scored": d.tokens_scored,
+            "green_fraction": round(d.green_fraction, 3), "tokens_needed": d.tokens_needed, "summary": d.summary(),
+        }  # fmt: skip
 
     @user_errors
     def show_card(self, name: str):
@@ -121,8 +154,10 @@ class VerifyTab:
         return self.pipe.inspect(path).as_dict()
 
 
-def build_verify_tab(pipe: VerifyPipeline | None, failure: LoadFailure | None) -> VerifyTab | None:
+def build_verify_tab(
+    pipe: VerifyPipeline | None, failure: LoadFailure | None, text: TextPipeline | None
+) -> VerifyTab | None:
     if pipe is None:
         failure_notice(failure)
         return None
-    return VerifyTab(pipe)
+    return VerifyTab(pipe, text)
