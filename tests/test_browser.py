@@ -307,6 +307,8 @@ def test_verify_tab_reads_a_generated_pictures_credentials(browser, app_url, art
     assert "cat face" in page.inner_text("#verify-parameters")
     page.screenshot(path=str(artifacts_dir / "verify-tab.png"), full_page=True)
     tab_screenshot(page, "verify")
+    page.click("#verify-lab")
+    page.wait_for_selector("#verify-lab-table:has-text('screenshot')", timeout=60_000)
     page.fill(
         "#verify-text textarea", "The printing press spread across Europe within fifty years of 1440. " * 3
     )

@@ -31,6 +31,17 @@ def test_a_generated_picture_is_signed_and_verifies(client, generated):
     assert report["actions"][0]["digitalSourceType"].endswith("trainedAlgorithmicMedia")
 
 
+def test_an_upscaled_picture_keeps_its_watermark_through_copies(client):
+    files, info = client.predict("red heart, in Twemoji style", seed=3, num_inference_steps=4, upscale=True,
+                                 api_name="/image_generate")  # fmt: skip
+    path = files[0]["path"] if isinstance(files[0], dict) else files[0]
+    report = client.predict(handle_file(path), api_name="/verify")
+    assert report["watermark"]["found"] and report["watermark"]["id"] == report["parameters"]["watermark_id"]
+    rows = client.predict(handle_file(path), api_name="/verify_lab")
+    found = [r["copy"] for r in rows if r["watermark"].startswith("found")]
+    assert len(found) >= 5, rows  # the file and most copies
+
+
 def test_live_pictures_are_signed_too(client):
     png, _ = client.predict("blue star", 2, api_name="/image_live")
     assert client.predict(handle_file(png), api_name="/verify")["state"] == "valid"

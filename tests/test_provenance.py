@@ -157,3 +157,39 @@ def test_every_model_has_a_card_with_its_licence_and_pictures():
     assert read_card("emoji-lcm").pictures, "the sample grid is shown beside the card"
     with pytest.raises(ValueError, match="no card named"):
         read_card("../../etc/passwd")
+
+
+def test_a_resaved_256px_copy_loses_the_manifest_but_keeps_the_watermark(ours, verify, tmp_path):
+    from test_image_watermark import emoji_like
+
+    path = save_png(emoji_like(9), PARAMS, tmp_path)
+    ours.sign(path, {**PARAMS})
+    signed_id = Image.open(path).info["aigc_studio"]
+    assert '"watermark_id"' in signed_id
+    copy = tmp_path / "copy.jpg"
+    Image.open(path).convert("RGB").save(copy, quality=75)
+    result = verify.inspect(copy)
+    assert result.verdict.state == "absent" and result.watermark.found
+    assert result.parameters_source == "watermark (made by this instance)"
+    assert result.parameters["prompt"] == PARAMS["prompt"] and result.parameters["watermark_id"] in signed_id
+
+
+def test_the_robustness_lab_tables_what_survives_each_copy(ours, verify, tmp_path):
+    from test_image_watermark import emoji_like
+
+    path = save_png(emoji_like(4), PARAMS, tmp_path)
+    ours.sign(path, PARAMS)
+    rows = {r["copy"]: r for r in verify.lab(path)}
+    assert rows["the file as it is"] == {
+        "copy": "the file as it is", "content_credentials": "valid",
+        "watermark": rows["the file as it is"]["watermark"], "png_text_parameters": "kept",
+    }  # fmt: skip
+    assert len(rows) == 6 and all(
+        rows[name]["watermark"].startswith("found")
+        for name in ("the file as it is", "JPEG quality 75", "resized to 0.5x")
+    ), rows
+    assert {r["content_credentials"] for name, r in rows.items() if name != "the file as it is"} == {"absent"}
+    film = tmp_path / "film.mp4"
+    write_mp4(film, [Image.new("RGB", (64, 64))] * 4, fps=4)
+    with pytest.raises(ValueError, match="takes pictures"):
+        verify.lab(film)

@@ -8,12 +8,20 @@ nothing here trusts its name, its size or its contents.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
 from aigc_demo.config import ProvenanceConfig
+from aigc_demo.provenance import image_watermark
 from aigc_demo.provenance.content_credentials import ContentCredentials, Verdict, content_credentials
-from aigc_demo.provenance.parameters import read_parameters, save_png
+from aigc_demo.provenance.image_watermark import Reading
+from aigc_demo.provenance.parameters import MADE_HERE, read_parameters, save_png
+from aigc_demo.provenance.robustness import make_copies
+
+MAX_WATERMARK_PIXELS = 4096 * 4096  # larger pictures are not decoded for the watermark
 
 
 @dataclass(frozen=True)
@@ -22,7 +30,8 @@ class Inspection:
     size_bytes: int
     verdict: Verdict
     parameters: dict | None  # how it was made, when the file says
-    parameters_source: str  # "signed manifest" | "PNG text (unsigned)" | "none"
+    parameters_source: str  # "signed manifest" | "PNG text (unsigned)" | "watermark" | "none"
+    watermark: Reading | None = None  # pictures only
 
     def as_dict(self) -> dict:
         return {
@@ -31,7 +40,12 @@ class Inspection:
             **self.verdict.as_dict(),
             "parameters": self.parameters,
             "parameters_source": self.parameters_source,
-        }
+            "watermark": None if self.watermark is None else {
+                "found": self.watermark.found,
+                "id": None if self.watermark.watermark_id is None else f"{self.watermark.watermark_id:06x}",
+                "summary": self.watermark.summary(),
+            },
+        }  # fmt: skip
 
 
 class VerifyPipeline:
@@ -45,8 +59,8 @@ class VerifyPipeline:
     def from_config(cls, cfg: ProvenanceConfig) -> VerifyPipeline:
         return cls(cfg, content_credentials())
 
-    def inspect(self, path: str | Path | None) -> Inspection:
-        """ValueError for no file, an empty one or one over the size limit; else what the file says."""
+    def _checked(self, path: str | Path | None) -> Path:
+        """ValueError for no file, an empty one or one over the size limit."""
         if path is None or not Path(path).is_file():
             raise ValueError("no file was given")
         path = Path(path)
@@ -57,6 +71,12 @@ class VerifyPipeline:
             raise ValueError(
                 f"the file is over the {self.cfg.max_file_bytes // 2**20} MB limit ({size / 2**20:.0f} MB)"
             )
+        return path
+
+    def inspect(self, path: str | Path | None) -> Inspection:
+        """What the file says about where it came from (ValueError for no, empty or oversized files)."""
+        path = self._checked(path)
+        size = path.stat().st_size
         verdict = self.credentials.verify(path)
         if verdict.generation is not None and verdict.state not in ("tampered", "invalid"):
             parameters, source = verdict.generation, "signed manifest"
@@ -64,7 +84,43 @@ class VerifyPipeline:
             parameters, source = self._text_parameters(path), "PNG text (unsigned)"
             if parameters is None:
                 source = "none"
-        return Inspection(path.name, size, verdict, parameters, source)
+        mark = self._watermark(path)
+        if parameters is None and mark is not None and mark.found and mark.watermark_id in MADE_HERE:
+            parameters, source = MADE_HERE[mark.watermark_id], "watermark (made by this instance)"
+        return Inspection(path.name, size, verdict, parameters, source, mark)
+
+    @staticmethod
+    def _watermark(path: Path) -> Reading | None:
+        """The picture's watermark reading; None for videos and files that are not pictures."""
+        try:
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_WATERMARK_PIXELS:
+                    return None
+                return image_watermark.read(img.convert("RGB"))
+        except (OSError, ValueError, Image.DecompressionBombError):
+            return None
+
+    def lab(self, path: str | Path | None) -> list[dict]:
+        """The robustness lab: for the file and each copy of it (provenance/robustness.py), whether its
+        Content Credentials, its watermark and its PNG text parameters survive."""
+        path = self._checked(path)
+        if self._watermark(path) is None:
+            raise ValueError("the robustness lab takes pictures (PNG, JPEG, GIF, WebP), not this file")
+        rows = []
+        with tempfile.TemporaryDirectory(prefix="aigc-lab-") as folder:
+            for name, copy in {"the file as it is": path, **make_copies(path, Path(folder))}.items():
+                mark = self._watermark(copy)
+                rows.append(
+                    {
+                        "copy": name,
+                        "content_credentials": self.credentials.verify(copy).state,
+                        "watermark": f"found ({mark.watermark_id:06x})"
+                        if mark and mark.found
+                        else "not found",
+                        "png_text_parameters": "kept" if self._text_parameters(copy) else "lost",
+                    }
+                )
+        return rows
 
     @staticmethod
     def _text_parameters(path: Path) -> dict | None:
@@ -75,6 +131,4 @@ class VerifyPipeline:
 
     def warm_up(self) -> None:
         """Sign and read a tiny PNG once: loads c2pa and builds its contexts before a visitor waits."""
-        from PIL import Image
-
         self.inspect(save_png(Image.new("RGB", (8, 8), "white"), {"prompt": "warm-up"}))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
+from collections import OrderedDict
 from io import BytesIO
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from PIL import Image, PngImagePlugin
 
 from aigc_demo.outputs import fresh_output_dir
 from aigc_demo.pipelines.image import RESULT_KEYS, ImageParams
+from aigc_demo.provenance import image_watermark
 from aigc_demo.provenance.content_credentials import sign_if_enabled
 from aigc_demo.schema import Schema
 
@@ -43,8 +46,22 @@ def a1111_text(params: dict) -> str:
     return f"{params.get('prompt', '')}\nNegative prompt: {negative}\n" + ", ".join(fields)
 
 
+# watermark id -> the parameters of the picture that carries it, for pictures this process made: what links a
+# re-encoded copy (manifest gone, watermark kept) back to them. Bounded; it does not outlive the process.
+MADE_HERE: OrderedDict[int, dict] = OrderedDict()
+MADE_HERE_LIMIT = 10_000
+
+
 def save_png(image: Image.Image, params: dict, folder: Path | None = None) -> Path:
-    """Write ``image`` as a PNG carrying ``params``, signed; returns its path (a fresh temp file by default)."""
+    """Write ``image`` as a PNG carrying ``params``, watermarked (128 px and more) and signed; returns its path
+    (a fresh temp file by default)."""
+    if min(image.size) >= image_watermark.MIN_SIDE:
+        watermark_id = secrets.randbits(image_watermark.ID_BITS)
+        image = image_watermark.embed(image, watermark_id)
+        params = {**params, "watermark_id": f"{watermark_id:06x}"}
+        MADE_HERE[watermark_id] = params
+        while len(MADE_HERE) > MADE_HERE_LIMIT:
+            MADE_HERE.popitem(last=False)
     info = PngImagePlugin.PngInfo()
     info.add_text(A1111_KEY, a1111_text(params))
     info.add_text(JSON_KEY, json.dumps(params, ensure_ascii=False))

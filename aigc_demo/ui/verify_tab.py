@@ -29,6 +29,7 @@ BADGES = {
     "absent": "⚪",
     "unreadable": "⚪",
 }
+LAB_COLUMNS = ["copy", "Content Credentials", "watermark", "PNG text parameters"]
 ACTION_NAMES = {"c2pa.created": "created", "c2pa.placed": "placed (made from ingredients)"}
 SOURCE_TYPES = {"trainedAlgorithmicMedia": "by a trained model (AI-generated)"}
 
@@ -53,6 +54,8 @@ def verdict_markdown(inspection: Inspection) -> str:
         lines.append(f"- **{EN['verify_ingredients']}**: " + ", ".join(f"`{i}`" for i in v.ingredients))
     if v.failures:
         lines.append(f"- **{EN['verify_codes']}**: " + ", ".join(f"`{c}`" for c in v.failures))
+    if inspection.watermark is not None:
+        lines.append(f"- **{EN['verify_watermark']}**: {inspection.watermark.summary()}")
     lines.append(f"- **{EN['verify_parameters_from']}**: {inspection.parameters_source}")
     return "\n".join(lines)
 
@@ -85,6 +88,14 @@ class VerifyTab:
                 self.parameters = gr.JSON(label=t("verify_parameters"), elem_id="verify-parameters")
                 with gr.Accordion(t("verify_manifest"), open=False):
                     self.manifest = gr.JSON(show_label=False, elem_id="verify-manifest")
+                self.run_lab = gr.Button(t("verify_lab"), elem_id="verify-lab")
+                self.lab_table = gr.Dataframe(
+                    headers=LAB_COLUMNS,
+                    interactive=False,
+                    wrap=True,
+                    visible=False,
+                    elem_id="verify-lab-table",
+                )
         with gr.Accordion(t("verify_about"), open=False):
             gr.Markdown(t("verify_about_hint"))
             names = card_names()
@@ -105,6 +116,8 @@ class VerifyTab:
         outputs = [self.verdict, self.parameters, self.manifest]
         gr.on([self.file.upload, self.run.click], self.show, [self.file], outputs, **ui)
         self.file.clear(lambda: ("", None, None), None, outputs, queue=False, **ui)
+        self.run_lab.click(self.show_lab, [self.file], [self.lab_table], **ui)
+        api(self.api_lab, api_name="verify_lab", head=[arg("file", FileData | None)], returns=list[dict])
         api(self.api_verify, api_name="verify", head=[arg("file", FileData | None)], returns=dict)
         api(self.api_about, api_name="about", head=[arg("card", str, "")], returns=dict)
         if text is not None:
@@ -121,6 +134,17 @@ class VerifyTab:
     def show(self, path):
         inspection = self.pipe.inspect(path)
         return verdict_markdown(inspection), inspection.parameters, inspection.verdict.manifest
+
+    @user_errors
+    def show_lab(self, path):
+        rows = self.pipe.lab(path)
+        return gr.update(value=[list(r.values()) for r in rows], visible=True)
+
+    @user_errors
+    def api_lab(self, file, request: gr.Request = None):
+        """For the picture and each copy (JPEG, half size, 10% crop, PNG->JPEG->PNG, screenshot): which of its
+        Content Credentials, watermark and PNG text parameters survive."""
+        return self.pipe.lab(file.get("path") if isinstance(file, dict) else file)
 
     @user_errors
     def show_text(self, text: str) -> str:
