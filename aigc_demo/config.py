@@ -106,6 +106,8 @@ class ImageConfig:
     gan: str = DEFAULT_GAN_MODEL
     # The project's CLIP-like scorer: "prompt match" beside each image; "" turns it off.
     scorer: str = str(WEIGHTS_DIR / "prompt-match")
+    # Fingerprints of the training pictures, for the copy check (needs the scorer); "" turns it off.
+    copy_index: str = str(WEIGHTS_DIR / "copy-index")
     # The 4x upscaler for 64-px pictures (the "Upscale x4" option, Story frames); "" turns it off.
     upscaler: str = DEFAULT_UPSCALER
     # "auto" = bf16 on GPUs, and on CPUs that compute it natively and measure it faster than fp32 (some

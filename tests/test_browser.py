@@ -230,6 +230,8 @@ def test_image_tab_generates_previews_interrupts_and_reuses(browser, app_url, ar
     page.click("#image-reuse")
     page.wait_for_function("() => document.querySelector('#image-seed input').value === '8'", timeout=30_000)
     page.screenshot(path=str(artifacts_dir / "image-tab-reuse.png"), full_page=True)
+    page.click("#image-copies")
+    page.wait_for_selector("#image-copies-info:has-text('nearest training pictures')", timeout=30_000)
 
 
 def test_image_tab_live_mode_redraws_as_one_types(browser, app_url, artifacts_dir):
@@ -304,6 +306,7 @@ def test_verify_tab_reads_a_generated_pictures_credentials(browser, app_url, art
     )
     page.wait_for_selector("#verify-verdict:has-text('Content Credentials valid')", timeout=60_000)
     assert "demo certificate" in page.inner_text("#verify-verdict")
+    assert "nearest training pictures" in page.inner_text("#verify-verdict")
     assert "cat face" in page.inner_text("#verify-parameters")
     page.screenshot(path=str(artifacts_dir / "verify-tab.png"), full_page=True)
     tab_screenshot(page, "verify")

@@ -103,3 +103,15 @@ def test_a_watermarked_reply_is_found_and_human_text_is_not(client):
     assert not human["watermarked"] and human["z"] < 4 and human["tokens_scored"] > 60
     with pytest.raises(Exception, match="text is empty"):
         client.predict("", api_name="/verify_text")
+
+
+def test_copies_of_training_pictures_are_named_with_their_licences(client, generated):
+    check = client.predict(handle_file(generated), api_name="/image_copies")
+    assert not check["likely_copy"] and len(check["nearest"]) == 3
+    assert {"caption", "style", "licence", "attribution", "similarity", "pixel_bits"} <= set(
+        check["nearest"][0]
+    )
+    report = client.predict(handle_file(generated), api_name="/verify")
+    assert report["copies"]["nearest"][0]["caption"] == check["nearest"][0]["caption"]
+    with pytest.raises(Exception, match="not a readable picture"):
+        client.predict(handle_file(__file__), api_name="/image_copies")

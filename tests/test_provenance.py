@@ -193,3 +193,24 @@ def test_the_robustness_lab_tables_what_survives_each_copy(ours, verify, tmp_pat
     write_mp4(film, [Image.new("RGB", (64, 64))] * 4, fps=4)
     with pytest.raises(ValueError, match="takes pictures"):
         verify.lab(film)
+
+
+@pytest.mark.real_model
+def test_the_copy_check_flags_a_training_picture_and_not_a_generated_one():
+    """A training picture rendered again from the Noto font (as the corpus was) is flagged, with its licence;
+    the diffusion model's own picture of the same subject is not."""
+    from aigc_demo.config import ImageConfig
+    from aigc_demo.data.render import to_tile
+    from aigc_demo.data.sources import all_sources
+    from aigc_demo.pipelines.image import ImagePipeline
+
+    noto = all_sources()[0]
+    if not noto.location.is_file():
+        pytest.skip("the Noto Color Emoji font is not installed")
+    pipe = ImagePipeline.from_config(ImageConfig(compile="off", gan="", student="", upscaler=""))
+    training = Image.fromarray(to_tile(noto.renderer(noto.location, "\u2764\ufe0f"), 64)[..., :3])
+    check = pipe.copies(training)
+    assert check.likely_copy and check.nearest_in_pixels.caption == "red heart, in Noto Color Emoji style"
+    assert check.nearest_in_pixels.licence == "SIL OFL 1.1" and check.nearest_in_pixels.pixel_bits <= 2
+    drawn = pipe({"prompt": "red heart, in Noto Color Emoji style", "seed": 0}).images[0].image
+    assert not pipe.copies(drawn).likely_copy

@@ -30,6 +30,7 @@ from aigc_demo.pipelines.diffusion import SCHEDULER_NAMES, DiffusionGenerator, l
 from aigc_demo.pipelines.gan import Z_OFFSET_LIMIT, GanGenerator
 from aigc_demo.pipelines.generator import Drawn, ImageGenerator, Progress
 from aigc_demo.pipelines.scoring import PromptScorer
+from aigc_demo.provenance.copies import CopyCheck, CopyIndex
 from aigc_demo.schema import Config, Schema, param
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ class ImagePipeline:
         cfg: ImageConfig,
         scorer: PromptScorer | None = None,
         upscaler: torch.nn.Module | None = None,
+        copy_index: CopyIndex | None = None,
     ):
         if not generators:
             raise ValueError("an image pipeline needs at least one generator")
@@ -137,6 +139,7 @@ class ImagePipeline:
         self.cfg = cfg
         self.scorer = scorer
         self.upscaler = upscaler  # EmojiUpscaler: (B, 3, H, W) in [0, 1] -> (B, 3, 4H, 4W)
+        self.copy_index = copy_index  # the training pictures' fingerprints (provenance/copies.py)
         self.worker = compute_thread()
         self.schema = Schema(ImageParams, cfg, defaults={"generator": self.default_generator})
 
@@ -185,13 +188,16 @@ class ImagePipeline:
         scorer = None
         if scorer_folder:
             scorer = PromptScorer(PromptMatch.from_pretrained(cfg.scorer).to(plan.device), encoder)
+        copy_index = None
+        if scorer is not None and cfg.copy_index and Path(cfg.copy_index, "index.json").is_file():
+            copy_index = CopyIndex.from_folder(Path(cfg.copy_index), scorer)
         upscaler = None
         if cfg.upscaler and Path(cfg.upscaler, "config.json").is_file():
             upscaler = EmojiUpscaler.from_pretrained(cfg.upscaler).to(plan.device)
         log.info(
             "image pipeline: %s on %s %s in %.1f s", cfg.model, plan.device, dtype, time.perf_counter() - t0
         )
-        pipe = cls(generators, cfg, scorer, upscaler)
+        pipe = cls(generators, cfg, scorer, upscaler, copy_index)
         if plain_unet is not None:
             # The default request and the largest batch (an A1111 habit); other batch sizes run eager.
             batches = sorted({1, cfg.max_batch_size})
@@ -360,6 +366,13 @@ class ImagePipeline:
         if self.scorer is None:
             return [None] * len(images)
         return self.scorer(images, prompt)
+
+    @on_worker
+    def copies(self, image: Image.Image) -> CopyCheck:
+        """The training pictures nearest to ``image``, with their licences, and whether it is a likely copy."""
+        if self.copy_index is None:
+            raise ValueError("the copy check needs the scorer and weights/copy-index (AIGC_IMAGE_COPY_INDEX)")
+        return self.copy_index.check(image)
 
     @on_worker
     def gan_explore(self, params: ImageParams | dict, z_offset) -> GeneratedImage:

@@ -90,8 +90,11 @@ class Reading:
     word: int  # the 40 bits decoded at the best alignment (id and CRC), found or not
     agreement: float  # how strongly the chips agree there (a confidence, not the test)
     shift: tuple[int, int]  # the grid's offset found, in pixels at 256 px
+    too_small: bool = False  # under MIN_SIDE: pictures that small are not marked
 
     def summary(self) -> str:
+        if self.too_small:
+            return f"none found; pictures under {MIN_SIDE} px are not watermarked (Upscale x4 makes them 256 px)"
         if self.found:
             return f"watermark found: id {self.watermark_id:06x}, which the signed parameters record"
         return "no watermark found (no grid alignment decodes to an id with a matching checksum)"
@@ -145,7 +148,7 @@ def read(image: Image.Image) -> Reading:
     """Find the watermark in ``image`` (any size): guess its size before a crop, search the grid's alignment,
     decode there, check the CRC."""
     if min(image.size) < MIN_SIDE // 2:
-        return Reading(False, None, 0, 0.0, (0, 0))
+        return Reading(False, None, 0, 0.0, (0, 0), too_small=True)
     luma_full = image.convert("L")
     best = (-1.0, np.zeros(BITS), (0, 0))
     for guess in CROP_GUESSES:
@@ -172,4 +175,4 @@ def read(image: Image.Image) -> Reading:
         watermark_id, crc = candidate >> CRC_BITS, candidate & 0xFFFF
         if crc16(watermark_id) == crc:
             return Reading(True, watermark_id, word, agreement, shift)
-    return Reading(False, None, word, agreement, shift)
+    return Reading(False, None, word, agreement, shift, too_small=min(image.size) < MIN_SIDE)

@@ -23,8 +23,8 @@ from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors, user_errors_stream
 from aigc_demo.ui.sessions import SessionStops
-from aigc_demo.ui.shared import HEAVY, failure_notice, pixel_gallery
-from aigc_demo.ui.strings import t
+from aigc_demo.ui.shared import HEAVY, copies_markdown, copy_check_dict, failure_notice, pixel_gallery
+from aigc_demo.ui.strings import EN, t
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,8 @@ class ImageTab:
         }
         gan_chosen = pipe.default_generator == "gan"
         self.history = gr.State([])
-        self.chosen = gr.State(None)
+        self.chosen = gr.State(None)  # the chosen image's parameters
+        self.chosen_path = gr.State(None)  # and its PNG
 
         gr.Markdown(t("image_intro"))
         with gr.Row():
@@ -202,6 +203,10 @@ class ImageTab:
                 with gr.Row():
                     self.chosen_info = gr.Markdown()
                     self.reuse = gr.Button(t("image_reuse"), elem_id="image-reuse")
+                    self.check_copies = gr.Button(
+                        t("image_copies"), elem_id="image-copies", interactive=pipe.copy_index is not None
+                    )
+                self.copies_info = gr.Markdown(elem_id="image-copies-info")
                 self.files = gr.File(
                     label=t("image_download"), file_count="multiple", interactive=False, elem_id="image-files"
                 )
@@ -243,6 +248,7 @@ class ImageTab:
                 self.history,
                 self.chosen,
                 self.chosen_info,
+                self.chosen_path,
             ],  # fmt: skip
             concurrency_id=HEAVY,
             **ui,
@@ -253,7 +259,10 @@ class ImageTab:
         self.reuse_seed.click(
             lambda s: s if s not in (None, "") else -1, self.last_seed, c["seed"], queue=False, **ui
         )
-        self.gallery.select(self.select, [self.history], [self.chosen, self.chosen_info], **ui)
+        self.gallery.select(
+            self.select, [self.history], [self.chosen, self.chosen_info, self.chosen_path], **ui
+        )
+        self.check_copies.click(self.copies, [self.chosen_path], [self.copies_info], **ui)
         self.reuse.click(self.reuse_parameters, [self.chosen], list(c.values()), **ui)
         self.png_drop.upload(self.restore_from_png, [self.png_drop], list(c.values()), **ui)
         c["generator"].change(self.generator_changed, [c["generator"]], [c[n] for n in DIFFUSION_ONLY], **ui)
@@ -302,6 +311,14 @@ class ImageTab:
                 api_name="image_gan",
                 head=[arg("prompt", str), arg("seed", int, -1), arg("z_offset", list[float], [])],
                 returns=tuple[FileData, dict],
+                concurrency_id=HEAVY,
+            )
+        if self.pipe.copy_index is not None:
+            api(
+                self.api_copies,
+                api_name="image_copies",
+                head=[arg("image", FileData | None)],
+                returns=dict,
                 concurrency_id=HEAVY,
             )
         api(
@@ -366,6 +383,7 @@ class ImageTab:
             self.history: history,
             self.chosen: newest,
             self.chosen_info: describe(newest) if newest else "",
+            self.chosen_path: history[0]["path"] if history else None,
         }
 
     def _show_path(self, path: str) -> Image.Image:
@@ -379,7 +397,15 @@ class ImageTab:
     def select(history, evt: gr.SelectData):
         """A gallery click: that image's parameters, ready to reuse."""
         chosen = (history or [])[evt.index]
-        return chosen["parameters"], describe(chosen["parameters"])
+        return chosen["parameters"], describe(chosen["parameters"]), chosen["path"]
+
+    @user_errors
+    def copies(self, path):
+        """The chosen image against the training pictures (on demand: generation never waits for it)."""
+        if not path:
+            raise ValueError(EN["image_pick_first"])
+        with Image.open(path) as img:
+            return copies_markdown(self.pipe.copies(img.convert("RGB")))
 
     def reuse_parameters(self, parameters):
         """Put a chosen image's parameters back into the controls (prompt, seed, steps, ...)."""
@@ -465,6 +491,20 @@ class ImageTab:
             "prompt_match": made.prompt_match,
         }
         return FileData(path=str(save_png(made.image, made.parameters))).model_dump(), info
+
+    @user_errors
+    def api_copies(self, image, request: gr.Request = None):
+        """The training pictures nearest to ``image`` (meaning and pixels), their licences, and whether it is a
+        likely copy."""
+        path = image.get("path") if isinstance(image, dict) else image
+        if not path:
+            raise ValueError("no image was given")
+        try:
+            with Image.open(path) as img:
+                picture = img.convert("RGB")
+        except (OSError, Image.DecompressionBombError) as err:
+            raise ValueError(f"that file is not a readable picture ({type(err).__name__})") from None
+        return copy_check_dict(self.pipe.copies(picture))
 
     @user_errors
     def api_gan(self, prompt, seed, z_offset, request: gr.Request = None):

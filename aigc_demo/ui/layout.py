@@ -37,7 +37,10 @@ def build_demo(registry: PipelineRegistry, cfg: AppConfig) -> gr.Blocks:
                 build_story_tab(registry.get("story"), registry.failures.get("story"))
             with gr.Tab(t("tab_verify"), id="verify"):
                 build_verify_tab(
-                    registry.get("provenance"), registry.failures.get("provenance"), registry.get("text")
+                    registry.get("provenance"),
+                    registry.failures.get("provenance"),
+                    registry.get("text"),
+                    registry.get("image"),
                 )
     # A bounded queue: beyond max_size visitors get "busy, try again" instead of an endless wait.
     demo.queue(

@@ -25,3 +25,36 @@ def pixel_gallery(*args, **kwargs) -> gr.Gallery:
     return gr.Gallery(
         *args, **{"object_fit": "contain", "format": "png", "elem_classes": ["pixels"], **kwargs}
     )
+
+
+def copies_markdown(check) -> str:
+    """A copy check (provenance/copies.py) as the page shows it: the verdict, then the nearest training pictures
+    with their licences."""
+    head = (
+        "⚠️ **Likely copy of a training picture**"
+        if check.likely_copy
+        else "✅ **Not a copy of a training picture**"
+    )
+    lines = [
+        f"{head}: {check.reason}.",
+        "",
+        "| nearest training pictures | alike | hash bits apart | licence |",
+        "|---|---|---|---|",
+    ]
+    for n in [*check.nearest, check.nearest_in_pixels]:
+        lines.append(
+            f"| {n.caption} | {n.similarity:.3f} | {n.pixel_bits} / 192 | {n.licence} ({n.attribution}) |"
+        )
+    return "\n".join(lines)
+
+
+def copy_check_dict(check) -> dict:
+    """The same for the API."""
+    from dataclasses import asdict
+
+    return {
+        "likely_copy": check.likely_copy,
+        "reason": check.reason,
+        "nearest": [asdict(n) for n in check.nearest],
+        "nearest_in_pixels": asdict(check.nearest_in_pixels),
+    }

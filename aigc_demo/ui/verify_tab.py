@@ -11,13 +11,14 @@ import gradio as gr
 from gradio.data_classes import FileData
 from PIL import Image
 
+from aigc_demo.pipelines.image import ImagePipeline
 from aigc_demo.pipelines.text import TextPipeline
 from aigc_demo.pipelines.verify import Inspection, VerifyPipeline
 from aigc_demo.provenance.cards import card_names, read_card
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import api, arg
 from aigc_demo.ui.errors import user_errors
-from aigc_demo.ui.shared import failure_notice
+from aigc_demo.ui.shared import copies_markdown, copy_check_dict, failure_notice
 from aigc_demo.ui.strings import EN, t
 
 FILE_TYPES = [".png", ".jpg", ".jpeg", ".gif", ".webp", ".mp4"]
@@ -66,9 +67,12 @@ def pictures(card) -> list[Image.Image]:
 
 
 class VerifyTab:
-    def __init__(self, pipe: VerifyPipeline, text: TextPipeline | None = None):
+    def __init__(
+        self, pipe: VerifyPipeline, text: TextPipeline | None = None, image: ImagePipeline | None = None
+    ):
         self.pipe = pipe
         self.text_pipe = text  # its tokenizer reads the text watermark
+        self.image_pipe = image if image is not None and image.copy_index is not None else None  # copy check
         gr.Markdown(t("verify_intro"))
         with gr.Row():
             with gr.Column(scale=1):
@@ -130,10 +134,24 @@ class VerifyTab:
             )
             api(self.api_verify_text, api_name="verify_text", head=[arg("text", str)], returns=dict)
 
+    def _copies(self, path):
+        """The copy check for a picture (None for videos, or without the image pipeline's index)."""
+        if self.image_pipe is None:
+            return None
+        try:
+            with Image.open(path) as img:
+                picture = img.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError):
+            return None
+        return self.image_pipe.copies(picture)
+
     @user_errors
     def show(self, path):
         inspection = self.pipe.inspect(path)
-        return verdict_markdown(inspection), inspection.parameters, inspection.verdict.manifest
+        text = verdict_markdown(inspection)
+        if (check := self._copies(path)) is not None:
+            text += "\n\n" + copies_markdown(check)
+        return text, inspection.parameters, inspection.verdict.manifest
 
     @user_errors
     def show_lab(self, path):
@@ -175,13 +193,18 @@ class VerifyTab:
     def api_verify(self, file, request: gr.Request = None):
         """The file's Content Credentials verdict, signer, actions, ingredients, parameters and manifest."""
         path = file.get("path") if isinstance(file, dict) else file
-        return self.pipe.inspect(path).as_dict()
+        report = self.pipe.inspect(path).as_dict()
+        check = self._copies(path)
+        return {**report, "copies": None if check is None else copy_check_dict(check)}
 
 
 def build_verify_tab(
-    pipe: VerifyPipeline | None, failure: LoadFailure | None, text: TextPipeline | None
+    pipe: VerifyPipeline | None,
+    failure: LoadFailure | None,
+    text: TextPipeline | None,
+    image: ImagePipeline | None,
 ) -> VerifyTab | None:
     if pipe is None:
         failure_notice(failure)
         return None
-    return VerifyTab(pipe, text)
+    return VerifyTab(pipe, text, image)
