@@ -94,7 +94,9 @@ class Reading:
 
     def summary(self) -> str:
         if self.too_small:
-            return f"none found; pictures under {MIN_SIDE} px are not watermarked (Upscale x4 makes them 256 px)"
+            return (
+                f"none found; pictures under {MIN_SIDE} px are not watermarked (Upscale x4 makes them 256 px)"
+            )
         if self.found:
             return f"watermark found: id {self.watermark_id:06x}, which the signed parameters record"
         return "no watermark found (no grid alignment decodes to an id with a matching checksum)"
