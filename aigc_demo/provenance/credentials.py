@@ -58,7 +58,17 @@ def _root_of(chain_pem: bytes) -> bytes:
 
 
 def demo_chain(folder: Path) -> tuple[bytes, bytes, bytes]:
-    """(chain, leaf key, root certificate) PEMs, made once and reused; renewed when the leaf nears expiry."""
+    """(chain, leaf key, root certificate) PEMs, made once and reused; renewed when the leaf nears expiry.
+    Processes starting together (the app and its tests) take turns: one makes the chain, the others read it."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _demo_chain(folder)
+
+
+def _demo_chain(folder: Path) -> tuple[bytes, bytes, bytes]:
     from cryptography import x509
 
     paths = {name: folder / f"{name}.pem" for name in ("chain", "signer-key", "root", "root-key")}
@@ -70,7 +80,6 @@ def demo_chain(folder: Path) -> tuple[bytes, bytes, bytes]:
     else:
         root_pem, root_key_pem = _new_root()
     chain, key = _new_leaf(root_pem, root_key_pem)
-    folder.mkdir(parents=True, exist_ok=True)
     for name, data in (("chain", chain), ("signer-key", key), ("root", root_pem), ("root-key", root_key_pem)):
         paths[name].write_bytes(data)
         if name.endswith("key"):
