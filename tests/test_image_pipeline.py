@@ -55,22 +55,21 @@ def test_batch_image_i_equals_single_run_with_seed_plus_i(tiny_pipe):
     assert np.abs(pixels(batch)[2] - pixels(single)[0]).max() <= 1
 
 
+def plain_image(plain, **kw) -> np.ndarray:
+    """The plain diffusers call's 16x16 "red apple" at seed 3 in 4 steps, as floats in [0, 1]."""
+    return plain(
+        "red apple", num_inference_steps=4, generator=torch.Generator().manual_seed(3), output_type="np",
+        height=16, width=16, **kw,
+    ).images[0]  # fmt: skip
+
+
 @pytest.mark.parametrize("negative", ["", "blue"])  # "": the kept empty-prompt states; else encoded per call
 def test_same_image_as_the_plain_diffusers_call(tiny_sd_dir, tiny_pipe, negative):
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
     plain = StableDiffusionPipeline.from_pretrained(tiny_sd_dir, safety_checker=None)
     plain.scheduler = DPMSolverMultistepScheduler.from_config(plain.scheduler.config)
-    ref = plain(
-        "red apple",
-        negative_prompt=negative or None,
-        num_inference_steps=4,
-        guidance_scale=5.0,
-        generator=torch.Generator().manual_seed(3),
-        output_type="np",
-        height=16,
-        width=16,
-    ).images[0]
+    ref = plain_image(plain, guidance_scale=5.0, negative_prompt=negative or None)
     for _ in range(2):  # the second call reads the kept states
         ours = run(
             tiny_pipe,
@@ -388,15 +387,7 @@ def test_student_draws_what_the_plain_lcm_call_draws(tiny_student_dir, tiny_gan_
     from diffusers import StableDiffusionPipeline
 
     plain = StableDiffusionPipeline.from_pretrained(tiny_student_dir, safety_checker=None)
-    ref = plain(
-        "red apple",
-        num_inference_steps=4,
-        guidance_scale=1.0,
-        generator=torch.Generator().manual_seed(3),
-        output_type="np",
-        height=16,
-        width=16,
-    ).images[0]
+    ref = plain_image(plain, guidance_scale=1.0)
     ours = run(tiny_gan_pipe, seed=3, num_inference_steps=4, generator="student")
     assert np.abs(pixels(ours)[0] - np.round(ref * 255)).max() <= 2
     made = ours.images[0].parameters

@@ -48,7 +48,7 @@ class GenerationParams:
     # 1.0 = off; small models loop without it.
     repetition_penalty: float = param(1.1, label="repetition_penalty", low=1.0, high=2.0, step=0.01)
     seed: int = param(-1, label="seed", seed=True)  # -1 = a fresh one per request; the one used is returned
-    # The green-list watermark (provenance/text_watermark.py): detectable in the Verify tab, ~+0.2 z per token.
+    # The green-list watermark (provenance/text_watermark.py): the Verify tab reads it as a z-score.
     watermark: bool = param(False, label="text_watermark")
 
     @property

@@ -4,7 +4,7 @@ At every step a keyed hash of the previous token splits the vocabulary: a fracti
 and gets ``DELTA`` added to its logits, so the model prefers green tokens where it has a choice and barely
 notices where it has none. Detection needs only the key and a tokenizer: count green tokens in the text and
 compare with the ``GAMMA`` expected by chance, as a z-score. Unwatermarked text scores near 0; watermarked text
-climbs with length (about +0.2 per token at this strength). Limits: short texts cannot reach the threshold,
+climbs with the square root of its length (SmolLM2 replies: z of 0.7-1.0 x sqrt(tokens)). Limits: short texts cannot reach the threshold,
 low-entropy text (code, lists, a quote) carries little of the mark, and a paraphrase or translation removes it.
 """
 

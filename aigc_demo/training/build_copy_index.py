@@ -59,8 +59,9 @@ name, caption and style. No pixels. The Image and Verify tabs compare a picture 
 |---|---|
 {rows}
 
-Held-out corpus art is flagged only where the corpus holds one drawing under two names ("man pilot" and
-"pilot", "man firefighter" and "firefighter"): those are copies in the sense the check means. The diffusion
+Held-out corpus art is flagged where the corpus holds one drawing under two names ("man pilot" and
+"pilot", "man firefighter" and "firefighter") and where two drawings differ only in colour ("red" and "white
+question mark"): copies in the sense the check means. The diffusion
 model's pictures come from 20-step DPM-Solver++ at guidance 5, one per caption.
 
 ## Known failures

@@ -127,7 +127,7 @@ EN: dict[str, str] = {
     "verify_parameters": "Generation parameters",
     "verify_manifest": "The manifest, as C2PA reads it",
     "verify_text": "Or paste text to look for the text watermark",
-    "verify_text_placeholder": "A reply from the Text tab with Watermark ticked scores z ≥ 4 after about 80 tokens",
+    "verify_text_placeholder": "A reply from the Text tab with Watermark ticked reaches z ≥ 4 after about 15-35 tokens",
     "verify_text_unavailable": "The text model did not load: its tokenizer reads the watermark",
     "verify_check_text": "Check text",
     "verify_about": "About: the models and their data",
