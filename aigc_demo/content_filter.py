@@ -188,3 +188,61 @@ def flagged(text: str) -> Hit | None:
     flt = loaded_filter()
     found = flt.hits([text])[0] if flt is not None else []
     return found[0] if found else None
+
+
+class ImageClassifier:
+    """A hub image classifier by config (AIGC_SAFETY_IMAGE_CLASSIFIER), the Space's image check: a picture
+    whose flagged label scores at the threshold or more is withheld with a message naming the label."""
+
+    def __init__(self, model_id: str, labels: tuple[str, ...], threshold: float):
+        from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+        self.model_id = model_id
+        self.processor = AutoImageProcessor.from_pretrained(model_id)
+        self.model = AutoModelForImageClassification.from_pretrained(model_id, use_safetensors=True).eval()
+        known = {name.lower(): i for i, name in self.model.config.id2label.items()}
+        missing = [label for label in labels if label.lower() not in known]
+        if missing:
+            raise ValueError(
+                f"AIGC_SAFETY_IMAGE_LABELS: {model_id} has no label {missing[0]!r} (it has {sorted(known)})"
+            )
+        self.flagged = {known[label.lower()]: label for label in labels}
+        self.threshold = threshold
+
+    @torch.inference_mode()
+    def probabilities(self, images: list) -> dict[str, list[float]]:
+        """Each flagged label's probability for each picture."""
+        inputs = self.processor(images=[im.convert("RGB") for im in images], return_tensors="pt")
+        probs = self.model(**inputs).logits.float().softmax(-1)
+        return {label: probs[:, index].tolist() for index, label in self.flagged.items()}
+
+    def hits(self, images: list) -> list[Hit | None]:
+        """For each picture, the flagged label it reaches most (its probability in the reason), or None."""
+        found: list[Hit | None] = []
+        for k, row in enumerate(zip(*self.probabilities(images).values(), strict=True)):
+            label, p = max(zip(self.flagged.values(), row, strict=True), key=lambda pair: pair[1])
+            found.append(Hit(label, f"{self.model_id} rates it {p:.2f}") if p >= self.threshold else None)
+        return found
+
+
+@functools.cache
+def image_classifier() -> ImageClassifier | None:
+    """The process's image check from the AIGC_SAFETY_* settings; None when none is configured."""
+    cfg = AppConfig.from_env().safety
+    if not cfg.image_classifier:
+        return None
+    labels = tuple(label.strip() for label in cfg.image_labels.split(",") if label.strip())
+    return ImageClassifier(cfg.image_classifier, labels, cfg.image_threshold)
+
+
+def check_images(images: list) -> list[Hit | None]:
+    """The one call the image pipeline makes: each picture's hit, all None without a configured classifier.
+    A classifier that cannot load refuses every picture, as the text filter refuses every prompt."""
+    try:
+        classifier = image_classifier()
+    except Exception as err:  # noqa: BLE001 - any loading problem (no network, a wrong id, a bad label)
+        raise ValueError(
+            f"the image classifier could not load ({type(err).__name__}: {err}); fix or unset "
+            "AIGC_SAFETY_IMAGE_CLASSIFIER"
+        ) from None
+    return classifier.hits(images) if classifier is not None and images else [None] * len(images)

@@ -109,11 +109,13 @@ def render_film(
     spec: FilmSpec = FilmSpec(),
     stop: Callable[[], bool] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    mark: Callable[[Image.Image], Image.Image] | None = None,
 ) -> Film:
     """Film ``shots`` with ``transitions[i]`` (in-between images, spread over ``spec.transition_seconds``;
     empty: a crossfade) between shot i and i + 1. ``stop()`` is asked before each frame after the first;
     when it says True the film ends there and keeps what exists. ``progress(done, total)`` is told about
-    once a second of film. Bad input raises ValueError naming it."""
+    once a second of film. ``mark`` (a watermark) is applied to every frame. Bad input raises ValueError
+    naming it."""
     # 1. Check inputs.
     t0 = time.perf_counter()
     shots, transitions, spec = _checked(shots, transitions, spec)
@@ -135,6 +137,8 @@ def render_film(
             if n and stop is not None and stop():
                 return
             frame = next(frames)
+            if mark is not None:
+                frame = mark(frame)
             keep.add(n, frame)
             made = n + 1
             if progress is not None and made % spec.fps == 0:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from PIL import Image
@@ -31,10 +31,12 @@ def write_animation(
     display_size: int = 256,
     boomerang: bool = True,
     stem: str = "walk",
+    mark: Callable[[Image.Image], Image.Image] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``frames`` as ``<stem>-<id>.gif`` and ``.mp4`` in ``folder``; returns (gif, mp4).
 
-    ``boomerang`` plays forth and back without repeating the turning frames, so a loop has no jump.
+    ``boomerang`` plays forth and back without repeating the turning frames, so a loop has no jump. ``mark``
+    (a watermark) is applied to every enlarged frame.
     """
     # 1. Check inputs.
     frames = list(frames)
@@ -48,6 +50,8 @@ def write_animation(
         raise ValueError(f"{len(frames)} frames; the limit is {MAX_FRAMES}")
     side = max(MIN_SIDE, validation.as_int("display_size", display_size))
     big = [_even_canvas(upscale(f.convert("RGB"), side)) for f in frames]
+    if mark is not None:
+        big = [mark(f) for f in big]
     # 3. Both files under one unique stem.
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -119,6 +123,32 @@ def replace_audio(mp4: Path, wav: Path) -> None:
             f"ffmpeg could not remux {mp4.name}: {err.stderr.decode(errors='replace')}"
         ) from None
     tmp.replace(mp4)
+
+
+def sample_frames(path: Path, count: int = 8, max_side: int = 512) -> list[Image.Image]:
+    """Up to ``count`` frames spread over a video (each at most ``max_side`` px, for reading, not showing).
+    ValueError when the file has no video stream ffmpeg can decode."""
+    import imageio_ffmpeg
+
+    scale = f"scale='min({max_side},iw)':-2"
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path), output_params=["-vf", scale])
+        meta = reader.__next__()
+        width, height = meta["size"]
+        total = max(1, round(float(meta.get("duration") or 0) * float(meta.get("fps") or 0)))
+        every = max(1, total // count)
+        frames = []
+        for n, raw in enumerate(reader):
+            if n % every == 0:
+                frames.append(Image.frombytes("RGB", (width, height), raw))
+            if len(frames) == count:
+                break
+        reader.close()
+    except (OSError, RuntimeError, StopIteration, KeyError, ValueError) as err:
+        raise ValueError(f"no video stream could be read ({type(err).__name__})") from None
+    if not frames:
+        raise ValueError("the video has no frames")
+    return frames
 
 
 def _even_canvas(img: Image.Image) -> Image.Image:

@@ -232,6 +232,7 @@ def test_image_tab_generates_previews_interrupts_and_reuses(browser, app_url, ar
     page.screenshot(path=str(artifacts_dir / "image-tab-reuse.png"), full_page=True)
     page.click("#image-copies")
     page.wait_for_selector("#image-copies-info:has-text('nearest training pictures')", timeout=30_000)
+    page.wait_for_selector("#image-copies-pictures img", timeout=30_000)
 
 
 def test_image_tab_live_mode_redraws_as_one_types(browser, app_url, artifacts_dir):
@@ -307,6 +308,7 @@ def test_verify_tab_reads_a_generated_pictures_credentials(browser, app_url, art
     page.wait_for_selector("#verify-verdict:has-text('Content Credentials valid')", timeout=60_000)
     assert "demo certificate" in page.inner_text("#verify-verdict")
     assert "nearest training pictures" in page.inner_text("#verify-verdict")
+    page.wait_for_selector("#verify-copies-pictures img", timeout=30_000)
     assert "cat face" in page.inner_text("#verify-parameters")
     page.screenshot(path=str(artifacts_dir / "verify-tab.png"), full_page=True)
     tab_screenshot(page, "verify")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from aigc_demo.provenance.image_watermark import embed, read
+from aigc_demo.provenance.image_watermark import FrameMarker, embed, read, read_frames
 from aigc_demo.provenance.robustness import COPIES
 
 
@@ -41,3 +41,13 @@ def test_unmarked_pictures_and_small_ones_have_none():
     assert not any(read(emoji_like(seed)).found for seed in range(3, 8))
     small = emoji_like(1, side=64)
     assert embed(small, 5) is small, "too small to carry it: left as drawn"
+
+
+def test_a_film_is_read_in_the_mean_of_its_frames():
+    """Every frame carries the same id; the moving pictures blur away in the mean, the mark adds up. Each
+    frame here is also halved and JPEG'd, harder than a video encoder at its defaults."""
+    marker = FrameMarker(0x5A5A5A)
+    frames = [COPIES["JPEG quality 75"](marker(emoji_like(seed, side=384))) for seed in range(8)]
+    reading = read_frames(frames)
+    assert reading.found and reading.watermark_id == 0x5A5A5A, reading
+    assert not read_frames([emoji_like(seed, side=384) for seed in range(8)]).found

@@ -146,6 +146,44 @@ def test_broken_files_are_unreadable_not_errors(ours, verify, tmp_path):
         verify.inspect(None)
 
 
+def test_a_walks_video_and_gif_carry_the_watermark_their_credentials_record(verify, tmp_path):
+    """Every frame is marked; Verify reads the MP4, a re-encoded copy without credentials and the GIF."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    from aigc_demo.media import write_animation
+    from aigc_demo.provenance.parameters import MADE_HERE, new_watermark
+
+    marker, record = new_watermark({"tab": "latent"})
+    frames = [Image.new("RGB", (64, 64), (255, 255 - 20 * i, 40 * i % 255)) for i in range(6)]
+    for n, frame in enumerate(frames):
+        frame.paste((0, 0, 0), (8 + 4 * n, 20, 30 + 4 * n, 44))  # something that moves
+    gif, mp4 = write_animation(frames, tmp_path, fps=6, display_size=256, mark=marker)
+    copy = tmp_path / "reencoded.mp4"
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    subprocess.run([ffmpeg, "-loglevel", "error", "-i", str(mp4), "-crf", "32", str(copy)], check=True)
+    for path in (mp4, copy, gif):
+        mark = verify.inspect(path).watermark
+        assert mark is not None and mark.watermark_id == marker.watermark_id, (path.name, mark)
+    assert record["watermark_id"] == f"{marker.watermark_id:06x}" and MADE_HERE[marker.watermark_id] == record
+    found = verify.inspect(copy)
+    assert found.verdict.state == "absent" and found.parameters == record
+    assert found.parameters_source.startswith("watermark")
+
+
+def test_a_video_without_pictures_is_read_without_a_watermark(verify, tmp_path):
+    import subprocess
+
+    import imageio_ffmpeg
+
+    sound = tmp_path / "sound-only.mp4"
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "sine=d=1"]
+    subprocess.run([*command, "-c:a", "aac", str(sound)], check=True)
+    found = verify.inspect(sound)
+    assert found.watermark is None and found.verdict.state in ("absent", "unreadable")
+
+
 def test_every_model_has_a_card_with_its_licence_and_pictures():
     from aigc_demo.provenance.cards import DATA_CARD, card_names, read_card
 
@@ -212,5 +250,12 @@ def test_the_copy_check_flags_a_training_picture_and_not_a_generated_one():
     check = pipe.copies(training)
     assert check.likely_copy and check.nearest_in_pixels.caption == "red heart, in Noto Color Emoji style"
     assert check.nearest_in_pixels.licence == "SIL OFL 1.1" and check.nearest_in_pixels.pixel_bits <= 2
+    # Shown as pictures: the training picture itself, drawn again from its source, comes first in pixels.
+    from aigc_demo.ui.shared import copies_gallery
+
+    shown = dict((caption, picture) for picture, caption in copies_gallery(check, training))
+    assert list(shown)[0] == "the picture checked"
+    heart = next(p for c, p in shown.items() if c.startswith("red heart, in Noto") and "SIL OFL" in c)
+    assert np.abs(np.asarray(heart.resize((64, 64)), float) - np.asarray(training, float)).mean() < 8
     drawn = pipe({"prompt": "red heart, in Noto Color Emoji style", "seed": 0}).images[0].image
     assert not pipe.copies(drawn).likely_copy

@@ -12,12 +12,13 @@ import imageio_ffmpeg
 import pytest
 from PIL import Image
 
-from aigc_demo.config import StoryConfig, TextConfig
+from aigc_demo.config import ProvenanceConfig, StoryConfig, TextConfig
 from aigc_demo.models import EmojiUpscaler, save_fp16
 from aigc_demo.pipelines.image import ImagePipeline
 from aigc_demo.pipelines.story import StoryPipeline, StoryProgress, StoryResult
 from aigc_demo.pipelines.story_plan import Plan
 from aigc_demo.pipelines.text import TextPipeline
+from aigc_demo.pipelines.verify import VerifyPipeline
 from aigc_demo.provenance.content_credentials import content_credentials
 from aigc_demo.speech import build_speech
 
@@ -86,6 +87,10 @@ def test_a_plan_becomes_a_narrated_film(story, tmp_path):
         verdict = content_credentials().verify(path)
         assert verdict.state == "valid" and len(verdict.ingredients) == 3, (path, verdict.message)
         assert verdict.generation["title"] == "Rainy cat" and verdict.generation["seed"] == 11
+    # Every frame of the film and its GIF carries the watermark id its credentials record.
+    for path in (result.mp4, result.gif):
+        mark = VerifyPipeline.from_config(ProvenanceConfig()).inspect(path).watermark
+        assert mark.found and f"{mark.watermark_id:06x}" == verdict.generation["watermark_id"], path
 
 
 def test_a_rerender_reuses_panels_and_a_project_reproduces_the_film(story, tmp_path):

@@ -164,3 +164,20 @@ def openmoji_metadata(vendor: Path | None = None) -> dict[str, dict]:
         meta[row["emoji"]] = row
         meta.setdefault(row["emoji"].replace("\ufe0f", ""), row)
     return meta
+
+
+def render_item(item_id: str, size: int) -> Image.Image | None:
+    """A corpus item (``"<style>:<code points>"``, e.g. ``"noto:1f600"``) rendered again from its installed
+    source as a ``size`` px tile; None when that source is not installed here or lacks the item."""
+    from aigc_demo.data.render import to_tile
+
+    style, _, stem = item_id.partition(":")
+    try:
+        char = "".join(chr(int(code, 16)) for code in stem.split("-"))
+    except ValueError:
+        return None
+    source = next((s for s in all_sources() if s.style == style), None)
+    if source is None or not source.available():
+        return None
+    art = source.render(char)
+    return None if art is None else Image.fromarray(to_tile(art, size))

@@ -23,7 +23,7 @@ from PIL import Image
 from aigc_demo import validation
 from aigc_demo.compute import compute_thread, on_worker
 from aigc_demo.config import ImageConfig, model_name
-from aigc_demo.content_filter import check_text
+from aigc_demo.content_filter import check_images, check_text
 from aigc_demo.device import configure_threads, pick_device
 from aigc_demo.imaging import to_pil
 from aigc_demo.pipelines.diffusion import SCHEDULER_NAMES, DiffusionGenerator, load_diffusion
@@ -273,15 +273,17 @@ class ImagePipeline:
                 yield ImageProgress(event.step, event.total, event.elapsed_s, eta, event.previews)
             else:
                 drawn = event
-        # 3. Rate each image against the prompt (at the size it was drawn), enlarge if asked, record what made it.
-        scores = self.prompt_match(drawn.images, params.prompt)
-        images = drawn.images
+        # 3. Withhold what the image check flags; rate the rest against the prompt (at the size drawn), enlarge
+        # if asked, record what made each.
+        kept = withhold_flagged(drawn.images, warnings)
+        images = [drawn.images[i] for i in kept]
+        scores = self.prompt_match(images, params.prompt)
         if params.upscale:
             images, warning = self.upscaled_or_warning(images)
             warnings += [warning] if warning else []
         made = [
             GeneratedImage(img, self.parameters_of(params, params.seed + i, drawn.interrupted), score)
-            for i, (img, score) in enumerate(zip(images, scores, strict=True))
+            for i, img, score in zip(kept, images, scores, strict=True)
         ]
         if drawn.interrupted:
             warnings.append("Interrupted: these are the predictions at the step where it stopped.")
@@ -320,13 +322,16 @@ class ImagePipeline:
         ]
         interrupt = interrupt or Interrupt()
         if params.generator == "gan":
-            yield Drawn([self.gan.draw(prompt, [seed])[0] for prompt, seed in panels], interrupted=False)
+            drawn = Drawn([self.gan.draw(prompt, [seed])[0] for prompt, seed in panels], interrupted=False)
+            withhold_flagged(drawn.images, [], keep_all=True)
+            yield drawn
             return
         for event in self.generators[params.generator].generate(params, interrupt, None, panels):
             if isinstance(event, Progress):
                 eta = event.elapsed_s / event.step * (event.total - event.step)
                 yield ImageProgress(event.step, event.total, event.elapsed_s, eta, [])
             else:
+                withhold_flagged(event.images, [], keep_all=True)
                 yield event
 
     UPSCALE_MAX_SIDE = 128  # the upscaler is trained on 64-px art; larger pictures are left as they are
@@ -401,6 +406,23 @@ class ImagePipeline:
         visitor waits."""
         for name in self.generators:
             self(self.schema.parse(prompt="warm-up", num_inference_steps=2, seed=0, generator=name))
+
+
+def withhold_flagged(images: list[Image.Image], warnings: list[str], keep_all: bool = False) -> list[int]:
+    """Indices of the pictures the image check (content_filter.check_images) passes; a warning names what
+    was withheld. ValueError when nothing is left, or when ``keep_all`` (a story needs every panel)."""
+    hits = check_images(images)
+    kept = [i for i, hit in enumerate(hits) if hit is None]
+    if len(kept) < len(images):
+        hit = next(h for h in hits if h is not None)
+        what = f"it reads as {hit.concept} ({hit.reason})"
+        if keep_all or not kept:
+            one = "A picture" if len(images) > 1 else "The picture"
+            raise ValueError(f"{one} was withheld by the image check: {what}. Change the prompt or the seed.")
+        warnings.append(
+            f"{len(images) - len(kept)} of {len(images)} pictures were withheld by the image check: {what}."
+        )
+    return kept
 
 
 def _as_dict(params) -> dict:

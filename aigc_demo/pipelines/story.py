@@ -47,7 +47,8 @@ from aigc_demo.pipelines.story_plan import (
 )
 from aigc_demo.pipelines.text import GenerationParams, TextPipeline
 from aigc_demo.provenance.content_credentials import sign_if_enabled
-from aigc_demo.provenance.parameters import save_png
+from aigc_demo.provenance.image_watermark import FrameMarker
+from aigc_demo.provenance.parameters import new_watermark, save_png
 from aigc_demo.schema import Config, Schema, param
 from aigc_demo.speech import MAX_RATE, MIN_RATE, check_request
 
@@ -263,7 +264,9 @@ class StoryPipeline:
             yield self._progress("voice", len(lines), len(panels), t1, panels)
         times["voice"] = time.perf_counter() - t1
 
-        # 5. Film: shots, latent transitions, subtitles, sound (nothing to film once stopped).
+        # 5. Film: shots, latent transitions, subtitles, sound (nothing to film once stopped). Every frame
+        # carries one watermark id, which the film's signed settings record.
+        marker, story = new_watermark({"title": plan.title, **asdict(p), "models": self._models(p)})
         film = None
         if shown and not stop.is_set():
             t2 = time.perf_counter()
@@ -274,7 +277,7 @@ class StoryPipeline:
             ]
             times["transitions"] = time.perf_counter() - t2
             t3 = time.perf_counter()
-            film = yield from self._film(shots, transitions, folder, stop, t3, panels)
+            film = yield from self._film(shots, transitions, folder, stop, t3, panels, marker)
             times["encode"] = time.perf_counter() - t3
         # The project records what was drawn, so it reproduces the film without the grounding index.
         drawn = replace(plan, scenes=tuple(replace(s, prompt=x) for s, x in zip(plan.scenes, subjects)))
@@ -282,7 +285,7 @@ class StoryPipeline:
         project = write_project(folder / "story.json", drawn, asdict(p), self._models(p))
         self._sign(
             folder,
-            plan,
+            story,
             p,
             list(zip(prompts, seeds)),
             shown,
@@ -337,7 +340,7 @@ class StoryPipeline:
             shots.append(Shot(panel, seconds, plan.scenes[i].narration, audio, MOTIONS[i % len(MOTIONS)]))
         return shots
 
-    def _film(self, shots, transitions, folder: Path, stop: StopFlag, t0: float, panels):
+    def _film(self, shots, transitions, folder: Path, stop: StopFlag, t0: float, panels, mark: FrameMarker):
         """Encode on a thread of its own while this stream reports the frames. A client that goes away stops
         it: its heavy-job slot is free then, and the encoder must not keep a core."""
         spec = FilmSpec(size=self.cfg.video_size, fps=self.cfg.fps, sample_rate=self.cfg.sample_rate)
@@ -349,7 +352,7 @@ class StoryPipeline:
             try:
                 outcome["film"] = render_film(
                     shots, transitions, folder, spec, stop=lambda: stop.is_set() or abandoned.is_set(),
-                    progress=lambda done, total: frames.update(done=done, total=total),
+                    progress=lambda done, total: frames.update(done=done, total=total), mark=mark,
                 )  # fmt: skip
             except BaseException as err:  # re-raised below, in the caller's thread
                 outcome["error"] = err
@@ -414,7 +417,9 @@ class StoryPipeline:
                 self._lines.popitem(last=False)
         return speech
 
-    def _sign(self, folder: Path, plan, p: FilmParams, made: list, pictures: list, outputs: list) -> None:
+    def _sign(
+        self, folder: Path, story: dict, p: FilmParams, made: list, pictures: list, outputs: list
+    ) -> None:
         """Content Credentials: each picture signed with what drew it; the comic and the film signed with
         the story's settings and the pictures as their ingredients."""
         models = self._models(p)
@@ -423,7 +428,6 @@ class StoryPipeline:
                      folder / f"panel-{i + 1}")
             for i, (img, (prompt, seed)) in enumerate(zip(pictures, made))
         ]  # fmt: skip
-        story = {"title": plan.title, **asdict(p), "models": models}
         for path in outputs:
             if path is not None:
                 sign_if_enabled(path, story, ingredients)

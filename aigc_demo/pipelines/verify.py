@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from aigc_demo.config import ProvenanceConfig
+from aigc_demo.media import sample_frames
 from aigc_demo.provenance import image_watermark
 from aigc_demo.provenance.content_credentials import ContentCredentials, Verdict, content_credentials
 from aigc_demo.provenance.image_watermark import Reading
@@ -22,6 +23,7 @@ from aigc_demo.provenance.parameters import MADE_HERE, read_parameters, save_png
 from aigc_demo.provenance.robustness import make_copies
 
 MAX_WATERMARK_PIXELS = 4096 * 4096  # larger pictures are not decoded for the watermark
+VIDEO_FRAMES_READ = 8  # spread over a video or GIF: their mean brings the fixed mark out of moving pictures
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class Inspection:
     verdict: Verdict
     parameters: dict | None  # how it was made, when the file says
     parameters_source: str  # "signed manifest" | "PNG text (unsigned)" | "watermark" | "none"
-    watermark: Reading | None = None  # pictures only
+    watermark: Reading | None = None  # pictures and videos
 
     def as_dict(self) -> dict:
         return {
@@ -84,20 +86,35 @@ class VerifyPipeline:
             parameters, source = self._text_parameters(path), "PNG text (unsigned)"
             if parameters is None:
                 source = "none"
-        mark = self._watermark(path)
+        mark = self._watermark(path) or self._video_watermark(path)
         if parameters is None and mark is not None and mark.found and mark.watermark_id in MADE_HERE:
             parameters, source = MADE_HERE[mark.watermark_id], "watermark (made by this instance)"
         return Inspection(path.name, size, verdict, parameters, source, mark)
 
     @staticmethod
     def _watermark(path: Path) -> Reading | None:
-        """The picture's watermark reading; None for videos and files that are not pictures."""
+        """The picture's watermark reading; None for files that are not pictures."""
         try:
             with Image.open(path) as img:
                 if img.width * img.height > MAX_WATERMARK_PIXELS:
                     return None
-                return image_watermark.read(img.convert("RGB"))
+                count = getattr(img, "n_frames", 1)
+                if count == 1:
+                    return image_watermark.read(img.convert("RGB"))
+                frames = []  # an animation: its palette hides the mark in one frame, not in their mean
+                for n in range(0, count, max(1, count // VIDEO_FRAMES_READ)):
+                    img.seek(n)
+                    frames.append(img.convert("RGB"))
+                return image_watermark.read_frames(frames[:VIDEO_FRAMES_READ])
         except (OSError, ValueError, Image.DecompressionBombError):
+            return None
+
+    @staticmethod
+    def _video_watermark(path: Path) -> Reading | None:
+        """The watermark in frames spread over a video; None when no video stream can be decoded."""
+        try:
+            return image_watermark.read_frames(sample_frames(path, count=VIDEO_FRAMES_READ))
+        except ValueError:
             return None
 
     def lab(self, path: str | Path | None) -> list[dict]:

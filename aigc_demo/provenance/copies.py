@@ -53,6 +53,7 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Neighbour:
+    item_id: str  # "<style>:<code points>": data.sources.render_item draws it again from its source
     name: str
     caption: str
     style: str
@@ -95,7 +96,9 @@ class CopyIndex:
     def neighbour(self, row: int, similarity: float, bits: int) -> Neighbour:
         item = self.items[row]
         licence, attribution = LICENCES.get(item["style"], ("unknown", "unknown"))
-        return Neighbour(item["name"], item["caption"], item["style"], licence, attribution, similarity, bits)
+        return Neighbour(
+            item["id"], item["name"], item["caption"], item["style"], licence, attribution, similarity, bits
+        )
 
     def check(self, image: Image.Image, k: int = 3) -> CopyCheck:
         embedding = embed_pictures(self.scorer.model, [image])[0]

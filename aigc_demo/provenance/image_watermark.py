@@ -12,7 +12,11 @@ cell with the bump (a matched filter), with responses clipped to one bump's so o
 Crops shift the grid and change the scale, so the reader guesses the size before a crop (as is, 5-15%
 larger), searches cell and pixel offsets for the alignment where the keyed chips agree most, decodes there
 only, and accepts the id when its CRC matches, trying the three least certain bits both ways
-(``bench/provenance.py`` measures it).
+(``bench/provenance.py`` measures it). The search over every offset is a correlation of the cells with each
+bit's chips, done as products of spectra.
+
+A film marks every frame with one id (``FrameMarker``); ``read_frames`` reads the frames' mean, where the
+fixed mark adds up and the moving pictures blur away.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ SIDE = 256  # the reading resolution: 8-px cells
 CELL = SIDE // GRID
 ID_BITS, CRC_BITS = 24, 16
 BITS = ID_BITS + CRC_BITS
-AMPLITUDE = 10.0  # peak luminance change (0-255): 38.3 dB median PSNR on held-out emoji art
+AMPLITUDE = 10.0  # peak luminance change (0-255); white areas clip half of it
+MIN_PSNR = 38.0  # dB against the unmarked picture: where little clips, the amplitude is lowered to keep it
+MAX_MSE = 255.0**2 / 10 ** (MIN_PSNR / 10)
 # Decoding also tries flipping the least certain bits: recovers one or two errors, at 2**UNSURE_BITS times the
 # chance of a false id (8 in 65,536 per unmarked picture).
 UNSURE_BITS = 3
@@ -68,19 +74,38 @@ def _bits(watermark_id: int) -> np.ndarray:
     return np.array([(word >> (BITS - 1 - i)) & 1 for i in range(BITS)], dtype=np.float64) * 2 - 1
 
 
+class FrameMarker:
+    """Marks pictures with one id: the pattern is made once per picture size, so marking a film's frames costs
+    one addition each."""
+
+    def __init__(self, watermark_id: int):
+        self.watermark_id = watermark_id
+        signs = np.where(OWNER >= 0, _bits(watermark_id)[OWNER] * CHIP, 0.0)
+        self._pattern = (np.kron(signs, BUMP) * AMPLITUDE).astype(np.float32)  # (SIDE, SIDE)
+        self._sized: dict[tuple[int, int], np.ndarray] = {(SIDE, SIDE): self._pattern[..., None]}
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        """``image`` with the id in its luminance; pictures under MIN_SIDE are returned as is."""
+        if min(image.size) < MIN_SIDE:
+            return image
+        pattern = self._sized.get(image.size)
+        if pattern is None:
+            resized = Image.fromarray(self._pattern).resize(image.size, Image.Resampling.BICUBIC)
+            pattern = self._sized.setdefault(image.size, np.asarray(resized)[..., None])
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+        gain = 1.0
+        for _ in range(3):  # few white areas clip the mark: turn it down to keep MIN_PSNR
+            marked = np.round(np.clip(rgb + pattern * gain, 0, 255))
+            mse = float(np.mean((marked - rgb) ** 2))
+            if mse <= MAX_MSE:
+                break
+            gain *= 0.99 * np.sqrt(MAX_MSE / mse)
+        return Image.fromarray(marked.astype(np.uint8))
+
+
 def embed(image: Image.Image, watermark_id: int) -> Image.Image:
     """``image`` with ``watermark_id`` (24 bits) in its luminance; pictures under MIN_SIDE are returned as is."""
-    if min(image.size) < MIN_SIDE:
-        return image
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
-    signs = np.where(OWNER >= 0, _bits(watermark_id)[OWNER] * CHIP, 0.0)
-    pattern = np.kron(signs, BUMP) * AMPLITUDE  # (SIDE, SIDE)
-    if rgb.shape[:2] != (SIDE, SIDE):
-        pattern = np.asarray(
-            Image.fromarray(pattern.astype(np.float32)).resize(image.size, Image.Resampling.BICUBIC)
-        )
-    marked = np.clip(rgb + pattern[..., None], 0, 255)
-    return Image.fromarray(np.round(marked).astype(np.uint8))
+    return FrameMarker(watermark_id)(image)
 
 
 @dataclass(frozen=True)
@@ -115,35 +140,40 @@ def _cell_scores(luma: np.ndarray) -> np.ndarray:
 # The picture's size in the copy, relative to the copy: all of it, cropped by 5-15% (it was larger), or inside
 # a margin (a screenshot: it is smaller).
 CROP_GUESSES = (1.0, 1 / 0.95, 1 / 0.9, 1 / 0.85, 0.95, 0.925, 0.9)
-_VALID = OWNER >= 0
-_MEMBERS = (OWNER[_VALID][None, :] == np.arange(BITS)[:, None]).astype(np.float64)  # (BITS, cells)
+_SPAN = GRID + 2 * MAX_SHIFT  # cells searched per side
+_SHIFTS = 2 * MAX_SHIFT + 1  # cell shifts per side
+
+
+def _conj_spectrum(weights_of_cell: np.ndarray) -> np.ndarray:
+    """Conjugate 2-D spectrum of (..., GRID, GRID) cell weights, zero-padded to _SPAN: correlating with it is a
+    product of spectra, and with _SPAN = GRID + 2 * MAX_SHIFT no shift wraps around."""
+    padded = np.zeros((*weights_of_cell.shape[:-2], _SPAN, _SPAN))
+    padded[..., :GRID, :GRID] = weights_of_cell
+    return np.conj(np.fft.rfft2(padded))
+
+
+# Each bit's keyed chips on the cells it owns, and every carrying cell, as spectra.
+_BIT_CHIPS = _conj_spectrum(np.stack([np.where(OWNER == b, CHIP, 0.0) for b in range(BITS)]))
+_CARRIERS = _conj_spectrum((OWNER >= 0).astype(np.float64))
 
 
 def _best_alignment(response: np.ndarray) -> tuple[float, np.ndarray, tuple[int, int]]:
-    """(agreement, bit scores, shift) at the grid alignment where the chips agree most."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
+    """(agreement, bit scores, shift) at the grid alignment where the chips agree most: every pixel offset
+    within a cell times every cell shift up to MAX_SHIFT each way, as correlations of cells with chips."""
     pad = MAX_SHIFT * CELL
-    padded = np.pad(response, pad)
-    span = GRID + 2 * MAX_SHIFT
-    best = (-1.0, np.zeros(BITS), (0, 0))
-    for sy in range(CELL):
-        for sx in range(CELL):
-            cells = padded[sy + CELL // 2 :: CELL, sx + CELL // 2 :: CELL][:span, :span]
-            windows = sliding_window_view(cells, (GRID, GRID)).reshape(-1, GRID, GRID)  # every cell shift
-            votes = (windows * CHIP)[:, _VALID]  # (shifts, cells)
-            bit_scores = votes @ _MEMBERS.T  # (shifts, BITS)
-            scale = np.abs(windows[:, _VALID]).mean(axis=1) * (GRID * GRID // BITS) + 1e-9
-            agreement = np.abs(bit_scores).mean(axis=1) / scale
-            k = int(agreement.argmax())
-            if agreement[k] > best[0]:
-                u, v = divmod(k, span - GRID + 1)
-                best = (
-                    float(agreement[k]),
-                    bit_scores[k],
-                    ((u - MAX_SHIFT) * CELL + sy, (v - MAX_SHIFT) * CELL + sx),
-                )
-    return best
+    padded = np.pad(response, (pad, pad + CELL))
+    # cells[sy, sx, i, j]: the response at cell (i, j) of the grid offset by (sy, sx) pixels
+    block = padded[CELL // 2 : CELL // 2 + _SPAN * CELL, CELL // 2 : CELL // 2 + _SPAN * CELL]
+    cells = block.reshape(_SPAN, CELL, _SPAN, CELL).transpose(1, 3, 0, 2)
+    spectrum = np.fft.rfft2(cells)[:, :, None]  # (CELL, CELL, 1, _SPAN, _SPAN // 2 + 1)
+    shape = (_SPAN, _SPAN)
+    bit_scores = np.fft.irfft2(spectrum * _BIT_CHIPS, s=shape)[..., :_SHIFTS, :_SHIFTS]
+    magnitude = np.fft.irfft2(np.fft.rfft2(np.abs(cells)) * _CARRIERS, s=shape)[..., :_SHIFTS, :_SHIFTS]
+    # agreement: the mean |bit score| over the mean |response| of a bit's cells
+    agreement = np.abs(bit_scores).mean(axis=2) / (magnitude / BITS + 1e-9)  # (CELL, CELL, _SHIFTS, _SHIFTS)
+    sy, sx, u, v = np.unravel_index(int(agreement.argmax()), agreement.shape)
+    shift = ((int(u) - MAX_SHIFT) * CELL + int(sy), (int(v) - MAX_SHIFT) * CELL + int(sx))
+    return float(agreement[sy, sx, u, v]), bit_scores[sy, sx, :, u, v], shift
 
 
 def read(image: Image.Image) -> Reading:
@@ -178,3 +208,10 @@ def read(image: Image.Image) -> Reading:
         if crc16(watermark_id) == crc:
             return Reading(True, watermark_id, word, agreement, shift)
     return Reading(False, None, word, agreement, shift, too_small=min(image.size) < MIN_SIDE)
+
+
+def read_frames(frames: list[Image.Image]) -> Reading:
+    """The watermark of a video's frames, read in their mean: the fixed mark adds up while moving pictures,
+    palettes and compression noise blur away."""
+    mean = np.mean([np.asarray(f.convert("L"), dtype=np.float32) for f in frames], axis=0)
+    return read(Image.fromarray(np.round(mean).astype(np.uint8)))

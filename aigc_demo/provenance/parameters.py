@@ -52,16 +52,23 @@ MADE_HERE: OrderedDict[int, dict] = OrderedDict()
 MADE_HERE_LIMIT = 10_000
 
 
+def new_watermark(params: dict) -> tuple[image_watermark.FrameMarker, dict]:
+    """A marker for a fresh watermark id and ``params`` recording the id, remembered in MADE_HERE: for a
+    picture or every frame of a film, before it is signed with the returned parameters."""
+    watermark_id = secrets.randbits(image_watermark.ID_BITS)
+    params = {**params, "watermark_id": f"{watermark_id:06x}"}
+    MADE_HERE[watermark_id] = params
+    while len(MADE_HERE) > MADE_HERE_LIMIT:
+        MADE_HERE.popitem(last=False)
+    return image_watermark.FrameMarker(watermark_id), params
+
+
 def save_png(image: Image.Image, params: dict, folder: Path | None = None) -> Path:
     """Write ``image`` as a PNG carrying ``params``, watermarked (128 px and more) and signed; returns its path
     (a fresh temp file by default)."""
     if min(image.size) >= image_watermark.MIN_SIDE:
-        watermark_id = secrets.randbits(image_watermark.ID_BITS)
-        image = image_watermark.embed(image, watermark_id)
-        params = {**params, "watermark_id": f"{watermark_id:06x}"}
-        MADE_HERE[watermark_id] = params
-        while len(MADE_HERE) > MADE_HERE_LIMIT:
-            MADE_HERE.popitem(last=False)
+        marker, params = new_watermark(params)
+        image = marker(image)
     info = PngImagePlugin.PngInfo()
     info.add_text(A1111_KEY, a1111_text(params))
     info.add_text(JSON_KEY, json.dumps(params, ensure_ascii=False))

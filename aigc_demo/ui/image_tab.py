@@ -23,7 +23,15 @@ from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors, user_errors_stream
 from aigc_demo.ui.sessions import SessionStops
-from aigc_demo.ui.shared import HEAVY, copies_markdown, copy_check_dict, failure_notice, pixel_gallery
+from aigc_demo.ui.shared import (
+    HEAVY,
+    copies_gallery,
+    copies_markdown,
+    copies_pictures,
+    copy_check_dict,
+    failure_notice,
+    pixel_gallery,
+)
 from aigc_demo.ui.strings import EN, t
 
 log = logging.getLogger(__name__)
@@ -206,7 +214,9 @@ class ImageTab:
                     self.check_copies = gr.Button(
                         t("image_copies"), elem_id="image-copies", interactive=pipe.copy_index is not None
                     )
-                self.copies_info = gr.Markdown(elem_id="image-copies-info")
+                with gr.Row():
+                    self.copies_info = gr.Markdown(elem_id="image-copies-info")
+                    self.copies_pictures = copies_pictures("image-copies-pictures")
                 self.files = gr.File(
                     label=t("image_download"), file_count="multiple", interactive=False, elem_id="image-files"
                 )
@@ -262,7 +272,9 @@ class ImageTab:
         self.gallery.select(
             self.select, [self.history], [self.chosen, self.chosen_info, self.chosen_path], **ui
         )
-        self.check_copies.click(self.copies, [self.chosen_path], [self.copies_info], **ui)
+        self.check_copies.click(
+            self.copies, [self.chosen_path], [self.copies_info, self.copies_pictures], **ui
+        )
         self.reuse.click(self.reuse_parameters, [self.chosen], list(c.values()), **ui)
         self.png_drop.upload(self.restore_from_png, [self.png_drop], list(c.values()), **ui)
         c["generator"].change(self.generator_changed, [c["generator"]], [c[n] for n in DIFFUSION_ONLY], **ui)
@@ -405,7 +417,9 @@ class ImageTab:
         if not path:
             raise ValueError(EN["image_pick_first"])
         with Image.open(path) as img:
-            return copies_markdown(self.pipe.copies(img.convert("RGB")))
+            picture = img.convert("RGB")
+        check = self.pipe.copies(picture)
+        return copies_markdown(check), gr.update(value=copies_gallery(check, picture), visible=True)
 
     def reuse_parameters(self, parameters):
         """Put a chosen image's parameters back into the controls (prompt, seed, steps, ...)."""

@@ -20,6 +20,7 @@ from aigc_demo.media import write_animation
 from aigc_demo.outputs import fresh_output_dir
 from aigc_demo.pipelines.latent import LatentPipeline
 from aigc_demo.provenance.content_credentials import sign_if_enabled
+from aigc_demo.provenance.parameters import new_watermark
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors
@@ -393,9 +394,12 @@ class LatentHandlers:
         result = self.pipe.interpolate(a, b, params)
         cfg = self.pipe.cfg
         folder = fresh_output_dir("walk-")
-        gif, mp4 = write_animation(result.frames, folder, fps=cfg.animation_fps, display_size=self.size)
+        marker, record = new_watermark({"tab": "latent", "output": "interpolation walk", **params})
+        gif, mp4 = write_animation(
+            result.frames, folder, fps=cfg.animation_fps, display_size=self.size, mark=marker
+        )
         for path in (gif, mp4):
-            sign_if_enabled(path, {"tab": "latent", "output": "interpolation walk", **params})
+            sign_if_enabled(path, record)
         return result.strip, gif, mp4
 
     @user_errors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gradio as gr
+from PIL import Image
 
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.strings import t
@@ -46,6 +47,30 @@ def copies_markdown(check) -> str:
             f"| {n.caption} | {n.similarity:.3f} | {n.pixel_bits} / 192 | {n.licence} ({n.attribution}) |"
         )
     return "\n".join(lines)
+
+
+def copies_pictures(elem_id: str) -> gr.Gallery:
+    """Where copies_gallery's pictures go: hidden until a check has run."""
+    return gr.Gallery(
+        label=t("copies_pictures"), columns=5, height=220, object_fit="contain", format="png",
+        visible=False, elem_id=elem_id,
+    )  # fmt: skip
+
+
+def copies_gallery(check, picture: Image.Image, side: int = 128) -> list[tuple[Image.Image, str]]:
+    """``picture``, then the nearest training pictures themselves, drawn again from their sources (the index
+    keeps fingerprints, not artwork), each captioned with how alike it is and its licence; sources not
+    installed here are left out."""
+    from aigc_demo.data.sources import render_item
+
+    shown = [(picture.convert("RGB").resize((side, side), Image.Resampling.NEAREST), "the picture checked")]
+    seen = set()
+    for n in [*check.nearest, check.nearest_in_pixels]:
+        if n.item_id in seen or (picture := render_item(n.item_id, side)) is None:
+            continue
+        seen.add(n.item_id)
+        shown.append((picture, f"{n.caption} · alike {n.similarity:.2f} · {n.pixel_bits} bits · {n.licence}"))
+    return shown
 
 
 def copy_check_dict(check) -> dict:

@@ -18,7 +18,13 @@ from aigc_demo.provenance.cards import card_names, read_card
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import api, arg
 from aigc_demo.ui.errors import user_errors
-from aigc_demo.ui.shared import copies_markdown, copy_check_dict, failure_notice
+from aigc_demo.ui.shared import (
+    copies_gallery,
+    copies_markdown,
+    copies_pictures,
+    copy_check_dict,
+    failure_notice,
+)
 from aigc_demo.ui.strings import EN, t
 
 FILE_TYPES = [".png", ".jpg", ".jpeg", ".gif", ".webp", ".mp4"]
@@ -89,6 +95,7 @@ class VerifyTab:
                 self.text_verdict = gr.Markdown(elem_id="verify-text-verdict")
             with gr.Column(scale=1):
                 self.verdict = gr.Markdown(elem_id="verify-verdict")
+                self.copies_pictures = copies_pictures("verify-copies-pictures")
                 self.parameters = gr.JSON(label=t("verify_parameters"), elem_id="verify-parameters")
                 with gr.Accordion(t("verify_manifest"), open=False):
                     self.manifest = gr.JSON(show_label=False, elem_id="verify-manifest")
@@ -117,9 +124,10 @@ class VerifyTab:
                 )
         ui = {"api_visibility": "undocumented"}
         self.card_name.change(self.show_card, [self.card_name], [self.card, self.card_pictures], **ui)
-        outputs = [self.verdict, self.parameters, self.manifest]
+        outputs = [self.verdict, self.copies_pictures, self.parameters, self.manifest]
         gr.on([self.file.upload, self.run.click], self.show, [self.file], outputs, **ui)
-        self.file.clear(lambda: ("", None, None), None, outputs, queue=False, **ui)
+        cleared = ("", gr.update(value=None, visible=False), None, None)
+        self.file.clear(lambda: cleared, None, outputs, queue=False, **ui)
         self.run_lab.click(self.show_lab, [self.file], [self.lab_table], **ui)
         api(self.api_lab, api_name="verify_lab", head=[arg("file", FileData | None)], returns=list[dict])
         api(self.api_verify, api_name="verify", head=[arg("file", FileData | None)], returns=dict)
@@ -134,8 +142,8 @@ class VerifyTab:
             )
             api(self.api_verify_text, api_name="verify_text", head=[arg("text", str)], returns=dict)
 
-    def _copies(self, path):
-        """The copy check for a picture (None for videos, or without the image pipeline's index)."""
+    def _copies(self, path) -> tuple | None:
+        """(the picture, its copy check); None for videos, or without the image pipeline's index."""
         if self.image_pipe is None:
             return None
         try:
@@ -143,15 +151,18 @@ class VerifyTab:
                 picture = img.convert("RGB")
         except (OSError, ValueError, Image.DecompressionBombError):
             return None
-        return self.image_pipe.copies(picture)
+        return picture, self.image_pipe.copies(picture)
 
     @user_errors
     def show(self, path):
         inspection = self.pipe.inspect(path)
         text = verdict_markdown(inspection)
-        if (check := self._copies(path)) is not None:
+        shown = gr.update(value=None, visible=False)
+        if (checked := self._copies(path)) is not None:
+            picture, check = checked
             text += "\n\n" + copies_markdown(check)
-        return text, inspection.parameters, inspection.verdict.manifest
+            shown = gr.update(value=copies_gallery(check, picture), visible=True)
+        return text, shown, inspection.parameters, inspection.verdict.manifest
 
     @user_errors
     def show_lab(self, path):
@@ -194,8 +205,8 @@ class VerifyTab:
         """The file's Content Credentials verdict, signer, actions, ingredients, parameters and manifest."""
         path = file.get("path") if isinstance(file, dict) else file
         report = self.pipe.inspect(path).as_dict()
-        check = self._copies(path)
-        return {**report, "copies": None if check is None else copy_check_dict(check)}
+        checked = self._copies(path)
+        return {**report, "copies": None if checked is None else copy_check_dict(checked[1])}
 
 
 def build_verify_tab(
