@@ -103,6 +103,8 @@ def test_a_watermarked_reply_is_found_and_human_text_is_not(client):
     assert not human["watermarked"] and human["z"] < 4 and human["tokens_scored"] > 60
     with pytest.raises(Exception, match="text is empty"):
         client.predict("", api_name="/verify_text")
+    with pytest.raises(Exception, match="text is 1,000,000 characters; the limit is"):
+        client.predict("a" * 1_000_000, api_name="/verify_text")
 
 
 def test_copies_of_training_pictures_are_named_with_their_licences(client, generated):

@@ -184,6 +184,37 @@ def test_a_video_without_pictures_is_read_without_a_watermark(verify, tmp_path):
     assert found.watermark is None and found.verdict.state in ("absent", "unreadable")
 
 
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, whole chunk bytes) of a PNG, in order."""
+    chunks, at = [], 8
+    while at < len(data):
+        length = struct.unpack(">I", data[at : at + 4])[0]
+        chunks.append((data[at + 4 : at + 8], data[at : at + 12 + length]))
+        at += 12 + length
+    return chunks
+
+
+def test_forged_and_corrupt_manifests_are_reported_not_trusted(ours, verify, tmp_path):
+    """A manifest moved onto other pixels does not vouch for them; a manifest with broken bytes is not read as
+    valid; neither stops the reader."""
+    signed = signed_png(ours, tmp_path / "a").read_bytes()
+    manifest = next(chunk for kind, chunk in png_chunks(signed) if kind == b"caBX")
+    other = tmp_path / "other.png"
+    Image.new("RGB", (64, 64), "red").save(other)
+    plain = png_chunks(other.read_bytes())
+    forged = tmp_path / "forged.png"
+    forged.write_bytes(b"\x89PNG\r\n\x1a\n" + plain[0][1] + manifest + b"".join(c for _, c in plain[1:]))
+    assert verify.inspect(forged).verdict.state == "tampered"
+
+    broken = bytearray(signed)
+    at = signed.index(b"caBX") + 200  # inside the manifest store: its signature and claim bytes
+    broken[at : at + 64] = bytes(64)
+    (tmp_path / "corrupt.png").write_bytes(bytes(broken))
+    corrupt = verify.inspect(tmp_path / "corrupt.png")
+    assert corrupt.verdict.state in ("tampered", "invalid", "unreadable"), corrupt.verdict
+    assert verify.inspect(signed_png(ours, tmp_path / "b")).verdict.state == "valid"  # the reader carries on
+
+
 def test_every_model_has_a_card_with_its_licence_and_pictures():
     from aigc_demo.provenance.cards import DATA_CARD, card_names, read_card
 

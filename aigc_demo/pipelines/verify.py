@@ -45,6 +45,7 @@ class Inspection:
             "watermark": None if self.watermark is None else {
                 "found": self.watermark.found,
                 "id": None if self.watermark.watermark_id is None else f"{self.watermark.watermark_id:06x}",
+                "bits_corrected": self.watermark.flipped,
                 "summary": self.watermark.summary(),
             },
         }  # fmt: skip
