@@ -51,3 +51,15 @@ def test_a_film_is_read_in_the_mean_of_its_frames():
     reading = read_frames(frames)
     assert reading.found and reading.watermark_id == 0x5A5A5A, reading
     assert not read_frames([emoji_like(seed, side=384) for seed in range(8)]).found
+
+
+def test_wide_and_tall_pictures_carry_it_too():
+    """A sweep grid or a comic page is not square: the grid spans its longer side, as the reader expects."""
+    for size in ((512, 320), (300, 480)):
+        picture = Image.new("RGB", size, "white")
+        for k in range(3):
+            picture.paste(
+                emoji_like(k, side=160).resize((size[0] // 3, size[0] // 3)), (k * size[0] // 3, 20)
+            )
+        reading = read(COPIES["JPEG quality 75"](embed(picture, 0x123456)))
+        assert reading.found and reading.watermark_id == 0x123456, (size, reading)

@@ -264,8 +264,8 @@ class StoryPipeline:
             yield self._progress("voice", len(lines), len(panels), t1, panels)
         times["voice"] = time.perf_counter() - t1
 
-        # 5. Film: shots, latent transitions, subtitles, sound (nothing to film once stopped). Every frame
-        # carries one watermark id, which the film's signed settings record.
+        # 5. Film: shots, latent transitions, subtitles, sound (nothing to film once stopped). Every frame and
+        # the comic page carry one watermark id, which their signed settings record.
         marker, story = new_watermark({"title": plan.title, **asdict(p), "models": self._models(p)})
         film = None
         if shown and not stop.is_set():
@@ -281,7 +281,7 @@ class StoryPipeline:
             times["encode"] = time.perf_counter() - t3
         # The project records what was drawn, so it reproduces the film without the grounding index.
         drawn = replace(plan, scenes=tuple(replace(s, prompt=x) for s, x in zip(plan.scenes, subjects)))
-        comic = comic_page(plan, shown, folder / "comic.png") if shown else None
+        comic = comic_page(plan, shown, folder / "comic.png", mark=marker) if shown else None
         project = write_project(folder / "story.json", drawn, asdict(p), self._models(p))
         self._sign(
             folder,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -19,8 +20,15 @@ from aigc_demo.pipelines.story_plan import MAX_JSON_CHARS, Plan, load_json
 PROJECT_FORMAT, PROJECT_VERSION = "aigc-studio-story", 1
 
 
-def comic_page(plan: Plan, panels: list[Image.Image], path: Path, columns: int = 2) -> Path:
-    """The panels in a grid with each scene's narration under it, and the title on top: a printable page."""
+def comic_page(
+    plan: Plan,
+    panels: list[Image.Image],
+    path: Path,
+    columns: int = 2,
+    mark: Callable[[Image.Image], Image.Image] | None = None,
+) -> Path:
+    """The panels in a grid with each scene's narration under it, and the title on top: a printable page,
+    watermarked by ``mark`` when given."""
     side, pad, text_h = 256, 16, 72
     rows = -(-len(panels) // columns)
     title_h = 56
@@ -37,7 +45,7 @@ def comic_page(plan: Plan, panels: list[Image.Image], path: Path, columns: int =
         draw.rectangle((x, y, x + side - 1, y + side - 1), outline=(40, 40, 40))
         lines = wrap_text(f"{i + 1}. {plan.scenes[i].narration}", font, side)[:3]
         draw.multiline_text((x, y + side + 6), "\n".join(lines), fill=(20, 20, 20), font=font, spacing=3)
-    page.save(path)
+    (page if mark is None else mark(page)).save(path)
     return path
 
 

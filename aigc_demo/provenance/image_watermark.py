@@ -90,9 +90,14 @@ class FrameMarker:
         if min(image.size) < MIN_SIDE:
             return image
         pattern = self._sized.get(image.size)
-        if pattern is None:
-            resized = Image.fromarray(self._pattern).resize(image.size, Image.Resampling.BICUBIC)
-            pattern = self._sized.setdefault(image.size, np.asarray(resized)[..., None])
+        if (
+            pattern is None
+        ):  # the grid spans the longer side, as the reader scales it; a wide picture crops it
+            side = max(image.size)
+            resized = np.asarray(
+                Image.fromarray(self._pattern).resize((side, side), Image.Resampling.BICUBIC)
+            )
+            pattern = self._sized.setdefault(image.size, resized[: image.height, : image.width, None])
         rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
         gain = 1.0
         for _ in range(3):  # few white areas clip the mark: turn it down to keep MIN_PSNR
