@@ -324,3 +324,17 @@ def test_verify_tab_reads_a_generated_pictures_credentials(browser, app_url, art
     page.keyboard.press("Enter")
     page.wait_for_selector("#about-card:has-text('4-step student')", timeout=30_000)
     page.screenshot(path=str(artifacts_dir / "verify-about.png"), full_page=True)
+
+
+def test_evaluate_tab_sweeps_and_measures(browser, app_url, artifacts_dir, tab_screenshot):
+    page = open_page(browser, app_url)
+    page.get_by_role("tab", name="Evaluate").click()
+    page.fill("#evaluate-x-values textarea, #evaluate-x-values input", "1, 4, 7")
+    page.fill("#evaluate-y-values textarea, #evaluate-y-values input", "4, 12")
+    page.click("#evaluate-run")
+    page.wait_for_selector("#evaluate-progress:has-text('cell')", timeout=60_000)
+    page.wait_for_selector("#evaluate-figures:has-text('precision')", timeout=180_000)
+    assert "6 cells" in page.inner_text("#evaluate-progress")
+    tab_screenshot(page, "evaluate")
+    page.screenshot(path=str(artifacts_dir / "evaluate-tab.png"), full_page=True)
+    page.wait_for_selector("#evaluate-files:has-text('sweep-cells')", timeout=30_000)

@@ -6,6 +6,7 @@ import gradio as gr
 
 from aigc_demo.config import AppConfig
 from aigc_demo.registry import PipelineRegistry
+from aigc_demo.ui.evaluate_tab import build_evaluate_tab
 from aigc_demo.ui.image_tab import build_image_tab
 from aigc_demo.ui.latent_tab import build_latent_tab
 from aigc_demo.ui.story_tab import build_story_tab
@@ -35,6 +36,8 @@ def build_demo(registry: PipelineRegistry, cfg: AppConfig) -> gr.Blocks:
                 build_latent_tab(registry.get("latent"), registry.failures.get("latent"))
             with gr.Tab(t("tab_story"), id="story"):
                 build_story_tab(registry.get("story"), registry.failures.get("story"))
+            with gr.Tab(t("tab_evaluate"), id="evaluate"):
+                build_evaluate_tab(registry.get("image"), registry.failures.get("image"))
             with gr.Tab(t("tab_verify"), id="verify"):
                 build_verify_tab(
                     registry.get("provenance"),

@@ -1,0 +1,287 @@
+"""The Evaluate tab: X/Y/Z sweeps of the image pipeline and quality figures for any set of pictures. Layout
+and wiring only; the sweep and the figures are ``pipelines/evaluate.py`` and ``metrics.py``."""
+
+from __future__ import annotations
+
+import threading
+
+import gradio as gr
+from gradio.data_classes import FileData
+from PIL import Image
+
+from aigc_demo.device import gpu_task
+from aigc_demo.metrics import Figure
+from aigc_demo.outputs import fresh_output_dir
+from aigc_demo.pipelines.evaluate import (
+    AXES,
+    EvaluatePipeline,
+    SweepProgress,
+    draw_grid,
+    save_grid,
+    write_csv,
+)
+from aigc_demo.pipelines.image import ImagePipeline, Interrupt
+from aigc_demo.registry import LoadFailure
+from aigc_demo.ui.controls import Controls, api, arg
+from aigc_demo.ui.errors import user_errors, user_errors_stream
+from aigc_demo.ui.sessions import SessionStops
+from aigc_demo.ui.shared import HEAVY, failure_notice
+from aigc_demo.ui.strings import t
+
+BASE = ("prompt", "num_inference_steps", "guidance_scale", "scheduler", "seed", "generator")
+AXIS_CHOICES = [("nothing", "nothing"), *((label, name) for name, label in AXES.items())]
+# axis -> (parameter, values) shown first, and the API's defaults
+AXIS_DEFAULTS = {
+    "x": ("guidance_scale", "1, 3, 5, 7"),
+    "y": ("num_inference_steps", "4, 10, 20"),
+    "z": ("nothing", ""),
+}
+FIGURE_COLUMNS = ["figure", "value", "95% interval", "n", "note"]
+MAX_MEASURED = 256  # pictures per /evaluate_images call
+
+
+def stacked(grids: list[Image.Image]) -> Image.Image | None:
+    """The Z values' grids one under another, for the page (the files keep one PNG each)."""
+    if not grids:
+        return None
+    page = Image.new("RGB", (max(g.width for g in grids), sum(g.height for g in grids)), "white")
+    top = 0
+    for grid in grids:
+        page.paste(grid, (0, top))
+        top += grid.height
+    return page
+
+
+def figure_rows(figures: list[Figure]) -> list[list]:
+    rows = []
+    for f in figures:
+        interval = f"{f.low:.3f} – {f.high:.3f}" if f.low is not None else ""
+        rows.append([f.name, "—" if f.value is None else f"{f.value:.3f}", interval, f.n, f.note])
+    return rows
+
+
+class EvaluateTab:
+    def __init__(self, image: ImagePipeline):
+        self.pipe = EvaluatePipeline(image)
+        threading.Thread(target=self.pipe.real_radii, name="evaluate-reference", daemon=True).start()
+        self._interrupts = SessionStops(Interrupt)
+        schema = image.schema
+        gr.Markdown(t("evaluate_intro"))
+        with gr.Row():
+            with gr.Column(scale=2):
+                self.controls = Controls.build(
+                    schema,
+                    BASE,
+                    prompt={"value": "cat face, in OpenMoji style", "elem_id": "evaluate-prompt"},
+                    seed={"value": 1},
+                )
+                self.axes = []
+                for axis, (name, values) in AXIS_DEFAULTS.items():
+                    with gr.Row():
+                        self.axes.append(
+                            gr.Dropdown(
+                                AXIS_CHOICES, value=name, label=t(f"evaluate_axis_{axis}"), scale=1,
+                                elem_id=f"evaluate-{axis}-axis",
+                            )
+                        )  # fmt: skip
+                        self.axes.append(
+                            gr.Textbox(
+                                value=values, label=t("evaluate_values"), placeholder="1, 3, 5  ·  4-20 (+4)  ·  64x64",
+                                scale=2, elem_id=f"evaluate-{axis}-values",
+                            )
+                        )  # fmt: skip
+                with gr.Row():
+                    self.run = gr.Button(t("evaluate_run"), variant="primary", elem_id="evaluate-run")
+                    self.stop = gr.Button(t("evaluate_stop"), elem_id="evaluate-stop")
+                self.progress = gr.Markdown(elem_id="evaluate-progress")
+            with gr.Column(scale=3):
+                self.grids = gr.Image(
+                    label=t("evaluate_grid"),
+                    type="pil",
+                    format="png",
+                    interactive=False,
+                    elem_id="evaluate-grid",
+                )
+                self.figures = gr.Dataframe(
+                    headers=FIGURE_COLUMNS, interactive=False, wrap=True, elem_id="evaluate-figures"
+                )
+                self.files = gr.File(
+                    label=t("evaluate_files"),
+                    file_count="multiple",
+                    interactive=False,
+                    elem_id="evaluate-files",
+                )
+        with gr.Accordion(t("evaluate_measure"), open=False):
+            gr.Markdown(t("evaluate_measure_hint"))
+            with gr.Row():
+                self.pictures = gr.File(
+                    label=t("evaluate_pictures"), file_count="multiple", file_types=["image"],
+                    type="filepath", elem_id="evaluate-pictures",
+                )  # fmt: skip
+                with gr.Column():
+                    self.measure_prompt = gr.Textbox(
+                        label=t("evaluate_measure_prompt"), elem_id="evaluate-measure-prompt"
+                    )
+                    self.measure_run = gr.Button(t("evaluate_measure_run"), elem_id="evaluate-measure-run")
+            self.measured = gr.Dataframe(
+                headers=FIGURE_COLUMNS, interactive=False, wrap=True, elem_id="evaluate-measured"
+            )
+        self._wire(schema)
+
+    def _wire(self, schema) -> None:
+        ui = {"api_visibility": "undocumented"}
+        c = self.controls
+        gr.on(
+            [self.run.click],
+            gpu_task(self.sweep),
+            inputs={*c.components, *self.axes},
+            outputs=[self.grids, self.figures, self.files, self.progress],
+            concurrency_id=HEAVY,
+            **ui,
+        )
+        self.stop.click(self.interrupt, None, None, queue=False, api_name="evaluate_interrupt")
+        self.measure_run.click(
+            self.measure, [self.pictures, self.measure_prompt], [self.measured], concurrency_id=HEAVY, **ui
+        )
+        axes = [
+            arg(f"{k}_{part}", str, value)
+            for k, pair in AXIS_DEFAULTS.items()
+            for part, value in zip(("axis", "values"), pair, strict=True)
+        ]
+        api(
+            gpu_task(self.api_sweep),
+            api_name="evaluate_sweep",
+            schema=schema,
+            head=[arg("prompt", str), *axes],
+            skip=("batch_size",),
+            returns=tuple[list[FileData], dict],
+            concurrency_id=HEAVY,
+        )
+        api(
+            self.api_measure,
+            api_name="evaluate_images",
+            head=[arg("images", list[FileData]), arg("prompt", str, "")],
+            returns=dict,
+            concurrency_id=HEAVY,
+        )
+
+    # -- handlers -------------------------------------------------------------------------------------
+    def _specs(self, values: list) -> list[tuple[str, str]]:
+        return [(values[i], values[i + 1]) for i in (0, 2, 4)]
+
+    @user_errors_stream
+    def sweep(self, data: dict, request: gr.Request = None):
+        interrupt = self._interrupts.arm(request)
+        request_params = self.controls.read(data)
+        specs = self._specs([data[a] for a in self.axes])
+        for event in self.pipe.sweep(request_params, specs, interrupt):
+            if isinstance(event, SweepProgress):
+                partial = draw_grid(event.cells, event.axes, event.cells[-1].z)
+                bar = "█" * round(20 * event.done / event.total) + "░" * (
+                    20 - round(20 * event.done / event.total)
+                )
+                yield {
+                    self.grids: partial,
+                    self.progress: f"`{bar}` cell {event.done}/{event.total} · {event.elapsed_s:.1f} s · "
+                    f"about {event.eta_s:.0f} s left",
+                }
+            else:
+                files = self._files(event)
+                summary = (
+                    f"{len(event.cells)} cells in {event.seconds:.1f} s "
+                    f"(pictures {event.images_seconds:.1f} s, grid and figures "
+                    f"{event.seconds - event.images_seconds:.2f} s)"
+                )
+                summary += "".join(f"\n\n⚠️ {w}" for w in event.warnings)
+                yield {
+                    self.grids: stacked(event.grids),
+                    self.figures: figure_rows(event.figures),
+                    self.files: [str(p) for p in files],
+                    self.progress: summary,
+                }
+
+    def _files(self, result) -> list:
+        folder = fresh_output_dir("sweep-")
+        grids = [save_grid(result, z, folder) for z in range(len(result.grids))]
+        return [*grids, write_csv(result, folder / "sweep-cells.csv")]
+
+    def interrupt(self, request: gr.Request = None) -> None:
+        self._interrupts.stop(request)
+
+    def _pictures(self, paths) -> list[Image.Image]:
+        paths = [p.get("path") if isinstance(p, dict) else p for p in (paths or [])]
+        if not paths:
+            raise ValueError("no pictures were given")
+        if len(paths) > MAX_MEASURED:
+            raise ValueError(f"{len(paths)} pictures; at most {MAX_MEASURED} at once")
+        pictures = []
+        for path in paths:
+            try:
+                with Image.open(path) as img:
+                    if img.width * img.height > 4096 * 4096:
+                        raise ValueError("too large")
+                    pictures.append(img.convert("RGB"))
+            except (OSError, ValueError, Image.DecompressionBombError):
+                name = str(path).rsplit("/", 1)[-1]
+                raise ValueError(f"{name} is not a picture that can be read") from None
+        return pictures
+
+    def _measure(self, paths, prompt: str) -> list[Figure]:
+        pictures = self._pictures(paths)
+        prompt = (prompt or "").strip()
+        scores = self.pipe.image.prompt_match(pictures, prompt) if prompt else [None] * len(pictures)
+        return self.pipe.measure(pictures, scores)
+
+    @user_errors
+    def measure(self, paths, prompt: str):
+        return figure_rows(self._measure(paths, prompt))
+
+    @user_errors
+    def api_measure(self, images, prompt="", request: gr.Request = None):
+        """Quality figures for a set of pictures (a batch, a sweep, a story's panels): prompt match (when a
+        prompt is given), diversity, near-duplicates, precision/recall and KID against the training pictures,
+        each with its n and 95% interval, or why there is none."""
+        return {f.name: f.as_dict() for f in self._measure(images, prompt)}
+
+    @user_errors
+    def api_sweep(
+        self,
+        prompt,
+        x_axis,
+        x_values,
+        y_axis,
+        y_values,
+        z_axis,
+        z_values,
+        request: gr.Request = None,
+        **params,
+    ):
+        """An X/Y/Z sweep: every combination of the axes' values (a parameter's name and a comma-separated list,
+        "4-20 (+4)" ranges, "64x64" sizes, a prompt search/replace), the rest of the request fixed. Returns the
+        grid PNGs and the cells' CSV, and the cells, figures and timings. /evaluate_interrupt stops it and keeps
+        the finished cells."""
+        interrupt = self._interrupts.arm(request)
+        specs = [(x_axis, x_values), (y_axis, y_values), (z_axis, z_values)]
+        result = None
+        for result in self.pipe.sweep({**params, "prompt": prompt}, specs, interrupt):
+            pass
+        files = self._files(result)
+        info = {
+            "cells": [
+                {"x": c.x, "y": c.y, "z": c.z, "prompt_match": c.prompt_match, "parameters": c.parameters}
+                for c in result.cells
+            ],
+            "figures": {f.name: f.as_dict() for f in result.figures},
+            "seconds": round(result.seconds, 3),
+            "images_seconds": round(result.images_seconds, 3),
+            "stopped": result.stopped,
+            "warnings": result.warnings,
+        }
+        return [FileData(path=str(p)).model_dump() for p in files], info
+
+
+def build_evaluate_tab(image: ImagePipeline | None, failure: LoadFailure | None) -> EvaluateTab | None:
+    if image is None:
+        failure_notice(failure)
+        return None
+    return EvaluateTab(image)

@@ -1,0 +1,58 @@
+"""End to end on Evaluate: a sweep and the figures through gradio_client, on the real default models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def sweep(client):
+    return client.predict(
+        "red heart, in Twemoji style", "seed", "1, 2", "guidance_scale", "2, 6", "nothing", "",
+        num_inference_steps=4, api_name="/evaluate_sweep",
+    )  # fmt: skip
+
+
+def test_a_sweep_returns_its_grid_cells_and_figures(client, sweep):
+    files, info = sweep
+    paths = [f["path"] if isinstance(f, dict) else f for f in files]
+    assert [p.rsplit(".", 1)[-1] for p in paths] == ["png", "csv"]
+    assert len(info["cells"]) == 4 and not info["stopped"]
+    assert {(c["parameters"]["seed"], c["parameters"]["guidance_scale"]) for c in info["cells"]} == {
+        (1, 2.0), (2, 2.0), (1, 6.0), (2, 6.0),
+    }  # fmt: skip
+    with Image.open(paths[0]) as grid:
+        stored = json.loads(grid.info["aigc_studio_sweep"])
+    assert len(stored["cells"]) == 4 and stored["sweep"]["x"] == "seed"
+    figures = info["figures"]
+    assert 0 < figures["prompt match"]["value"] <= 1 and figures["prompt match"]["n"] == 4
+    assert figures["precision"]["n"] == 4 and figures["precision"]["value"] is not None
+    assert figures["Fréchet distance"]["value"] is None and "too few" in figures["Fréchet distance"]["note"]
+    assert client.predict(handle_file(paths[0]), api_name="/verify")["state"] == "valid"
+
+
+def test_measuring_pictures_and_bad_sweeps(client, sweep, tmp_path):
+    files, _ = sweep
+    grid = files[0]["path"] if isinstance(files[0], dict) else files[0]
+    figures = client.predict([handle_file(grid)] * 2, "red heart", api_name="/evaluate_images")
+    assert figures["near-duplicates"]["value"] == 1.0  # the same picture twice
+    (tmp_path / "not.png").write_bytes(b"no picture here")
+    with pytest.raises(Exception, match="not.png is not a picture"):
+        client.predict([handle_file(str(tmp_path / "not.png"))], api_name="/evaluate_images")
+    with pytest.raises(Exception, match="at most 100"):
+        client.predict(
+            "a cat", "seed", "1-16", "num_inference_steps", "1-16", "nothing", "", api_name="/evaluate_sweep"
+        )
+    with pytest.raises(Exception, match="guidance axis has no values"):
+        client.predict(
+            "a cat", "guidance_scale", "", "nothing", "", "nothing", "", api_name="/evaluate_sweep"
+        )
