@@ -222,4 +222,5 @@ def mutual_similarity(embeddings: np.ndarray) -> Figure:
     if len(f) < 2:
         return Figure("similarity", None, len(f), note="needs 2 replies")
     pairs = (f @ f.T)[np.triu_indices(len(f), 1)]
-    return mean_interval("similarity", pairs, note=f"{len(pairs)} pairs")
+    figure = mean_interval("similarity", pairs, note=f"{len(pairs)} pairs")
+    return Figure(figure.name, figure.value, len(f), figure.low, figure.high, figure.note)

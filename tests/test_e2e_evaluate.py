@@ -56,3 +56,17 @@ def test_measuring_pictures_and_bad_sweeps(client, sweep, tmp_path):
         client.predict(
             "a cat", "guidance_scale", "", "nothing", "", "nothing", "", api_name="/evaluate_sweep"
         )
+
+
+def test_two_text_settings_are_compared(client):
+    out = client.predict(
+        "Write a short poem about the sea.", 2, 48, 0, 0.7, 0.9, 1.3, 1.0, api_name="/evaluate_text"
+    )
+    assert set(out) == {"A", "B"} and out["B"]["temperature"] == 1.3
+    for setting in out.values():
+        assert len(setting["replies"]) == 2 and all(setting["replies"])
+        figures = setting["figures"]
+        assert figures["perplexity"]["value"] > 1 and figures["perplexity"]["n"] == 2
+        assert 0 < figures["distinct-1"]["value"] <= 1 and figures["similarity"]["n"] == 2
+    with pytest.raises(Exception, match="replies"):
+        client.predict("a poem", 100, api_name="/evaluate_text")

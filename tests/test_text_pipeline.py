@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import replace
 
@@ -309,3 +310,40 @@ def test_page_updates_are_paced_but_keep_the_first_and_last():
     shown = [u.stats.new_tokens for u in paced(updates(), interval_s=3600)]
     assert shown == [1, 50], "first token at once, then the final update with the whole text"
     assert [u.stats.new_tokens for u in paced(updates(), interval_s=0)] == list(range(1, 51))
+
+
+def test_recorded_logprobs_are_the_models_own(pipe, tiny_llama_dir):
+    """TokenLogprobs sees the raw logits: each chosen token's log-probability equals a plain forward pass's,
+    whatever the sampling settings."""
+    from aigc_demo.pipelines.text_engines import TokenLogprobs
+
+    recorder = TokenLogprobs()
+    prompt = pipe.engine.tokenize("Once upon a time", add_special=True)
+    params = GenerationParams(max_new_tokens=12, temperature=1.3, top_p=0.8, repetition_penalty=1.2, seed=3)
+    made = list(itertools.islice(pipe.engine.generate_ids(prompt, params, None, recorder), 12))
+    assert len(recorder.values) == len(made) - 1
+    with torch.inference_mode():
+        logits = plain_model(tiny_llama_dir)(torch.tensor([prompt + made])).logits[0].float()
+    expected = torch.log_softmax(logits, -1)[len(prompt) - 1 : -2].gather(1, torch.tensor(made[:-1])[:, None])
+    assert torch.allclose(torch.tensor(recorder.values, dtype=torch.float32), expected[:, 0], atol=2e-3)
+
+
+def test_two_text_settings_compared_with_their_figures(pipe):
+    from aigc_demo.pipelines.evaluate import EvaluatePipeline
+
+    evaluate = EvaluatePipeline(None, pipe, encode=lambda texts: torch.randn(len(texts), 8))
+    settings = {
+        "A": {"temperature": 0.0, "max_new_tokens": 12},
+        "B": {"temperature": 1.5, "max_new_tokens": 12},
+    }
+    events = list(evaluate.compare_text("Tell me a story", settings, replies=3))
+    assert events[:-1] == [(k, 6) for k in range(1, 7)]
+    greedy, hot = events[-1]
+    assert len(set(greedy.replies)) == 1, "greedy: the same reply for every seed"
+    assert len(set(hot.replies)) > 1, "sampled: the seeds give different replies"
+    figures = {f.name: f for f in hot.figures}
+    assert [f.name for f in greedy.figures] == list(figures)
+    assert figures["perplexity"].value > 1 and figures["perplexity"].n == 3
+    assert figures["length"].value > 0 and figures["similarity"].n == 3
+    with pytest.raises(ValueError, match="replies"):
+        next(iter(evaluate.compare_text("x", settings, replies=100)))

@@ -16,13 +16,13 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from aigc_demo import metrics
+from aigc_demo import metrics, validation
 from aigc_demo.pipelines.image import ImagePipeline, ImageProgress, Interrupt
 from aigc_demo.provenance.copies import embed_pictures, perceptual_hash
 
@@ -109,6 +109,17 @@ def parse_axis(name: str | None, text: str, pipe: ImagePipeline, prompt: str) ->
         raise ValueError(f"the {AXES[name]} axis: {err}") from None
 
 
+MAX_REPLIES = 16  # per text setting
+
+
+@dataclass(frozen=True, eq=False)
+class TextSetting:
+    name: str
+    params: object  # GenerationParams
+    replies: list[str]
+    figures: list[metrics.Figure]
+
+
 @dataclass(frozen=True, eq=False)
 class Cell:
     x: int
@@ -143,17 +154,20 @@ class SweepResult:
 
 
 class EvaluatePipeline:
-    """Sweeps and measures through the image pipeline: its worker, its checks, its scorer."""
+    """Sweeps and measures through the image pipeline (its worker, checks and scorer), and compares text
+    settings through the text pipeline."""
 
-    def __init__(self, image: ImagePipeline):
+    def __init__(self, image: ImagePipeline | None, text=None, encode=None):
         self.image = image
+        self.text = text  # a TextPipeline
+        self.encode = encode  # texts -> sentence embeddings (MiniLM), for the replies' mutual similarity
         self._real_radii: np.ndarray | None = None
         self._radii_lock = threading.Lock()
 
     def real_radii(self) -> np.ndarray | None:
         """The training pictures' k-NN radii for precision (a few seconds for ~6,000; once per process)."""
         with self._radii_lock:
-            if self._real_radii is None and self.image.copy_index is not None:
+            if self._real_radii is None and self.image is not None and self.image.copy_index is not None:
                 real = metrics.normalised(self.image.copy_index.embeddings.numpy())
                 self._real_radii = metrics.knn_radii(real, metrics.PR_K)
             return self._real_radii
@@ -223,6 +237,60 @@ class EvaluatePipeline:
         yield SweepResult(
             axes, cells, grids, figures, time.perf_counter() - t0, images_seconds, stopped, warnings
         )
+
+    def compare_text(
+        self, prompt: str, settings: dict[str, dict], replies: int = 4, stop=None
+    ) -> Iterator[tuple[int, int] | list[TextSetting]]:
+        """``replies`` replies to ``prompt`` under each named setting (seeds seed, seed + 1, ...: the same for
+        every setting), then figures per setting. Yields (done, total) after each reply, then the list."""
+        from aigc_demo.pipelines.text_engines import TokenLogprobs
+
+        if self.text is None:
+            raise ValueError("comparing text settings needs the text model, which is not loaded")
+        replies = validation.in_range("replies", validation.as_int("replies", replies), 2, MAX_REPLIES)
+        checked = {name: self.text.parse_params(values) for name, values in settings.items()}
+        total, done, results = replies * len(checked), 0, []
+        for name, params in checked.items():
+            texts, perplexities, lengths = [], [], []
+            for i in range(replies):
+                if stop is not None and stop.is_set():
+                    break
+                recorder, last = TokenLogprobs(), None
+                seeded = replace(params, seed=(max(params.seed, 0) + i))
+                for last in self.text.chat(prompt, params=seeded, stop=stop, logprobs=recorder):
+                    pass
+                texts.append(last.text)
+                lengths.append(last.stats.new_tokens)
+                if recorder.values:
+                    perplexities.append(float(np.exp(-np.mean(recorder.values))))
+                done += 1
+                yield done, total
+            results.append(
+                TextSetting(name, checked[name], texts, self._text_figures(texts, perplexities, lengths))
+            )
+        yield results
+
+    def _text_figures(self, texts: list[str], perplexities: list[float], lengths: list[int]) -> list:
+        similarity = (
+            metrics.mutual_similarity(self.encode(texts).numpy())
+            if self.encode is not None and len(texts) > 1
+            else metrics.Figure(
+                "similarity", None, len(texts), note="needs 2 replies and the sentence encoder"
+            )
+        )
+        repetition = metrics.mean_interval(
+            "repetition", np.array([metrics.repetition_rate(t) for t in texts])
+        )
+        return [
+            metrics.mean_interval(
+                "perplexity", np.array(perplexities), note="under the model, raw distribution"
+            ),
+            metrics.distinct_n(texts, 1),
+            metrics.distinct_n(texts, 2),
+            replace(repetition, note="share of a reply's 4-grams that repeat"),
+            metrics.mean_interval("length", np.array(lengths, dtype=float), note="tokens"),
+            similarity,
+        ]
 
     def measure(self, images: list[Image.Image], scores: list[float | None]) -> list[metrics.Figure]:
         """The figures of aigc_demo/metrics.py for ``images`` (their prompt matches in ``scores``)."""

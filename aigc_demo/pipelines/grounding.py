@@ -8,6 +8,7 @@ drops, in Twemoji style"). A hub model (any Stable Diffusion id) knows the world
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +61,10 @@ class Grounding:
         ]
 
 
+@functools.cache
 def minilm_encoder(spec: str):
-    """A batched ``encode(texts) -> (N, 384)`` on the MiniLM sentence encoder (``models.text_encoder``)."""
+    """A batched ``encode(texts) -> (N, 384)`` on the MiniLM sentence encoder (``models.text_encoder``); one
+    per process, shared by the filter, the grounding index and Evaluate."""
     from aigc_demo.models import load_text_encoder, sentence_embeddings
 
     tokenizer, model = load_text_encoder(spec)

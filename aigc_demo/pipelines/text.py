@@ -18,7 +18,7 @@ from aigc_demo import validation
 from aigc_demo.compute import SHARED, ComputeThread, StopFlag, compute_thread
 from aigc_demo.config import TextConfig
 from aigc_demo.content_filter import check_text, flagged
-from aigc_demo.pipelines.text_engines import TextEngine, build_engine
+from aigc_demo.pipelines.text_engines import TextEngine, TokenLogprobs, build_engine
 from aigc_demo.provenance.text_watermark import Detection, detect
 from aigc_demo.schema import Config, Schema, param
 
@@ -191,13 +191,14 @@ class TextPipeline:
         params: GenerationParams | None = None,
         stop: StopFlag | None = None,
         json_schema: dict | None = None,
+        logprobs: TokenLogprobs | None = None,
     ) -> Iterator[TextUpdate]:
         """Stream the assistant's reply to `message` after `history` (oldest turns dropped if too long).
 
         The inputs are checked at the call (a ValueError names the problem), before any model work.
         Setting `stop` ends the stream after the current token, with a last update (finish "stopped").
         With `json_schema` the reply is JSON valid under it (constrained decoding), unless cut by
-        `max_new_tokens` or `stop`."""
+        `max_new_tokens` or `stop`. ``logprobs`` records each chosen token's log-probability (perplexity)."""
         # 1. Check inputs before touching the model.
         params = self._request_params(params)
         message = validation.text("message", message, self.cfg.max_prompt_chars, required=True)
@@ -211,7 +212,7 @@ class TextPipeline:
         turns = messages + [{"role": "user", "content": message}]
         prompt_ids, warnings = self._fit_chat(system, turns, budget)
         # 3. Generate (lazily: the model starts when the caller iterates).
-        return self._stream(prompt_ids, params, warnings, stop, json_schema)
+        return self._stream(prompt_ids, params, warnings, stop, json_schema, logprobs)
 
     def complete(
         self, prompt: str, params: GenerationParams | None = None, stop: StopFlag | None = None
@@ -271,6 +272,7 @@ class TextPipeline:
         warnings,
         stop: StopFlag | None = None,
         json_schema: dict | None = None,
+        logprobs: TokenLogprobs | None = None,
     ) -> Iterator[TextUpdate]:
         run = _Run()
         t_start = time.perf_counter()
@@ -301,7 +303,9 @@ class TextPipeline:
 
         with self._lock:
             # The model runs on its engine's compute thread (aigc_demo/compute.py); this one only streams text.
-            self.worker.submit(self._produce, run, self.engine.generate_ids(prompt_ids, params, json_schema))
+            self.worker.submit(
+                self._produce, run, self.engine.generate_ids(prompt_ids, params, json_schema, logprobs)
+            )
             try:
                 last_token = time.monotonic()
                 while True:

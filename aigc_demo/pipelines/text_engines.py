@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
+
 from aigc_demo.compute import LLAMA_CPP, SHARED, compute_thread
 from aigc_demo.config import TextConfig
 from aigc_demo.device import configure_threads, usable_cores
@@ -94,8 +96,33 @@ class TextEngine(Protocol):
     def new_detokenizer(self) -> Detokenizer: ...
     def is_end_of_turn(self, token_id: int) -> bool: ...
     def generate_ids(
-        self, prompt_ids: list[int], params: GenerationParams, json_schema: dict | None = None
+        self,
+        prompt_ids: list[int],
+        params: GenerationParams,
+        json_schema: dict | None = None,
+        logprobs: TokenLogprobs | None = None,
     ) -> Iterator[int]: ...
+
+
+class TokenLogprobs:
+    """A logits processor that changes nothing and records, for each token the model chose, its log-probability
+    under the raw distribution (before temperature, truncation or penalties): what perplexity is computed from.
+    A step's logits are kept until the next step shows which token they produced, so the last token of a
+    reply (usually the end of turn) is not recorded."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self._previous: np.ndarray | None = None
+
+    def __call__(self, input_ids, scores):
+        ids = np.asarray(input_ids.cpu() if hasattr(input_ids, "cpu") else input_ids).reshape(-1)
+        logits = np.asarray(scores.float().cpu() if hasattr(scores, "cpu") else scores, dtype=np.float64)
+        logits = logits.reshape(-1)
+        if self._previous is not None:
+            self.values.append(float(self._previous[int(ids[-1])]))
+        top = logits.max()
+        self._previous = logits - top - np.log(np.exp(logits - top).sum())
+        return scores
 
 
 class LlamaCppEngine:
@@ -158,11 +185,12 @@ class LlamaCppEngine:
     def is_end_of_turn(self, token_id):
         return token_id in self._eot_ids
 
-    def generate_ids(self, prompt_ids, params, json_schema=None):
+    def generate_ids(self, prompt_ids, params, json_schema=None, logprobs=None):
         grammar = _llama_grammar(json.dumps(json_schema, sort_keys=True)) if json_schema else None
-        return compute_thread(self.thread_name).iterate(self._generate_here(prompt_ids, params, grammar))
+        run = self._generate_here(prompt_ids, params, grammar, logprobs)
+        return compute_thread(self.thread_name).iterate(run)
 
-    def _generate_here(self, prompt_ids, params, grammar=None):
+    def _generate_here(self, prompt_ids, params, grammar=None, logprobs=None):
         self._llm.set_seed(params.seed)
         # Re-evaluate the whole prompt. llama-cpp-python's prefix reuse would evaluate only the tail, but a
         # one-token tail takes another ggml kernel whose last bits differ, and greedy text then depends on
@@ -178,7 +206,11 @@ class LlamaCppEngine:
             temp=params.temperature,
             repeat_penalty=params.repetition_penalty,
             grammar=grammar,
-            logits_processor=[GreenListBias(self._llm.n_vocab())] if params.watermark else None,
+            logits_processor=[
+                *([logprobs] if logprobs is not None else []),  # first: it must see the raw logits
+                *([GreenListBias(self._llm.n_vocab())] if params.watermark else []),
+            ]
+            or None,
         )
 
 
@@ -251,7 +283,7 @@ class TransformersEngine:
     def is_end_of_turn(self, token_id):
         return token_id in self._eot_ids
 
-    def generate_ids(self, prompt_ids, params, json_schema=None):
+    def generate_ids(self, prompt_ids, params, json_schema=None, logprobs=None):
         torch = self._torch
         from transformers import DynamicCache
 
@@ -262,6 +294,8 @@ class TransformersEngine:
             )
         if json_schema:
             processors.append(self._json_mask(json_schema))
+        if logprobs is not None:
+            processors.insert(0, logprobs)  # first: it must see the raw logits
         generator = torch.Generator(device="cpu").manual_seed(params.seed)
         ids = torch.tensor([prompt_ids], device=self.device)
         cache = DynamicCache()

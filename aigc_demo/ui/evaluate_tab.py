@@ -21,6 +21,7 @@ from aigc_demo.pipelines.evaluate import (
     write_csv,
 )
 from aigc_demo.pipelines.image import ImagePipeline, Interrupt
+from aigc_demo.pipelines.text import TextPipeline
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors, user_errors_stream
@@ -38,6 +39,8 @@ AXIS_DEFAULTS = {
 }
 FIGURE_COLUMNS = ["figure", "value", "95% interval", "n", "note"]
 MAX_MEASURED = 256  # pictures per /evaluate_images call
+TEXT_EXAMPLE = "Write a short poem about the sea."
+TEXT_DEFAULTS = {"A": (0.7, 0.9), "B": (1.3, 1.0)}  # (temperature, top_p) of the two settings compared
 
 
 def stacked(grids: list[Image.Image]) -> Image.Image | None:
@@ -60,11 +63,25 @@ def figure_rows(figures: list[Figure]) -> list[list]:
     return rows
 
 
+def sentence_encoder(texts: list[str]):
+    """MiniLM, loaded on first use (shared with the filter and the Story grounding)."""
+    from aigc_demo.config import AppConfig
+    from aigc_demo.pipelines.grounding import minilm_encoder
+
+    return minilm_encoder(AppConfig.from_env().safety.text_encoder)(texts)
+
+
 class EvaluateTab:
-    def __init__(self, image: ImagePipeline):
-        self.pipe = EvaluatePipeline(image)
-        threading.Thread(target=self.pipe.real_radii, name="evaluate-reference", daemon=True).start()
+    def __init__(self, image: ImagePipeline | None, text: TextPipeline | None):
+        self.pipe = EvaluatePipeline(image, text, sentence_encoder)
         self._interrupts = SessionStops(Interrupt)
+        if image is not None:
+            threading.Thread(target=self.pipe.real_radii, name="evaluate-reference", daemon=True).start()
+            self._build_images(image)
+        if text is not None:
+            self._build_text(text)
+
+    def _build_images(self, image: ImagePipeline) -> None:
         schema = image.schema
         gr.Markdown(t("evaluate_intro"))
         with gr.Row():
@@ -127,6 +144,60 @@ class EvaluateTab:
                 headers=FIGURE_COLUMNS, interactive=False, wrap=True, elem_id="evaluate-measured"
             )
         self._wire(schema)
+
+    def _build_text(self, text: TextPipeline) -> None:
+        with gr.Accordion(t("evaluate_text"), open=False):
+            gr.Markdown(t("evaluate_text_hint"))
+            with gr.Row():
+                with gr.Column():
+                    self.text_prompt = gr.Textbox(
+                        value=TEXT_EXAMPLE,
+                        label=t("evaluate_text_prompt"),
+                        lines=2,
+                        elem_id="evaluate-text-prompt",
+                    )
+                    self.text_settings = []
+                    for name, (temperature, top_p) in TEXT_DEFAULTS.items():
+                        with gr.Row():
+                            self.text_settings += [
+                                gr.Slider(0, 2, temperature, step=0.05, label=f"{name}: temperature"),
+                                gr.Slider(0.05, 1, top_p, step=0.05, label=f"{name}: top_p"),
+                            ]
+                    with gr.Row():
+                        self.text_replies = gr.Slider(2, 16, 4, step=1, label=t("evaluate_text_replies"))
+                        self.text_tokens = gr.Slider(16, 256, 96, step=16, label=t("evaluate_text_tokens"))
+                    self.text_run = gr.Button(t("evaluate_text_run"), elem_id="evaluate-text-run")
+                    self.text_progress = gr.Markdown(elem_id="evaluate-text-progress")
+                with gr.Column():
+                    self.text_table = gr.Dataframe(
+                        interactive=False, wrap=True, elem_id="evaluate-text-table"
+                    )
+                    self.text_plot = gr.BarPlot(
+                        x="figure",
+                        y="value",
+                        color="setting",
+                        label=t("evaluate_text_plot"),
+                        elem_id="evaluate-text-plot",
+                    )
+            self.text_replies_shown = gr.JSON(label=t("evaluate_text_shown"), elem_id="evaluate-text-replies")
+        ui = {"api_visibility": "undocumented"}
+        self.text_run.click(
+            gpu_task(self.compare_text),
+            [self.text_prompt, *self.text_settings, self.text_replies, self.text_tokens],
+            [self.text_progress, self.text_table, self.text_plot, self.text_replies_shown],
+            concurrency_id=HEAVY,
+            **ui,
+        )
+        api(
+            gpu_task(self.api_compare_text),
+            api_name="evaluate_text",
+            head=[
+                arg("prompt", str), arg("replies", int, 4), arg("max_new_tokens", int, 96), arg("seed", int, 0),
+                *(arg(f"{p}_{k.lower()}", float, v) for k, pair in TEXT_DEFAULTS.items() for p, v in zip(("temperature", "top_p"), pair, strict=True)),
+            ],
+            returns=dict,
+            concurrency_id=HEAVY,
+        )  # fmt: skip
 
     def _wire(self, schema) -> None:
         ui = {"api_visibility": "undocumented"}
@@ -279,9 +350,75 @@ class EvaluateTab:
         }
         return [FileData(path=str(p)).model_dump() for p in files], info
 
+    # -- text ---------------------------------------------------------------------------------------------
+    def _compare(self, prompt, values: list, replies, max_new_tokens, seed=0):
+        settings = {
+            name: {"temperature": values[2 * k], "top_p": values[2 * k + 1], "max_new_tokens": max_new_tokens, "seed": seed}
+            for k, name in enumerate(TEXT_DEFAULTS)
+        }  # fmt: skip
+        return self.pipe.compare_text(prompt, settings, replies)
 
-def build_evaluate_tab(image: ImagePipeline | None, failure: LoadFailure | None) -> EvaluateTab | None:
-    if image is None:
+    @user_errors_stream
+    def compare_text(self, prompt, *values):
+        *settings, replies, max_new_tokens = values
+        for event in self._compare(prompt, settings, replies, max_new_tokens):
+            if isinstance(event, tuple):
+                yield {self.text_progress: f"reply {event[0]}/{event[1]}"}
+            else:
+                rows, points = text_rows(event)
+                yield {
+                    self.text_progress: f"{sum(len(s.replies) for s in event)} replies",
+                    self.text_table: rows,
+                    self.text_plot: points,
+                    self.text_replies_shown: {s.name: s.replies for s in event},
+                }
+
+    @user_errors
+    def api_compare_text(
+        self, prompt, replies=4, max_new_tokens=96, seed=0, request: gr.Request = None, **values
+    ):
+        """``replies`` replies to ``prompt`` under two sampling settings (A and B, the same seeds), and per
+        setting: perplexity under the model, distinct-1/2, repetition, length and the replies' similarity,
+        each with its n and 95% interval."""
+        ordered = [values[f"{p}_{k.lower()}"] for k in TEXT_DEFAULTS for p in ("temperature", "top_p")]
+        result = None
+        for result in self._compare(prompt, ordered, replies, max_new_tokens, seed):
+            pass
+        return {
+            s.name: {
+                "temperature": s.params.temperature, "top_p": s.params.top_p, "replies": s.replies,
+                "figures": {f.name: f.as_dict() for f in s.figures},
+            }
+            for s in result
+        }  # fmt: skip
+
+
+def text_rows(settings) -> tuple[list[list], object]:
+    """The figures of each setting side by side, and the 0-1 ones as bars."""
+    import pandas as pd
+
+    names = [f.name for f in settings[0].figures]
+    rows = [[name, *(s.figures[i].text() for s in settings)] for i, name in enumerate(names)]
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "figure",
+            *(f"{s.name} (T {s.params.temperature:g}, top_p {s.params.top_p:g})" for s in settings),
+        ],
+    )
+    bars = [
+        {"figure": f.name, "value": f.value, "setting": s.name}
+        for s in settings
+        for f in s.figures
+        if f.value is not None and f.name in ("distinct-1", "distinct-2", "repetition", "similarity")
+    ]
+    return table, pd.DataFrame(bars, columns=["figure", "value", "setting"])
+
+
+def build_evaluate_tab(
+    image: ImagePipeline | None, text: TextPipeline | None, failure: LoadFailure | None
+) -> EvaluateTab | None:
+    if image is None and text is None:
         failure_notice(failure)
         return None
-    return EvaluateTab(image)
+    return EvaluateTab(image, text)

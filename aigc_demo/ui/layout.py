@@ -37,7 +37,9 @@ def build_demo(registry: PipelineRegistry, cfg: AppConfig) -> gr.Blocks:
             with gr.Tab(t("tab_story"), id="story"):
                 build_story_tab(registry.get("story"), registry.failures.get("story"))
             with gr.Tab(t("tab_evaluate"), id="evaluate"):
-                build_evaluate_tab(registry.get("image"), registry.failures.get("image"))
+                build_evaluate_tab(
+                    registry.get("image"), registry.get("text"), registry.failures.get("image")
+                )
             with gr.Tab(t("tab_verify"), id="verify"):
                 build_verify_tab(
                     registry.get("provenance"),
