@@ -338,3 +338,13 @@ def test_evaluate_tab_sweeps_and_measures(browser, app_url, artifacts_dir, tab_s
     tab_screenshot(page, "evaluate")
     page.screenshot(path=str(artifacts_dir / "evaluate-tab.png"), full_page=True)
     page.wait_for_selector("#evaluate-files:has-text('sweep-cells')", timeout=30_000)
+
+
+def test_evaluate_tab_compares_two_text_settings(browser, app_url, artifacts_dir):
+    page = open_page(browser, app_url)
+    page.get_by_role("tab", name="Evaluate").click()
+    page.get_by_text("Compare two text settings").click()
+    page.click("#evaluate-text-run")
+    page.wait_for_selector("#evaluate-text-table:has-text('perplexity')", timeout=120_000)
+    assert "8 replies" in page.inner_text("#evaluate-text-progress")
+    page.screenshot(path=str(artifacts_dir / "evaluate-text.png"), full_page=True)

@@ -283,7 +283,9 @@ def test_a_long_generation_leaves_room_for_short_jobs(pipe, monkeypatch):
     """A reply runs on the compute thread in ~50 ms slices, so another user's short job gets in between."""
     original = pipe.engine.generate_ids
 
-    def slow(prompt_ids, params, json_schema=None, logprobs=None):  # ~100 tokens/s instead of the tiny model's thousands
+    def slow(
+        prompt_ids, params, json_schema=None, logprobs=None
+    ):  # ~100 tokens/s instead of the tiny model's thousands
         for token_id in original(prompt_ids, params, json_schema):
             time.sleep(0.01)
             yield token_id

@@ -407,7 +407,7 @@ def text_rows(settings) -> tuple[list[list], object]:
         ],
     )
     bars = [
-        {"figure": f.name, "value": f.value, "setting": s.name}
+        {"figure": f"{f.name} {s.name}", "value": f.value, "setting": s.name}  # one bar each: not stacked
         for s in settings
         for f in s.figures
         if f.value is not None and f.name in ("distinct-1", "distinct-2", "repetition", "similarity")
