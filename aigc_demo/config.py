@@ -186,6 +186,21 @@ class SafetyConfig:
 
 
 @dataclass(frozen=True)
+class TuneConfig:
+    # Adapters made in the Tune tab (peft folders, llama.cpp GGUF adapters, cards): kept across restarts,
+    # never committed; the oldest are removed when the folder grows past max_adapters_mb.
+    adapters_dir: Path = REPO_ROOT / "adapters"
+    max_adapters_mb: float = 500.0
+    # Training data: uploads above this are refused before reading; pasted text is capped in characters.
+    max_upload_mb: float = 5.0
+    max_text_chars: int = 2_000_000
+    max_train_tokens: int = 200_000
+    max_epochs: int = 20
+    # Tuned models served at once in the Text tab (each a llama.cpp context with its adapter).
+    resident_adapters: int = 2
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     # None = Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (a Hugging Face Space sets 0.0.0.0 there),
     # else 127.0.0.1 and the first free port from 7860.
@@ -207,6 +222,7 @@ class AppConfig:
     story: StoryConfig = field(default_factory=StoryConfig)
     provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
 
     @classmethod

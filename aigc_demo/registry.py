@@ -84,6 +84,12 @@ PIPELINES: dict[str, tuple] = {
         "`apt-get install espeak-ng` (or AIGC_STORY_SPEECH=none for silent films).",
         ("text", "image"),
     ),
+    "tune": (
+        "aigc_demo.pipelines.tune",
+        "TextTuner",
+        "The Tune tab fine-tunes the Text model (it must load) with peft: `pip install -r requirements.txt`.",
+        ("text",),
+    ),
     "provenance": (
         "aigc_demo.pipelines.verify",
         "VerifyPipeline",

@@ -104,6 +104,7 @@ def app_url(tmp_path_factory):
         "AIGC_PORT": str(port),
         "GRADIO_ANALYTICS_ENABLED": "False",
         "AIGC_IMAGE_COMPILE": "off",
+        "AIGC_TUNE_ADAPTERS_DIR": str(tmp_path_factory.mktemp("adapters")),
     }
     with open(log_path, "w") as log:
         proc = subprocess.Popen(

@@ -348,3 +348,29 @@ def test_evaluate_tab_compares_two_text_settings(browser, app_url, artifacts_dir
     page.wait_for_selector("#evaluate-text-table:has-text('perplexity')", timeout=120_000)
     assert "8 replies" in page.inner_text("#evaluate-text-progress")
     page.screenshot(path=str(artifacts_dir / "evaluate-text.png"), full_page=True)
+
+
+def test_tune_tab_trains_and_compares(browser, app_url, artifacts_dir, tab_screenshot):
+    page = open_page(browser, app_url)
+    page.get_by_role("tab", name="Tune").click()
+    page.click("#tune-example-format")
+    page.wait_for_function(
+        "() => document.querySelector('#tune-text textarea').value.includes('messages')", timeout=10_000
+    )
+    page.fill("#tune-name input, #tune-name textarea", "pirate-browser")
+    page.click("#tune-train")
+    page.wait_for_selector("#tune-progress:has-text('step')", timeout=120_000)
+    page.wait_for_selector("#tune-result:has-text('Held-out perplexity')", timeout=300_000)
+    assert "pirate-browser" in page.inner_text("#tune-result")
+    page.wait_for_selector("#tune-files:has-text('pirate-browser')", timeout=30_000)
+    page.fill("#tune-compare-prompt input, #tune-compare-prompt textarea", "How do I learn to cook?")
+    page.click("#tune-compare")
+    page.wait_for_selector("#tune-meter:has-text('Seed')", timeout=120_000)
+    assert page.input_value("#tune-tuned-reply textarea").strip()
+    tab_screenshot(page, "tune")
+    page.screenshot(path=str(artifacts_dir / "tune-tab.png"), full_page=True)
+    # The adapter is offered in the Text tab.
+    page.get_by_role("tab", name="Text").click()
+    page.click("#text-adapter-refresh")
+    page.click("#text-adapter input")
+    page.get_by_role("option", name="pirate-browser").wait_for(timeout=10_000)

@@ -118,6 +118,7 @@ class TextSetting:
     params: object  # GenerationParams
     replies: list[str]
     figures: list[metrics.Figure]
+    adapter: str = ""  # a Tune tab adapter, "" for the base model
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,9 +158,10 @@ class EvaluatePipeline:
     """Sweeps and measures through the image pipeline (its worker, checks and scorer), and compares text
     settings through the text pipeline."""
 
-    def __init__(self, image: ImagePipeline | None, text=None, encode=None):
+    def __init__(self, image: ImagePipeline | None, text=None, encode=None, tuned=None):
         self.image = image
         self.text = text  # a TextPipeline
+        self.tuned = tuned  # adapter name -> the TextPipeline serving it (the Tune tab's adapters)
         self.encode = encode  # texts -> sentence embeddings (MiniLM), for the replies' mutual similarity
         self._real_radii: np.ndarray | None = None
         self._radii_lock = threading.Lock()
@@ -242,22 +244,29 @@ class EvaluatePipeline:
         self, prompt: str, settings: dict[str, dict], replies: int = 4, stop=None
     ) -> Iterator[tuple[int, int] | list[TextSetting]]:
         """``replies`` replies to ``prompt`` under each named setting (seeds seed, seed + 1, ...: the same for
-        every setting), then figures per setting. Yields (done, total) after each reply, then the list."""
+        every setting), then figures per setting. Yields (done, total) after each reply, then the list. A
+        setting's ``adapter`` (a Tune tab adapter's name) compares a tuned model with the base, or two tuned
+        models; perplexity is then under that setting's own model."""
         from aigc_demo.pipelines.text_engines import TokenLogprobs
 
         if self.text is None:
             raise ValueError("comparing text settings needs the text model, which is not loaded")
         replies = validation.in_range("replies", validation.as_int("replies", replies), 2, MAX_REPLIES)
-        checked = {name: self.text.parse_params(values) for name, values in settings.items()}
+        models = {name: self._model(values.get("adapter") or "") for name, values in settings.items()}
+        checked = {
+            name: self.text.parse_params({k: v for k, v in values.items() if k != "adapter"})
+            for name, values in settings.items()
+        }
         total, done, results = replies * len(checked), 0, []
         for name, params in checked.items():
+            model, adapter = models[name]
             texts, perplexities, lengths = [], [], []
             for i in range(replies):
                 if stop is not None and stop.is_set():
                     break
                 recorder, last = TokenLogprobs(), None
                 seeded = replace(params, seed=(max(params.seed, 0) + i))
-                for last in self.text.chat(prompt, params=seeded, stop=stop, logprobs=recorder):
+                for last in model.chat(prompt, params=seeded, stop=stop, logprobs=recorder):
                     pass
                 texts.append(last.text)
                 lengths.append(last.stats.new_tokens)
@@ -265,10 +274,17 @@ class EvaluatePipeline:
                     perplexities.append(float(np.exp(-np.mean(recorder.values))))
                 done += 1
                 yield done, total
-            results.append(
-                TextSetting(name, checked[name], texts, self._text_figures(texts, perplexities, lengths))
-            )
+            figures = self._text_figures(texts, perplexities, lengths)
+            results.append(TextSetting(name, checked[name], texts, figures, adapter))
         yield results
+
+    def _model(self, adapter: str):
+        """(pipeline, adapter name) for a setting: the base model, or a Tune tab adapter."""
+        if not adapter or adapter == "base":
+            return self.text, ""
+        if self.tuned is None:
+            raise ValueError("adapters need the Tune tab's pipeline, which did not load")
+        return self.tuned(adapter), adapter
 
     def _text_figures(self, texts: list[str], perplexities: list[float], lengths: list[int]) -> list:
         similarity = (

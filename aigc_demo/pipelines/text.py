@@ -173,6 +173,11 @@ class TextPipeline:
     def model_id(self) -> str:
         return self.engine.model_id
 
+    @property
+    def busy(self) -> bool:
+        """A reply is being generated (a fine-tune waits for it between its steps)."""
+        return self._lock.locked()
+
     def parse_params(self, values=None, **more) -> GenerationParams:
         """Checked settings from loose values (UI, API); missing ones take their defaults, seed -1 stays."""
         return self.schema.parse(values, **more)

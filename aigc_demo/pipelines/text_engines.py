@@ -157,7 +157,9 @@ class LlamaCppEngine:
                 self._eot_ids.add(ids[0])
 
     @classmethod
-    def from_config(cls, cfg: TextConfig) -> LlamaCppEngine:
+    def from_config(cls, cfg: TextConfig, lora: tuple[str, Path] | None = None) -> LlamaCppEngine:
+        """The configured GGUF; with ``lora`` (a name and a GGUF adapter file) llama.cpp adds the adapter to
+        every layer it covers, without merging (the quantised weights stay as they are)."""
         import llama_cpp
 
         folder, gguf = resolve_model_path(cfg.model)
@@ -168,9 +170,10 @@ class LlamaCppEngine:
             n_ctx=cfg.context_length,
             n_threads=threads,
             n_threads_batch=threads,
+            lora_path=None if lora is None else str(lora[1]),
             verbose=False,
         )
-        return cls(llama, model_id=cfg.model)
+        return cls(llama, model_id=cfg.model if lora is None else f"{cfg.model} + {lora[0]}")
 
     def render_chat(self, messages):
         return self._formatter(messages=list(messages)).prompt
@@ -250,8 +253,7 @@ class TransformersEngine:
         # fp32 on CPU even where bf16 is native: decoding is memory-bound, so bf16 is no faster there, and it
         # changes greedy tokens (measured: bench/text.py). GPUs still get half precision.
         plan = pick_device(prefer_half_on_cpu=False)
-        folder, gguf = resolve_model_path(cfg.model)
-        source = folder if gguf is None else str(_gguf_safetensors_cache(cfg, folder, gguf))
+        source = transformers_source(cfg)
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=plan.dtype)
         model.to(plan.device)
@@ -389,6 +391,12 @@ def _logits_processors(params: GenerationParams) -> list[Callable]:
     return procs
 
 
+def transformers_source(cfg: TextConfig) -> str:
+    """What transformers loads the configured model from: its folder or hub id, or a GGUF's safetensors copy."""
+    folder, gguf = resolve_model_path(cfg.model)
+    return folder if gguf is None else str(_gguf_safetensors_cache(cfg, folder, gguf))
+
+
 def _gguf_safetensors_cache(cfg: TextConfig, folder: str, gguf: str) -> Path:
     """Dequantise a GGUF once (10-30 s on a small CPU) and keep a safetensors copy (<1 s to load)."""
     target = cfg.cache_dir / Path(gguf).stem
@@ -399,7 +407,11 @@ def _gguf_safetensors_cache(cfg: TextConfig, folder: str, gguf: str) -> Path:
     log.info("converting %s to safetensors under %s (one time)", gguf, target)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf)
-    model.hf_quantizer = None  # the tensors are plain floats now; let save_pretrained write them
+    # The tensors are plain floats now: let save_pretrained write them, and keep the copy from loading as a
+    # "GGUF-quantised" model (which transformers' Trainer refuses to fine-tune).
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     tmp = target.with_name(target.name + ".partial")
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)

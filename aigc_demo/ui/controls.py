@@ -77,12 +77,15 @@ def api(
     schema: Schema | None = None,
     head: Sequence[inspect.Parameter] = (),
     skip: Sequence[str] = (),
+    tail: Sequence[inspect.Parameter] = (),
     returns: Any = None,
     **event_kwargs,
 ):
     """Register ``handler(**arguments, request=...)`` as the endpoint ``/api_name`` with the signature
-    ``head + schema`` (real defaults, type hints for the API page). Streams when ``handler`` is a generator."""
+    ``head + schema + tail`` (real defaults, type hints for the API page); ``tail`` holds arguments added
+    later, so positional callers keep working. Streams when ``handler`` is a generator."""
     parameters = schema.signature(head, skip) if schema is not None else list(head)
+    parameters = [*parameters, *tail]
     # Positional-or-keyword: Gradio injects gr.Request only into such parameters.
     request = inspect.Parameter(
         "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=gr.Request

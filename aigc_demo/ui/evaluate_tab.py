@@ -22,6 +22,7 @@ from aigc_demo.pipelines.evaluate import (
 )
 from aigc_demo.pipelines.image import ImagePipeline, Interrupt
 from aigc_demo.pipelines.text import TextPipeline
+from aigc_demo.pipelines.tune import TextTuner
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors, user_errors_stream
@@ -72,8 +73,12 @@ def sentence_encoder(texts: list[str]):
 
 
 class EvaluateTab:
-    def __init__(self, image: ImagePipeline | None, text: TextPipeline | None):
-        self.pipe = EvaluatePipeline(image, text, sentence_encoder)
+    def __init__(
+        self, image: ImagePipeline | None, text: TextPipeline | None, tuner: TextTuner | None = None
+    ):
+        self.tuner = tuner
+        tuned = tuner.serving if tuner is not None else None
+        self.pipe = EvaluatePipeline(image, text, sentence_encoder, tuned)
         self._interrupts = SessionStops(Interrupt)
         if image is not None:
             threading.Thread(target=self.pipe.real_radii, name="evaluate-reference", daemon=True).start()
@@ -163,6 +168,15 @@ class EvaluateTab:
                                 gr.Slider(0, 2, temperature, step=0.05, label=f"{name}: temperature"),
                                 gr.Slider(0.05, 1, top_p, step=0.05, label=f"{name}: top_p"),
                             ]
+                    with gr.Row(visible=self.tuner is not None):
+                        self.text_adapters = [
+                            gr.Dropdown(
+                                self._adapter_choices(), value="base", label=f"{name}: {t('text_adapter')}",
+                                elem_id=f"evaluate-text-adapter-{name.lower()}",
+                            )
+                            for name in TEXT_DEFAULTS
+                        ]  # fmt: skip
+                        self.text_refresh = gr.Button("🔄", size="sm", scale=0)
                     with gr.Row():
                         self.text_replies = gr.Slider(2, 16, 4, step=1, label=t("evaluate_text_replies"))
                         self.text_tokens = gr.Slider(16, 256, 96, step=16, label=t("evaluate_text_tokens"))
@@ -183,7 +197,7 @@ class EvaluateTab:
         ui = {"api_visibility": "undocumented"}
         self.text_run.click(
             gpu_task(self.compare_text),
-            [self.text_prompt, *self.text_settings, self.text_replies, self.text_tokens],
+            [self.text_prompt, *self.text_settings, self.text_replies, self.text_tokens, *self.text_adapters],
             [self.text_progress, self.text_table, self.text_plot, self.text_replies_shown],
             concurrency_id=HEAVY,
             **ui,
@@ -195,9 +209,17 @@ class EvaluateTab:
                 arg("prompt", str), arg("replies", int, 4), arg("max_new_tokens", int, 96), arg("seed", int, 0),
                 *(arg(f"{p}_{k.lower()}", float, v) for k, pair in TEXT_DEFAULTS.items() for p, v in zip(("temperature", "top_p"), pair, strict=True)),
             ],
+            tail=[arg(f"adapter_{k.lower()}", str, "") for k in TEXT_DEFAULTS],
             returns=dict,
             concurrency_id=HEAVY,
         )  # fmt: skip
+        self.text_refresh.click(
+            lambda: [gr.Dropdown(choices=self._adapter_choices())] * len(TEXT_DEFAULTS), None, self.text_adapters,
+            **ui,
+        )  # fmt: skip
+
+    def _adapter_choices(self) -> list[str]:
+        return ["base", *(self.tuner.shelf.names() if self.tuner is not None else [])]
 
     def _wire(self, schema) -> None:
         ui = {"api_visibility": "undocumented"}
@@ -351,17 +373,17 @@ class EvaluateTab:
         return [FileData(path=str(p)).model_dump() for p in files], info
 
     # -- text ---------------------------------------------------------------------------------------------
-    def _compare(self, prompt, values: list, replies, max_new_tokens, seed=0):
+    def _compare(self, prompt, values: list, replies, max_new_tokens, seed=0, adapters=("", "")):
         settings = {
-            name: {"temperature": values[2 * k], "top_p": values[2 * k + 1], "max_new_tokens": max_new_tokens, "seed": seed}
+            name: {"temperature": values[2 * k], "top_p": values[2 * k + 1], "max_new_tokens": max_new_tokens, "seed": seed, "adapter": adapters[k]}
             for k, name in enumerate(TEXT_DEFAULTS)
         }  # fmt: skip
         return self.pipe.compare_text(prompt, settings, replies)
 
     @user_errors_stream
     def compare_text(self, prompt, *values):
-        *settings, replies, max_new_tokens = values
-        for event in self._compare(prompt, settings, replies, max_new_tokens):
+        *settings, replies, max_new_tokens, adapter_a, adapter_b = values
+        for event in self._compare(prompt, settings, replies, max_new_tokens, 0, (adapter_a, adapter_b)):
             if isinstance(event, tuple):
                 yield {self.text_progress: f"reply {event[0]}/{event[1]}"}
             else:
@@ -379,14 +401,16 @@ class EvaluateTab:
     ):
         """``replies`` replies to ``prompt`` under two sampling settings (A and B, the same seeds), and per
         setting: perplexity under the model, distinct-1/2, repetition, length and the replies' similarity,
-        each with its n and 95% interval."""
+        each with its n and 95% interval. ``adapter_a``/``adapter_b`` name Tune tab adapters ("" = the base
+        model): base against tuned, on the same prompt and seeds."""
         ordered = [values[f"{p}_{k.lower()}"] for k in TEXT_DEFAULTS for p in ("temperature", "top_p")]
+        adapters = tuple(values[f"adapter_{k.lower()}"] for k in TEXT_DEFAULTS)
         result = None
-        for result in self._compare(prompt, ordered, replies, max_new_tokens, seed):
+        for result in self._compare(prompt, ordered, replies, max_new_tokens, seed, adapters):
             pass
         return {
             s.name: {
-                "temperature": s.params.temperature, "top_p": s.params.top_p, "replies": s.replies,
+                "temperature": s.params.temperature, "top_p": s.params.top_p, "adapter": s.adapter, "replies": s.replies,
                 "figures": {f.name: f.as_dict() for f in s.figures},
             }
             for s in result
@@ -403,7 +427,10 @@ def text_rows(settings) -> tuple[list[list], object]:
         rows,
         columns=[
             "figure",
-            *(f"{s.name} (T {s.params.temperature:g}, top_p {s.params.top_p:g})" for s in settings),
+            *(
+                f"{s.name} ({s.adapter + ', ' if s.adapter else ''}T {s.params.temperature:g}, top_p {s.params.top_p:g})"
+                for s in settings
+            ),
         ],
     )
     bars = [
@@ -416,9 +443,12 @@ def text_rows(settings) -> tuple[list[list], object]:
 
 
 def build_evaluate_tab(
-    image: ImagePipeline | None, text: TextPipeline | None, failure: LoadFailure | None
+    image: ImagePipeline | None,
+    text: TextPipeline | None,
+    failure: LoadFailure | None,
+    tuner: TextTuner | None = None,
 ) -> EvaluateTab | None:
     if image is None and text is None:
         failure_notice(failure)
         return None
-    return EvaluateTab(image, text)
+    return EvaluateTab(image, text, tuner)

@@ -12,6 +12,7 @@ from aigc_demo.ui.latent_tab import build_latent_tab
 from aigc_demo.ui.story_tab import build_story_tab
 from aigc_demo.ui.strings import t
 from aigc_demo.ui.text_tab import build_text_tab
+from aigc_demo.ui.tune_tab import build_tune_tab
 from aigc_demo.ui.verify_tab import build_verify_tab
 
 CSS = """
@@ -29,16 +30,21 @@ def build_demo(registry: PipelineRegistry, cfg: AppConfig) -> gr.Blocks:
         gr.Markdown(t("app_subtitle"))
         with gr.Tabs():
             with gr.Tab(t("tab_text"), id="text"):
-                build_text_tab(registry.get("text"), registry.failures.get("text"))
+                build_text_tab(registry.get("text"), registry.failures.get("text"), registry.get("tune"))
             with gr.Tab(t("tab_image"), id="image"):
                 build_image_tab(registry.get("image"), registry.failures.get("image"))
             with gr.Tab(t("tab_latent"), id="latent"):
                 build_latent_tab(registry.get("latent"), registry.failures.get("latent"))
             with gr.Tab(t("tab_story"), id="story"):
                 build_story_tab(registry.get("story"), registry.failures.get("story"))
+            with gr.Tab(t("tab_tune"), id="tune"):
+                build_tune_tab(registry.get("tune"), registry.failures.get("tune"))
             with gr.Tab(t("tab_evaluate"), id="evaluate"):
                 build_evaluate_tab(
-                    registry.get("image"), registry.get("text"), registry.failures.get("image")
+                    registry.get("image"),
+                    registry.get("text"),
+                    registry.failures.get("image"),
+                    registry.get("tune"),
                 )
             with gr.Tab(t("tab_verify"), id="verify"):
                 build_verify_tab(

@@ -19,6 +19,7 @@ from aigc_demo.device import gpu_task
 from aigc_demo.outputs import fresh_output_dir
 from aigc_demo.pipelines.text import GenerationParams, TextPipeline, TextUpdate, parse_messages
 from aigc_demo.pipelines.text_presets import COMPLETION_EXAMPLES, PRESETS, PRESETS_BY_KEY
+from aigc_demo.pipelines.tune import TextTuner
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors_stream
@@ -29,6 +30,7 @@ from aigc_demo.ui.strings import t
 log = logging.getLogger(__name__)
 
 DEFAULT = PRESETS[0]
+BASE_MODEL = "base"  # the adapter dropdown's first choice: no adapter
 
 
 def format_stats(update: TextUpdate) -> str:
@@ -83,10 +85,19 @@ class TextHandlers:
     UI handlers take one ``{component: value}`` dict and read the components of ``tab`` by identity; they
     return (or stream) ``{component: value}`` for what changes."""
 
-    def __init__(self, pipe: TextPipeline, tab: TextTab):
+    def __init__(self, pipe: TextPipeline, tab: TextTab, tuner: TextTuner | None = None):
         self.pipe = pipe
         self.tab = tab
+        self.tuner = tuner
         self._stops = SessionStops(threading.Event)  # the Stop button of each browser session
+
+    def model(self, adapter: str | None) -> TextPipeline:
+        """The base model, or the base with a Tune tab adapter (built on first use)."""
+        if not adapter or adapter == BASE_MODEL:
+            return self.pipe
+        if self.tuner is None:
+            raise ValueError("adapters need the Tune tab's pipeline, which did not load")
+        return self.tuner.serving(adapter)
 
     def _params(self, data: dict) -> GenerationParams:
         return self.pipe.parse_params(self.tab.controls.read(data))
@@ -115,7 +126,8 @@ class TextHandlers:
         stop = self._stops.arm(request)
         params = self._params(data)
         history = parse_messages(history, self.pipe.cfg.max_history_turns, self.pipe.cfg.max_prompt_chars)
-        stream = self.pipe.chat(message, history, data[tab.system_prompt], params, stop=stop)  # checks
+        model = self.model(data.get(tab.adapter))
+        stream = model.chat(message, history, data[tab.system_prompt], params, stop=stop)  # checks
         shown = history + [{"role": "user", "content": message}]
         # The message moves into the chat at once, before the prompt is read (slow on a busy machine).
         yield {tab.chatbot: shown, tab.message: ""}
@@ -134,7 +146,7 @@ class TextHandlers:
         tab = self.tab
         prompt = data[tab.prompt]
         stop = self._stops.arm(request)
-        stream = self.pipe.complete(prompt, self._params(data), stop=stop)
+        stream = self.model(data.get(tab.adapter)).complete(prompt, self._params(data), stop=stop)
         for update in paced(stream, self.pipe.cfg.ui_update_interval_s):
             yield {
                 tab.prompt: prompt + update.text,
@@ -196,38 +208,55 @@ class TextHandlers:
     # Registered with ``controls.api``: the signature is the head arguments plus GenerationParams.
     @user_errors_stream
     def api_chat(
-        self, message, history=None, system_prompt=None, request: gr.Request = None, **settings
+        self, message, history=None, system_prompt=None, adapter="", request: gr.Request = None, **settings
     ) -> Iterator[dict]:
         """Chat with the language model. Streams {"text", "seed", "new_tokens", "tokens_per_s", ...};
-        history is a list of {"role": "user"|"assistant", "content": str}. seed -1 = random.
+        history is a list of {"role": "user"|"assistant", "content": str}. seed -1 = random. ``adapter``: the
+        name of a Tune tab adapter (/tune_adapters), "" for the base model.
         /chat_stop from the same client ends it early (finish_reason "stopped")."""
         stop = self._stops.arm(request)
         params = self.pipe.parse_params(settings)
-        for update in self.pipe.chat(message, history, system_prompt, params, stop=stop):
+        for update in self.model(adapter).chat(message, history, system_prompt, params, stop=stop):
             yield api_result(update)
 
     @user_errors_stream
-    def api_complete(self, prompt, request: gr.Request = None, **settings) -> Iterator[dict]:
+    def api_complete(self, prompt, adapter="", request: gr.Request = None, **settings) -> Iterator[dict]:
         """Continue a text (no chat template). Streams the same dict as /chat (text = continuation only)."""
         stop = self._stops.arm(request)
         params = self.pipe.parse_params(settings)
-        for update in self.pipe.complete(prompt, params, stop=stop):
+        for update in self.model(adapter).complete(prompt, params, stop=stop):
             yield api_result(update)
 
 
 class TextTab:
     """The tab's components, built in the current Blocks context, its handlers and their wiring."""
 
-    def __init__(self, pipe: TextPipeline):
+    def __init__(self, pipe: TextPipeline, tuner: TextTuner | None = None):
         self.pipe = pipe
+        self.tuner = tuner
         self._build()
-        self.handlers = TextHandlers(pipe, self)
+        self.handlers = TextHandlers(pipe, self, tuner)
         self._wire()
+
+    def adapter_choices(self) -> list[str]:
+        return [BASE_MODEL, *(self.tuner.shelf.names() if self.tuner is not None else [])]
 
     # -- layout ---------------------------------------------------------------------------------------
     def _build(self) -> None:
         pipe, schema = self.pipe, self.pipe.schema
-        gr.Markdown(f"{t('text_model_engine')}: `{pipe.model_id}` · `{pipe.engine.name}`")
+        with gr.Row():
+            gr.Markdown(f"{t('text_model_engine')}: `{pipe.model_id}` · `{pipe.engine.name}`")
+            self.adapter = gr.Dropdown(
+                self.adapter_choices(),
+                value=BASE_MODEL,
+                label=t("text_adapter"),
+                info=t("text_adapter_info"),
+                visible=self.tuner is not None,
+                elem_id="text-adapter",
+            )
+            self.refresh_adapters = gr.Button(
+                "🔄", size="sm", scale=0, visible=self.tuner is not None, elem_id="text-adapter-refresh"
+            )
 
         with gr.Accordion(t("parameters"), open=False):
             with gr.Row():
@@ -301,7 +330,7 @@ class TextTab:
         gr.on(
             triggers=[self.message.submit, self.send.click],
             fn=gpu_task(h.chat),
-            inputs={self.message, self.chatbot, self.system_prompt, *c.components},
+            inputs={self.message, self.chatbot, self.system_prompt, self.adapter, *c.components},
             outputs=chat_outputs,
             api_name="ui_chat",
             **ui,
@@ -309,7 +338,7 @@ class TextTab:
         )
         self.regenerate.click(
             gpu_task(h.regenerate),
-            inputs={self.chatbot, self.system_prompt, *c.components},
+            inputs={self.chatbot, self.system_prompt, self.adapter, *c.components},
             outputs=chat_outputs,
             api_name="ui_regenerate",
             **ui,
@@ -333,10 +362,13 @@ class TextTab:
         )
         self.reuse_seed.click(lambda s: -1 if s is None else s, [self.last_seed], [c["seed"]], **ui)
         self.random_seed.click(lambda: -1, None, [c["seed"]], **ui)
+        self.refresh_adapters.click(
+            lambda: gr.Dropdown(choices=self.adapter_choices()), None, [self.adapter], **ui
+        )
 
         self.generate.click(
             gpu_task(h.complete),
-            inputs={self.prompt, *c.components},
+            inputs={self.prompt, self.adapter, *c.components},
             outputs=[self.prompt, self.completion_stats, self.last_seed],
             api_name="ui_complete",
             **ui,
@@ -355,6 +387,7 @@ class TextTab:
                 arg("history", list | None, None),
                 arg("system_prompt", str | None, None),
             ],
+            tail=[arg("adapter", str, "")],
             returns=dict,
             **heavy,
         )
@@ -363,14 +396,17 @@ class TextTab:
             api_name="complete",
             schema=schema,
             head=[arg("prompt", str)],
+            tail=[arg("adapter", str, "")],
             returns=dict,
             **heavy,
         )
 
 
-def build_text_tab(pipe: TextPipeline | None, failure: LoadFailure | None) -> TextTab | None:
+def build_text_tab(
+    pipe: TextPipeline | None, failure: LoadFailure | None, tuner: TextTuner | None = None
+) -> TextTab | None:
     """Render the Text tab inside the current Blocks context."""
     if pipe is None:
         failure_notice(failure)
         return None
-    return TextTab(pipe)
+    return TextTab(pipe, tuner)
