@@ -123,7 +123,7 @@ def test_control_characters_and_broken_unicode_are_served(client, app_url):
     )
     assert reply["new_tokens"] >= 1
     events = _call_raw(
-        app_url, "chat", ["hello wor\ud800ld \udfff", None, None, 4, 0.0, 0.9, 50, 0.05, 1.1, 0, False]
+        app_url, "chat", ["hello wor\ud800ld \udfff", None, None, 4, 0.0, 0.9, 50, 0.05, 1.1, 0, False, ""]
     )
     assert "event: complete" in events and "new_tokens" in events, events[-500:]
 

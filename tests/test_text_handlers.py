@@ -172,11 +172,11 @@ def test_api_defaults_are_the_schemas(built, pipe, monkeypatch):
     )
     assert defaults == {**sampling, "seed": -1, "watermark": False}
     chat = inspect.signature(endpoints["chat"]).parameters
-    assert list(chat) == ["message", "history", "system_prompt", *defaults, "request"]
+    assert list(chat) == ["message", "history", "system_prompt", *defaults, "adapter", "request"]
     assert chat["history"].default is None and chat["system_prompt"].default is None
     assert {name: chat[name].default for name in defaults} == defaults
     complete = inspect.signature(endpoints["complete"]).parameters
-    assert list(complete) == ["prompt", *defaults, "request"]
+    assert list(complete) == ["prompt", *defaults, "adapter", "request"]
     assert {name: complete[name].default for name in defaults} == defaults
 
     # Called with a message alone, the pipeline gets exactly the schema's defaults.

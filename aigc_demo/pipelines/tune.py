@@ -216,13 +216,15 @@ class TextTuner:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
+            from aigc_demo.device import pick_device
             from aigc_demo.pipelines.text_engines import transformers_source
 
             t0 = time.perf_counter()
             source = transformers_source(self.text.cfg)
             self._tokenizer = AutoTokenizer.from_pretrained(source)
+            # fp32 weights (LoRA's small updates need them), on CUDA where there is one.
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-            self._model = model.eval()
+            self._model = model.to(pick_device(prefer_half_on_cpu=False).device).eval()
             log.info(
                 "tune: trainable copy of %s loaded in %.1f s", self.text.model_id, time.perf_counter() - t0
             )
@@ -301,7 +303,8 @@ class TextTuner:
             ids[row, : len(e.ids)] = torch.tensor(e.ids)
             labels[row, : len(e.labels)] = torch.tensor(e.labels)
             mask[row, : len(e.ids)] = 1
-        out = self._model(input_ids=ids, attention_mask=mask, labels=labels)
+        device = self._model.device
+        out = self._model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device))
         return out.loss, int((labels[:, 1:] != IGNORE).sum())
 
     def _held_out_loss(self, dataset: TextDataset, batch_size: int) -> float:
@@ -498,7 +501,8 @@ class TextTuner:
         _, tokenizer = self._load_base()
         base = AutoModelForCausalLM.from_pretrained(transformers_source(self.text.cfg), dtype=torch.float32)
         merged = PeftModel.from_pretrained(base, adapter.folder).merge_and_unload().eval()
-        prepack_linears(merged)
+        merged.to(self._model.device)
+        prepack_linears(merged)  # CPU only
         return TransformersEngine(
             merged, tokenizer, f"{self.text.model_id} + {adapter.name}", self.text.engine.context_length
         )
