@@ -286,3 +286,28 @@ def test_evaluate_compares_the_base_and_a_tuned_model(tuner):
     assert base.figures[0].name == "perplexity" and base.figures[0].value != tuned.figures[0].value
     with pytest.raises(ValueError, match="no adapter named"):
         next(evaluate.compare_text("x", {"A": {"adapter": "missing"}}, replies=2))
+
+
+def test_chat_pairs_whose_prompt_fills_the_block_are_left_out():
+    long_question = {"role": "user", "content": "x" * 100}
+    lines = [json.dumps({"messages": [long_question, {"role": "assistant", "content": "ok"}]})]
+    text = "\n".join(lines + PAIRS.splitlines())
+
+    def render(messages, generation_prompt):
+        text = "".join((">" if m["role"] == "assistant" else "") + m["content"] + "|" for m in messages)
+        return [ord(c) for c in text + (">" if generation_prompt else "")]
+
+    data = build_dataset(text, "format", None, render, 32, 0.1, 10_000)
+    assert any("no room for the reply" in w for w in data.warnings)
+    assert all(e.trained_tokens > 0 for e in data.train + data.held_out)
+
+
+def test_an_adapter_of_another_base_model_is_refused(tuner):
+    run(tuner, name="elsewhere", params={"epochs": 1, "block_tokens": 64, "learning_rate": 1e-2})
+    record = tuner.shelf.root / "elsewhere" / "tune.json"
+    data = json.loads(record.read_text())
+    record.write_text(json.dumps({**data, "base_model": "some/other-model"}))
+    with pytest.raises(ValueError, match="was trained on some/other-model"):
+        tuner.serving("elsewhere")
+    with pytest.raises(ValueError, match="text must be a string"):
+        next(tuner.tune(12345))

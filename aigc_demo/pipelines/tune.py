@@ -144,7 +144,7 @@ class AdapterShelf:
     def names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        folders = [f for f in self.root.iterdir() if (f / RECORD_FILE).is_file()]
+        folders = [f for f in self.root.iterdir() if _NAME.fullmatch(f.name) and (f / RECORD_FILE).is_file()]
         return [f.name for f in sorted(folders, key=lambda f: f.stat().st_mtime, reverse=True)]
 
     def get(self, name: str) -> Adapter:
@@ -249,6 +249,8 @@ class TextTuner:
         """The training text: an uploaded file wins over the text box."""
         if file:
             return read_upload(file, int(self.cfg.max_upload_mb * 1e6))
+        if text is not None and not isinstance(text, str):
+            raise ValueError("text must be a string")
         text = text or ""
         if len(text) > self.cfg.max_text_chars:
             raise ValueError(
@@ -308,12 +310,19 @@ class TextTuner:
         return out.loss, int((labels[:, 1:] != IGNORE).sum())
 
     def _held_out_loss(self, dataset: TextDataset, batch_size: int) -> float:
-        total, count = 0.0, 0
-        for k in range(0, len(dataset.held_out), batch_size):
-            loss, tokens = self._loss(list(dataset.held_out[k : k + batch_size]))
-            total += float(loss) * tokens
-            count += tokens
-        return total / max(count, 1)
+        """Token-weighted mean loss of the held-out share, without dropout."""
+        training = self._model.training
+        self._model.eval()
+        try:
+            total, count = 0.0, 0
+            for k in range(0, len(dataset.held_out), batch_size):
+                loss, tokens = self._loss(list(dataset.held_out[k : k + batch_size]))
+                if tokens:
+                    total += float(loss) * tokens
+                    count += tokens
+            return total / max(count, 1)
+        finally:
+            self._model.train(training)
 
     # -- training ----------------------------------------------------------------------------------------
     def tune(
@@ -327,9 +336,8 @@ class TextTuner:
         """Prepare, train and save an adapter: yields the preparation, then progress after every step, then
         the result. ``stop`` ends training after the current step; the best state so far is saved."""
         params = self.parse_params(params)
-        name = (
-            check_name(name) if name and name.strip() else f"{params.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-        )
+        blank = name is None or (isinstance(name, str) and not name.strip())
+        name = f"{params.preset}-{time.strftime('%Y%m%d-%H%M%S')}" if blank else check_name(name)
         self.shelf.new_folder(name)  # a taken name is refused before any work
         if not self._run_lock.acquire(blocking=False):
             raise ValueError("another fine-tune is running; try again when it ends")
@@ -366,7 +374,7 @@ class TextTuner:
             for progress in fit(
                 trainable,
                 lambda epoch: dataset.batches(params.batch_size, epoch, params.seed),
-                lambda batch: (self._loss(batch)[0], sum(len(e.ids) for e in batch)),  # speed counts all read
+                lambda batch: (*self._loss(batch), sum(len(e.ids) for e in batch)),  # speed counts all read
                 lambda: self._held_out_loss(dataset, params.batch_size),
                 settings,
                 stop,
@@ -380,7 +388,7 @@ class TextTuner:
                 self._tokens_per_s = progress.tokens_per_s
             base_loss = progress.held_out_curve[0][1]
             adapter = None
-            if progress.step > 0:
+            if progress.best_step > 0:  # else the best state is the untrained one: nothing worth keeping
                 adapter = self._save(model, name, preparation, progress, base_loss, tuned_loss)
                 self._sources[name] = dataset.source_ids
             yield TuneResult(
@@ -393,17 +401,28 @@ class TextTuner:
     def _save(
         self, model, name, preparation: Preparation, progress: FitProgress, base_loss, tuned_loss
     ) -> Adapter:
-        from aigc_demo.training.common import machine_class
 
         folder = self.shelf.new_folder(name)
-        partial = folder.with_name(folder.name + ".partial")
+        partial = folder.with_name(f".partial-{name}")  # hidden: never a valid adapter name
         shutil.rmtree(partial, ignore_errors=True)
+        try:
+            return self._write(model, name, preparation, progress, base_loss, tuned_loss, partial, folder)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+
+    def _write(self, model, name, preparation, progress, base_loss, tuned_loss, partial: Path, folder: Path):
+        from aigc_demo.training.common import machine_class
+
         model.save_pretrained(partial, safe_serialization=True)
         config_path = partial / "adapter_config.json"
         config = json.loads(config_path.read_text())
         config["base_model_name_or_path"] = self.text.model_id  # not the local cache folder it trained from
         config_path.write_text(json.dumps(config, indent=2))
-        gguf = self._export_gguf(model, partial / GGUF_FILE, name)
+        try:
+            gguf = self._export_gguf(model, partial / GGUF_FILE, name)
+        except Exception:  # the peft adapter is still good; the Text tab then serves it merged
+            log.exception("tune: the llama.cpp adapter could not be written")
+            gguf = None
         d, p = preparation.dataset, preparation.params
         record = {
             "name": name,
@@ -435,6 +454,11 @@ class TextTuner:
         removed = self.shelf.prune(keep=name)
         if removed:
             log.info("tune: adapters folder over its cap; removed %s", ", ".join(removed))
+        with self._serving_lock:  # a served copy of an adapter by this name (since pruned) is stale
+            for gone in (name, *removed):
+                self._serving.pop(gone, None)
+                if gone != name:
+                    self._sources.pop(gone, None)
         return Adapter(name, folder, record)
 
     def _export_gguf(self, model, path: Path, name: str) -> Path | None:
@@ -461,12 +485,20 @@ class TextTuner:
     def _serving_busy(self) -> bool:
         """A chat reply is being written by the base or a tuned model: training waits, so replies keep their
         speed (llama.cpp and a training step would share the two cores)."""
-        return self.text.busy or any(pipe.busy for pipe in list(self._serving.values()))
+        # Only replies on another thread (llama.cpp's): one on this compute thread waits for this job to end.
+        pipes = [self.text, *list(self._serving.values())]
+        return any(pipe.busy and pipe.worker is not self.worker for pipe in pipes)
 
     # -- using an adapter --------------------------------------------------------------------------------
     def serving(self, name: str) -> TextPipeline:
         """A text pipeline with adapter ``name``, built on first use; the last few stay resident."""
         adapter = self.shelf.get(name)
+        name = adapter.name
+        if adapter.record.get("base_model") != self.text.model_id:
+            raise ValueError(
+                f"adapter {name!r} was trained on {adapter.record.get('base_model')}, not on the model served "
+                f"now ({self.text.model_id})"
+            )
         with self._serving_lock:
             if name in self._serving:
                 self._serving.move_to_end(name)

@@ -75,6 +75,8 @@ def read_upload(path: str | Path, max_bytes: int) -> str:
     name = path.name
     if path.suffix.lower() not in FILE_TYPES:
         raise ValueError(f"{name}: use a {', '.join(FILE_TYPES)} file")
+    if not path.is_file():
+        raise ValueError(f"{name} cannot be read (it was not uploaded, or is gone)")
     size = path.stat().st_size
     if size > max_bytes:
         raise ValueError(f"{name} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB")
@@ -202,6 +204,14 @@ def build_dataset(
         examples, cut = chat_examples(conversations, render_chat, block)
         if cut:
             warnings.append(f"{cut} conversation(s) longer than {block} tokens were cut")
+        empty = sum(1 for e in examples if e.trained_tokens == 0)
+        if empty:  # a prompt that fills the whole block leaves no reply to learn
+            warnings.append(f"{empty} conversation(s) had no room for the reply in {block} tokens: left out")
+            examples = [e for e in examples if e.trained_tokens > 0]
+            if len(examples) < MIN_EXAMPLES:
+                raise ValueError(
+                    f"only {len(examples)} chat pair(s) fit in {block} tokens: raise the block length"
+                )
         total = sum(len(e.ids) for e in examples)
         if total > max_tokens:
             raise ValueError(f"the chat pairs are {total:,} tokens; the limit is {max_tokens:,}")

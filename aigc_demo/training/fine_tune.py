@@ -86,7 +86,7 @@ class FitProgress:
 def fit(
     parameters: Sequence[torch.nn.Parameter],
     batches: Callable[[int], list],
-    loss_of: Callable[[object], tuple[torch.Tensor, int]],
+    loss_of: Callable[[object], tuple[torch.Tensor, int, int]],
     held_out_loss: Callable[[], float],
     settings: FitSettings,
     stop: StopFlag | None = None,
@@ -94,7 +94,8 @@ def fit(
 ) -> Iterator[FitProgress]:
     """Train ``parameters`` on ``batches(epoch)`` (a list per epoch, shuffled by the caller) with AdamW.
 
-    ``loss_of(batch)`` returns the mean loss and the number of tokens it covered; ``held_out_loss()`` is
+    ``loss_of(batch)`` returns the mean loss, its weight (the tokens it averages over: a batch's micro-batches
+    add up weighted by them) and the tokens it read (the speed counts those); ``held_out_loss()`` is
     called (under no_grad) a few times per epoch. The first progress (step 0) carries the held-out loss
     before training. Before each forward pass the loop waits (up to MAX_PAUSE_S) while ``wait_while()`` is
     true: how a fine-tune gives the cores to a reply being served."""
@@ -131,16 +132,24 @@ def fit(
             rate = cosine_lr(settings.learning_rate, progress.step / total, floor=0.1, warmup=settings.warmup)
             for group in optimizer.param_groups:
                 group["lr"] = rate
-            loss, tokens = 0.0, 0
+            loss, weight, tokens = 0.0, 0, 0
             for k in range(0, len(batch), settings.micro_batch):
                 if wait_while is not None:
                     progress.paused_s += _pause(wait_while, stop)
-                part = batch[k : k + settings.micro_batch]
-                part_loss, part_tokens = loss_of(part)
-                share = part_loss * (len(part) / len(batch))
-                share.backward()
-                loss += float(share.detach())
+                part_loss, part_weight, part_tokens = loss_of(batch[k : k + settings.micro_batch])
+                if not torch.isfinite(part_loss):
+                    raise ValueError(
+                        f"the training loss became {float(part_loss)} at step {progress.step + 1}: "
+                        "lower the learning rate"
+                    )
+                (part_loss * part_weight).backward()
+                loss += float(part_loss.detach()) * part_weight
+                weight += part_weight
                 tokens += part_tokens
+            for param in parameters:  # the batch's token-weighted mean, as one pass over it would give
+                if param.grad is not None:
+                    param.grad /= max(weight, 1)
+            loss /= max(weight, 1)
             torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -166,6 +175,12 @@ def fit(
             break
     else:
         progress.finish = "done"
+    if progress.step > 0 and progress.held_out_curve[-1][0] != progress.step:
+        value = evaluate()  # stopped between evaluations: the steps since the last one may be the best
+        progress.held_out_curve.append((progress.step, value))
+        if value < progress.best_held_out:
+            progress.best_held_out, progress.best_step = value, progress.step
+            best = [p.detach().clone() for p in parameters]
     with torch.no_grad():  # the run ends in its best state, whatever ended it
         for param, kept in zip(parameters, best, strict=True):
             param.copy_(kept)

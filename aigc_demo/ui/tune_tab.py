@@ -51,8 +51,13 @@ def result_text(r: TuneResult) -> str:
     p = r.progress
     ended = {"done": "finished", "early stop": "stopped early (held-out loss stopped improving)"}
     ended = ended.get(p.finish, "stopped by you")
-    if r.adapter is None:
+    if r.adapter is None and p.step == 0:
         return f"Stopped before the first step: no adapter saved. ({r.seconds:.0f} s)"
+    if r.adapter is None:
+        return (
+            f"The held-out loss never went below where it started ({p.step} steps): no adapter saved. More "
+            "text, another learning rate or more epochs may help."
+        )
     return (
         f"**{r.adapter.name}**: {ended} after {p.step} steps in {p.elapsed_s:.0f} s "
         f"({p.tokens_per_s:.0f} tokens/s); kept the best state (step {p.best_step}).\n\n"
@@ -151,7 +156,8 @@ class TuneTab:
         ui = {"api_visibility": "undocumented"}
         c = self.controls
         inputs = {self.text, self.file, self.name, *c.components}
-        self.check.click(self.check_data, inputs, [self.progress], concurrency_id=TUNE, **ui)
+        # Checking data is short and runs beside a training run (between its steps), not queued behind it.
+        self.check.click(self.check_data, inputs, [self.progress], **ui)
         self.train.click(
             self.run,
             inputs,
@@ -182,7 +188,6 @@ class TuneTab:
             schema=self.tuner.schema,
             head=data,
             returns=dict,
-            concurrency_id=TUNE,
         )
         api(
             self.api_tune,
@@ -241,9 +246,7 @@ class TuneTab:
     def _compare(self, adapter, prompt, seed, max_new_tokens=96, temperature=0.7) -> Comparison:
         if not adapter:
             raise ValueError("no adapter chosen: train one first (or pick one)")
-        return self.tuner.compare(
-            adapter, prompt, int(seed if seed is not None else 0), max_new_tokens, temperature
-        )
+        return self.tuner.compare(adapter, prompt, 0 if seed is None else seed, max_new_tokens, temperature)
 
     @user_errors
     def compare_ui(self, adapter, prompt, seed):
@@ -275,8 +278,11 @@ class TuneTab:
         "held_out_loss", "elapsed_s", "eta_s"} after each step, then {"adapter", "perplexity_before",
         "perplexity_after", "finish", ...}. /tune_stop ends it after the current step and keeps the best state."""
         stop = self._stops.arm(request)
+        warnings = []
         for event in self.tuner.tune(text, self._path(file), name, params, stop):
-            if isinstance(event, FitProgress):
+            if isinstance(event, Preparation):
+                warnings = list(event.dataset.warnings)
+            elif isinstance(event, FitProgress):
                 yield {
                     "step": event.step, "total_steps": event.total_steps, "train_loss": event.train_loss,
                     "held_out_loss": event.held_out_curve[-1][1], "elapsed_s": round(event.elapsed_s, 2),
@@ -289,7 +295,7 @@ class TuneTab:
                     "perplexity_before": round(event.base_perplexity, 3),
                     "perplexity_after": round(event.tuned_perplexity, 3),
                     "train_seconds": round(event.progress.elapsed_s, 1),
-                    "tokens_per_s": round(event.progress.tokens_per_s, 1),
+                    "tokens_per_s": round(event.progress.tokens_per_s, 1), "warnings": warnings,
                 }  # fmt: skip
 
     @user_errors
@@ -313,7 +319,14 @@ class TuneTab:
             "name", "base_model", "preset", "perplexity_before", "perplexity_after", "steps", "train_seconds",
             "train_tokens", "gguf_adapter", "date",
         )  # fmt: skip
-        return [{k: self.tuner.shelf.get(n).record.get(k) for k in keys} for n in self.tuner.shelf.names()]
+        listed = []
+        for name in self.tuner.shelf.names():
+            try:
+                record = self.tuner.shelf.get(name).record
+            except (OSError, ValueError):  # removed meanwhile, or a damaged record: not listed
+                continue
+            listed.append({k: record.get(k) for k in keys})
+        return listed
 
 
 def build_tune_tab(tuner: TextTuner | None, failure: LoadFailure | None) -> TuneTab | None:
