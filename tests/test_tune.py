@@ -126,11 +126,14 @@ def test_uploads_are_checked_before_they_are_read(tmp_path):
 
 
 def test_the_memorisation_meter_finds_the_longest_copied_run():
-    source = np.array([5, 6, 7, 8, 9, 1, 2, 3, 4, 10, 11])
+    source = [np.array([5, 6, 7, 8, 9, 1, 2, 3, 4, 10, 11])]
     copied = longest_copied_run([0, 1, 2, 3, 4, 0, 7, 8], source, lambda ids: " ".join(map(str, ids)))
     assert copied.tokens == 4 and copied.text == "1 2 3 4"
     assert longest_copied_run([42, 43], source, str).tokens == 0
     assert longest_copied_run([], source, str).tokens == 0
+    # Two training blocks are not one text: a run across their boundary was never in the training data.
+    blocks = [np.array([1, 2, 3]), np.array([4, 5, 6])]
+    assert longest_copied_run([2, 3, 4, 5], blocks, str).tokens == 2
 
 
 # -- training -------------------------------------------------------------------------------------------------

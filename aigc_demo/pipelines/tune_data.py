@@ -57,11 +57,13 @@ class TextDataset:
         return sum(e.trained_tokens for e in self.held_out)
 
     @property
-    def source_ids(self) -> np.ndarray:
-        """Every trained token of the training share, for the memorisation meter."""
-        return np.array(
-            [i for e in self.train for i, label in zip(e.ids, e.labels, strict=True) if label != IGNORE]
-        )
+    def source_ids(self) -> list[np.ndarray]:
+        """The trained tokens of each training example, kept apart (no run spans two blocks), for the
+        memorisation meter."""
+        return [
+            np.array([i for i, label in zip(e.ids, e.labels, strict=True) if label != IGNORE], dtype=np.int64)
+            for e in self.train
+        ]
 
     def batches(self, batch_size: int, epoch: int, seed: int) -> list[list[Example]]:
         """The training share shuffled for ``epoch`` (reproducible from the seed), in batches."""
@@ -235,27 +237,29 @@ class Copied:
 
 
 def longest_copied_run(
-    reply: Sequence[int], source: np.ndarray, detokenize: Callable[[list[int]], str]
+    reply: Sequence[int], source: Sequence[np.ndarray], detokenize: Callable[[list[int]], str]
 ) -> Copied:
-    """The memorisation meter: the longest contiguous token sequence of ``reply`` that also occurs in the
-    training tokens ``source`` (binary search on the length over hashed n-grams of the source)."""
+    """The memorisation meter: the longest contiguous token sequence of ``reply`` that also occurs in one of
+    the training token runs ``source`` (binary search on the length over hashed n-grams of the runs)."""
     reply = np.asarray(list(reply), dtype=np.int64)
-    source = np.asarray(source, dtype=np.int64)
-    if len(reply) == 0 or len(source) == 0:
+    runs = [np.asarray(run, dtype=np.int64) for run in source]
+    if len(reply) == 0 or not any(len(run) for run in runs):
         return Copied(0, "")
+    windows = np.lib.stride_tricks.sliding_window_view
 
     def found(length: int) -> int | None:
-        if length > len(reply) or length > len(source):
+        if length > len(reply):
             return None
-        grams = {bytes(w) for w in np.lib.stride_tricks.sliding_window_view(source, length)}
-        for start, window in enumerate(np.lib.stride_tricks.sliding_window_view(reply, length)):
+        grams = {bytes(w) for run in runs if len(run) >= length for w in windows(run, length)}
+        for start, window in enumerate(windows(reply, length)):
             if bytes(window) in grams:
                 return start
         return None
 
-    if found(1) is None:
+    where = found(1)
+    if where is None:
         return Copied(0, "")
-    low, high, where = 1, len(reply), found(1)  # low is always found; high+1 never is
+    low, high = 1, len(reply)  # low is always found; high + 1 never is
     while low < high:
         middle = (low + high + 1) // 2
         start = found(middle)
