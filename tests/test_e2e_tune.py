@@ -49,7 +49,7 @@ def test_a_fine_tune_streams_progress_and_saves_an_adapter(tuned):
 def test_base_and_tuned_side_by_side_and_in_chat(client, tuned):
     compared = client.predict("pirate", "What is the largest desert?", 4, api_name="/tune_compare")
     assert compared["seed"] == 4 and compared["base"]["text"] != compared["tuned"]["text"]
-    assert compared["tuned"]["copied"]["tokens"] >= 0
+    assert compared["tuned"]["copied"] is not None  # the meter knows the text this adapter learned
     reply = client.predict("Hello! Who are you?", api_name="/chat", adapter="pirate")
     assert reply["model"].endswith("+ pirate") and reply["text"]
     assert [a["name"] for a in client.predict(api_name="/tune_adapters")][0] == "pirate"

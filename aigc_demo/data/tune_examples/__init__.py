@@ -11,7 +11,7 @@ import importlib.util
 from pathlib import Path
 
 HERE = Path(__file__).parent
-STYLE_CHARACTERS = 17_000  # about 4,800 SmolLM2 tokens: three epochs in about a minute on 2 cores
+STYLE_CHARACTERS = 14_500  # about 4,000 SmolLM2 tokens: three epochs in about 80 s on 2 cores (bench/tune.py)
 
 
 def shakespeare(play: str = "tragedies/hamlet") -> str | None:
