@@ -196,8 +196,16 @@ class TuneConfig:
     max_text_chars: int = 2_000_000
     max_train_tokens: int = 200_000
     max_epochs: int = 20
-    # Tuned models served at once in the Text tab (each a llama.cpp context with its adapter).
+    # Tuned models served at once in the Text tab (each a llama.cpp context with its adapter), and picture
+    # adapters fused into UNet copies for the Image tab.
     resident_adapters: int = 2
+    # Teaching the image model a new word: this many pictures, each file at most max_picture_mb and
+    # max_picture_pixels (refused before decoding); at most max_image_steps optimisation steps.
+    min_pictures: int = 4
+    max_pictures: int = 16
+    max_picture_mb: float = 20.0
+    max_picture_pixels: int = 40_000_000
+    max_image_steps: int = 1000
 
 
 @dataclass(frozen=True)

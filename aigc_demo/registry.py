@@ -54,7 +54,8 @@ class PipelineRegistry:
         log.info("%s pipeline loaded and warmed up in %.2f s", name, self.load_seconds[name])
 
 
-# name -> (module, class, what to do when it does not load[, the pipelines it is built on])
+# name -> (module, class, what to do when it does not load[, the pipelines it is built on[, its config
+# section, when not the name]])
 PIPELINES: dict[str, tuple] = {
     "text": (
         "aigc_demo.pipelines.text",
@@ -90,6 +91,14 @@ PIPELINES: dict[str, tuple] = {
         "The Tune tab fine-tunes the Text model (it must load) with peft: `pip install -r requirements.txt`.",
         ("text",),
     ),
+    "tune_image": (
+        "aigc_demo.pipelines.tune_image",
+        "ImageTuner",
+        "Teaching the image model a new word needs its diffusion model (the Image tab) and peft: "
+        "`pip install -r requirements.txt`.",
+        ("image",),
+        "tune",
+    ),
     "provenance": (
         "aigc_demo.pipelines.verify",
         "VerifyPipeline",
@@ -116,10 +125,11 @@ def build_registry(cfg: AppConfig) -> PipelineRegistry:
     except Exception:  # every request says why (content_filter.loaded_filter); the app still starts
         log.exception("the content filter could not load")
     registry = PipelineRegistry()
-    for name, (module, cls, hint, *needs) in PIPELINES.items():
-        needs = tuple(needs[0]) if needs else ()
+    for name, (module, cls, hint, *more) in PIPELINES.items():
+        needs = tuple(more[0]) if more else ()
+        section = getattr(cfg, more[1] if len(more) > 1 else name)
 
-        def build(module=module, cls=cls, section=getattr(cfg, name), needs=needs):
+        def build(module=module, cls=cls, section=section, needs=needs):
             parts = {n: registry.pipelines[n] for n in needs}
             return getattr(importlib.import_module(module), cls).from_config(section, **parts)
 

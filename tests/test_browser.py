@@ -374,3 +374,57 @@ def test_tune_tab_trains_and_compares(browser, app_url, artifacts_dir, tab_scree
     page.click("#text-adapter-refresh")
     page.click("#text-adapter input")
     page.get_by_role("option", name="pirate-browser").wait_for(timeout=10_000)
+
+
+def test_tune_pictures_teaches_a_word_and_the_image_tab_draws_it(
+    browser, app_url, artifacts_dir, tab_screenshot
+):
+    page = open_page(browser, app_url)
+    page.get_by_role("tab", name="Tune").click()
+    page.get_by_role("tab", name="Pictures (diffusion model)").click()
+    page.click("#tune-image-example")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#tune-image-pictures img').length === 8", timeout=20_000
+    )
+    assert page.input_value("#tune-image-word input, #tune-image-word textarea") == "my-blip"
+    # A picture drawn in the sketch pad joins the uploaded ones.
+    page.click("#tune-image-draw button")
+    page.click("#tune-image-sketch button[aria-label='Brush']")
+    canvas = page.locator("#tune-image-sketch canvas").last
+    canvas.wait_for(timeout=10_000)
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
+    page.mouse.down()
+    for k in range(1, 11):
+        page.mouse.move(
+            box["x"] + box["width"] * (0.3 + 0.04 * k), box["y"] + box["height"] * (0.3 + 0.03 * k)
+        )
+    page.mouse.up()
+    page.click("#tune-image-add")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#tune-image-pictures img').length === 9", timeout=20_000
+    )
+    page.fill("#tune-image-name input, #tune-image-name textarea", "blip-browser")
+    page.click("#tune-image-settings button")
+    for elem, value in (("#tune-image-steps", "30"), ("#tune-image-preview-every", "10")):
+        box_ = page.locator(f"{elem} input[type=number]")
+        box_.fill(value)
+        box_.press("Enter")
+    page.click("#tune-image-train")
+    page.wait_for_selector("#tune-image-progress:has-text('step')", timeout=60_000)
+    page.wait_for_selector("#tune-image-result:has-text('blip-browser')", timeout=300_000)
+    assert page.locator("#tune-image-previews img").count() == 4
+    page.click("#tune-image-compare")
+    page.wait_for_selector("#tune-image-table:has-text('Seed')", timeout=120_000)
+    assert page.locator("#tune-image-compared img").count() == 4
+    tab_screenshot(page, "tune-pictures")
+    page.screenshot(path=str(artifacts_dir / "tune-pictures-tab.png"), full_page=True)
+    # The adapter is offered in the Image tab, and draws the word there.
+    page.get_by_role("tab", name="Image", exact=True).click()
+    page.click("#image-adapter-refresh")
+    page.click("#image-adapter input")
+    page.get_by_role("option", name="blip-browser").click()
+    page.fill("#image-prompt textarea", "my-blip")
+    page.click("#image-generate")
+    page.wait_for_selector("#image-info:has-text('adapter blip-browser')", timeout=60_000)
+    page.screenshot(path=str(artifacts_dir / "image-tab-adapter.png"), full_page=True)

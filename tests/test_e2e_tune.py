@@ -1,12 +1,13 @@
-"""End to end on Tune: a fine-tune, the side-by-side comparison and the tuned model in /chat, through
-gradio_client on the real default model."""
+"""End to end on Tune: a text fine-tune, the side-by-side comparison and the tuned model in /chat; a word
+taught to the image model from pictures, compared and drawn in /image_generate; through gradio_client on the
+real default models."""
 
 from __future__ import annotations
 
 import pytest
 from gradio_client import Client, handle_file
 
-from aigc_demo.data.tune_examples import format_example, style_example
+from aigc_demo.data.tune_examples import MASCOT_WORD, format_example, mascot_pictures, style_example
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +58,43 @@ def test_base_and_tuned_side_by_side_and_in_chat(client, tuned):
         client.predict("Hi", api_name="/chat", adapter="ghost")
     with pytest.raises(Exception, match="an adapter named 'pirate' exists"):
         client.predict(format_example(), None, "pirate", "format", api_name="/tune_text")
+
+
+@pytest.fixture(scope="module")
+def taught(client):
+    """A short picture fine-tune of the real emoji model on the Blip example."""
+    pictures = [handle_file(p) for p in mascot_pictures()]
+    job = client.submit(MASCOT_WORD, pictures, "blip", steps=30, preview_every=0, api_name="/tune_image")
+    return list(job)
+
+
+def test_teaching_a_word_streams_progress_and_saves_an_adapter(client, taught):
+    steps = [e for e in taught if "step" in e]
+    assert steps[0]["step"] == 0 and steps[-1]["step"] == 30 and steps[0]["fit_loss"] > 0
+    result = taught[-1]
+    assert result["adapter"] == "blip" and result["word"] == MASCOT_WORD
+    assert result["fit_loss_after"] < result["fit_loss_before"]
+    assert client.predict(api_name="/tune_image_adapters")[0]["name"] == "blip"
+
+
+def test_the_taught_word_in_compare_and_in_the_image_tab(client, taught):
+    compared = client.predict("blip", None, 3, api_name="/tune_image_compare")
+    assert compared["prompts"] == [MASCOT_WORD, f"{MASCOT_WORD} wearing a hat"] and compared["seed"] == 3
+    base, tuned = compared["base"][0], compared["tuned"][0]
+    assert tuned["likeness"]["similarity"] > base["likeness"]["similarity"], "tuned draws the pictures' thing"
+    files, info = client.predict(MASCOT_WORD, seed=3, adapter="blip", api_name="/image_generate")
+    assert info["parameters"][0]["adapter"] == "blip" and files
+    with pytest.raises(Exception, match="no adapter named 'ghost'"):
+        client.predict(MASCOT_WORD, adapter="ghost", api_name="/image_generate")
+
+
+def test_bad_pictures_and_words_get_a_clear_message(client, tmp_path):
+    pictures = [handle_file(p) for p in mascot_pictures()]
+    with pytest.raises(Exception, match="already knows"):
+        client.predict("mascot", pictures, api_name="/tune_image")
+    with pytest.raises(Exception, match="give 4-16 pictures"):
+        client.predict(MASCOT_WORD, pictures[:2], api_name="/tune_image")
+    broken = tmp_path / "photo.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    with pytest.raises(Exception, match=r"picture 5 \(photo.png\)"):
+        client.predict(MASCOT_WORD, [*pictures[:4], handle_file(str(broken))], api_name="/tune_image")

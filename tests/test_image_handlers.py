@@ -52,7 +52,7 @@ def test_bad_values_become_messages(tab):
 def test_choosing_the_gan_greys_out_what_it_ignores(tab):
     off = tab.generator_changed("gan")
     assert set(off) == {tab.controls[n] for n in ("num_inference_steps", "guidance_scale", "scheduler",
-                                                  "negative_prompt", "width", "height")}  # fmt: skip
+                                                  "negative_prompt", "width", "height", "adapter")}  # fmt: skip
     assert all(update["interactive"] is False for update in off.values())
     assert all(update["interactive"] is True for update in tab.generator_changed("diffusion").values())
 

@@ -75,6 +75,8 @@ class ImageParams:
     generator: str = generator_param()
     # The "hires" stage: 64-px pictures enlarged 4x by the project's upscaler (weights/emoji-upscaler).
     upscale: bool = param(False, label="image_upscale")
+    # A picture adapter from the Tune tab ("" = none): the diffusion model with a word it was taught.
+    adapter: str = param("", label="image_adapter", max_chars=40)
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,6 +144,14 @@ class ImagePipeline:
         self.copy_index = copy_index  # the training pictures' fingerprints (provenance/copies.py)
         self.worker = compute_thread()
         self.schema = Schema(ImageParams, cfg, defaults={"generator": self.default_generator})
+        self.adapters = None  # the Tune tab's ImageTuner, when loaded: .names() and .generator(name)
+
+    def attach_adapters(self, source) -> None:
+        """Serve picture adapters from ``source`` (``names()``, ``generator(name)``) in ``adapter``."""
+        self.adapters = source
+
+    def adapter_names(self) -> list[str]:
+        return self.adapters.names() if self.adapters is not None else []
 
     # -- loading --------------------------------------------------------------------------------------
     @classmethod
@@ -230,13 +240,7 @@ class ImagePipeline:
         """A checked copy of ``params`` (seed resolved, size filled in) and warnings; ValueError if bad."""
         params = self.schema.parse(params)
         check_text(params.prompt, "prompt")
-        generator = self.generators.get(params.generator)
-        if generator is None:
-            missing = {
-                "gan": "no GAN is loaded (train one with `python -m aigc_demo.training.train_gan`)",
-                "student": "no few-step student is loaded (AIGC_IMAGE_STUDENT)",
-            }
-            raise ValueError(missing.get(params.generator, "no diffusion model is loaded"))
+        generator = self.generator_for(params)
         width, height = generator.check_size(params.width, params.height, self.cfg.max_pixels)
         params, warnings = generator.settle(params)
         warnings += [
@@ -246,6 +250,23 @@ class ImagePipeline:
         ]
         seed = validation.seed(params.seed, reserve=self.cfg.max_batch_size)
         return replace(params, width=width, height=height, seed=seed), warnings
+
+    def generator_for(self, params: ImageParams) -> ImageGenerator:
+        """The generator that draws ``params``: a loaded one, or the diffusion model with an adapter."""
+        generator = self.generators.get(params.generator)
+        if generator is None:
+            missing = {
+                "gan": "no GAN is loaded (train one with `python -m aigc_demo.training.train_gan`)",
+                "student": "no few-step student is loaded (AIGC_IMAGE_STUDENT)",
+            }
+            raise ValueError(missing.get(params.generator, "no diffusion model is loaded"))
+        if not params.adapter:
+            return generator
+        if params.generator != "diffusion":
+            raise ValueError("a picture adapter works with the diffusion model: choose it as the generator")
+        if self.adapters is None:
+            raise ValueError("picture adapters need the Tune tab's picture tuner, which is not loaded")
+        return self.adapters.generator(params.adapter)
 
     # -- generation -----------------------------------------------------------------------------------
     @on_worker
@@ -262,7 +283,7 @@ class ImagePipeline:
         """
         # 1. Check the request and pick its generator.
         params, warnings = self.check(params)
-        generator = self.generators[params.generator]
+        generator = self.generator_for(params)
         interrupt = interrupt or Interrupt()
         t0 = time.perf_counter()
         # 2. Draw, reporting each step.
@@ -326,7 +347,7 @@ class ImagePipeline:
             withhold_flagged(drawn.images, [], keep_all=True)
             yield drawn
             return
-        for event in self.generators[params.generator].generate(params, interrupt, None, panels):
+        for event in self.generator_for(params).generate(params, interrupt, None, panels):
             if isinstance(event, Progress):
                 eta = event.elapsed_s / event.step * (event.total - event.step)
                 yield ImageProgress(event.step, event.total, event.elapsed_s, eta, [])

@@ -155,6 +155,25 @@ class AdapterShelf:
             raise ValueError(f"no adapter named {name!r} (adapters: {known})")
         return Adapter(name, folder, json.loads((folder / RECORD_FILE).read_text(encoding="utf-8")))
 
+    def name_for(self, name, default_prefix: str) -> str:
+        """A checked, free name for a new adapter: ``name``, or the prefix and the time when blank; a taken name
+        is refused before any work."""
+        blank = name is None or (isinstance(name, str) and not name.strip())
+        name = f"{default_prefix}-{time.strftime('%Y%m%d-%H%M%S')}" if blank else check_name(name)
+        self.new_folder(name)
+        return name
+
+    def listed(self, keys: tuple[str, ...]) -> list[dict]:
+        """``keys`` of every adapter's record, newest first (the facts its card states)."""
+        listed = []
+        for name in self.names():
+            try:
+                record = self.get(name).record
+            except (OSError, ValueError):  # removed meanwhile, or a damaged record: not listed
+                continue
+            listed.append({k: record.get(k) for k in keys})
+        return listed
+
     def new_folder(self, name: str) -> Path:
         folder = self.root / check_name(name)
         if folder.exists():
@@ -336,9 +355,7 @@ class TextTuner:
         """Prepare, train and save an adapter: yields the preparation, then progress after every step, then
         the result. ``stop`` ends training after the current step; the best state so far is saved."""
         params = self.parse_params(params)
-        blank = name is None or (isinstance(name, str) and not name.strip())
-        name = f"{params.preset}-{time.strftime('%Y%m%d-%H%M%S')}" if blank else check_name(name)
-        self.shelf.new_folder(name)  # a taken name is refused before any work
+        name = self.shelf.name_for(name, params.preset)
         if not self._run_lock.acquire(blocking=False):
             raise ValueError("another fine-tune is running; try again when it ends")
         try:

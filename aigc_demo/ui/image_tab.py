@@ -47,9 +47,11 @@ EXAMPLES = [
 ]
 HISTORY_LIMIT = 48  # images kept in a visitor's session gallery
 # Parameters that mean nothing to a one-step GAN: greyed out while it is chosen.
-DIFFUSION_ONLY = ("num_inference_steps", "guidance_scale", "scheduler", "negative_prompt", "width", "height")
+DIFFUSION_ONLY = (
+    "num_inference_steps", "guidance_scale", "scheduler", "negative_prompt", "width", "height", "adapter",
+)  # fmt: skip
 # What the few-step student fixes itself (pipelines/diffusion.py, DiffusionGenerator.settle).
-STUDENT_FIXED = ("guidance_scale", "scheduler", "negative_prompt")
+STUDENT_FIXED = ("guidance_scale", "scheduler", "negative_prompt", "adapter")
 
 
 def describe(params: dict, seconds: float | None = None, warnings=()) -> str:
@@ -64,6 +66,8 @@ def describe(params: dict, seconds: float | None = None, warnings=()) -> str:
             params["scheduler"],
             f"guidance {params['guidance_scale']:g}",
         ]
+        if params.get("adapter"):
+            parts.append(f"adapter {params['adapter']}")
     parts.append(f"{params['width']}x{params['height']}")
     if seconds is not None:
         parts.append(f"{seconds:.2f} s")
@@ -116,6 +120,15 @@ class ImageTab:
                     prompt={"placeholder": t("image_prompt_placeholder"), "elem_id": "image-prompt"},
                     generator={"interactive": len(pipe.generators) > 1},
                 )
+                with gr.Row(visible=pipe.adapters is not None):
+                    c["adapter"] = gr.Dropdown(
+                        self.adapter_choices(), value="", label=t("image_adapter"), scale=4,
+                        allow_custom_value=True,  # a reused PNG may name an adapter made elsewhere
+                        elem_id="image-adapter",
+                    )  # fmt: skip
+                    self.adapter_refresh = gr.Button(
+                        "🔄", size="sm", scale=0, elem_id="image-adapter-refresh"
+                    )
                 with gr.Row():
                     self.go = gr.Button(t("generate"), variant="primary", elem_id="image-generate")
                     self.stop = gr.Button(t("image_interrupt"), variant="stop", elem_id="image-interrupt")
@@ -241,9 +254,15 @@ class ImageTab:
                         )
                         self.gan_info = gr.Markdown()
 
+    def adapter_choices(self) -> list[tuple[str, str]]:
+        return [("none", ""), *((name, name) for name in self.pipe.adapter_names())]
+
     def _wire(self) -> None:
         c = self.controls
         ui = {"api_visibility": "undocumented"}
+        self.adapter_refresh.click(
+            lambda: gr.Dropdown(choices=self.adapter_choices()), None, [c["adapter"]], **ui
+        )
         gr.on(
             triggers=[self.go.click, c["prompt"].submit],
             fn=gpu_task(self.generate),

@@ -12,6 +12,7 @@ from aigc_demo.ui.latent_tab import build_latent_tab
 from aigc_demo.ui.story_tab import build_story_tab
 from aigc_demo.ui.strings import t
 from aigc_demo.ui.text_tab import build_text_tab
+from aigc_demo.ui.tune_image_tab import build_picture_tune_tab
 from aigc_demo.ui.tune_tab import build_tune_tab
 from aigc_demo.ui.verify_tab import build_verify_tab
 
@@ -37,8 +38,11 @@ def build_demo(registry: PipelineRegistry, cfg: AppConfig) -> gr.Blocks:
                 build_latent_tab(registry.get("latent"), registry.failures.get("latent"))
             with gr.Tab(t("tab_story"), id="story"):
                 build_story_tab(registry.get("story"), registry.failures.get("story"))
-            with gr.Tab(t("tab_tune"), id="tune"):
-                build_tune_tab(registry.get("tune"), registry.failures.get("tune"))
+            with gr.Tab(t("tab_tune"), id="tune"), gr.Tabs():  # the language model, the diffusion model
+                with gr.Tab(t("tune_tab_text"), id="tune-text-tab"):
+                    build_tune_tab(registry.get("tune"), registry.failures.get("tune"))
+                with gr.Tab(t("tune_tab_pictures"), id="tune-pictures-tab"):
+                    build_picture_tune_tab(registry.get("tune_image"), registry.failures.get("tune_image"))
             with gr.Tab(t("tab_evaluate"), id="evaluate"):
                 build_evaluate_tab(
                     registry.get("image"),

