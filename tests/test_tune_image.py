@@ -180,3 +180,18 @@ def test_one_run_at_a_time(tuner, tmp_path):
         run(tuner, files, "two")
     first.close()
     assert run(tuner, files, "three")[-1].adapter is not None
+
+
+def test_training_waits_while_a_picture_is_drawn(tuner, tmp_path):
+    """Between steps the run gives the compute thread to pictures being drawn, and says how long it waited."""
+    files = pictures(tmp_path)
+    run_ = tuner.tune("my-thing", files, "polite", {**FAST, "preview_every": 0})
+    next(run_), next(run_)  # the data, then step 0
+    image = tuner.image
+    image._count_drawing(+1)  # as generate() does while a request draws
+    threading.Timer(0.3, image._count_drawing, (-1,)).start()
+    event = next(run_)
+    assert isinstance(event, FitProgress) and event.step == 1
+    event = next(run_)  # asked for after the wait: the waiting is recorded as a pause
+    assert event.paused_s >= 0.2
+    run_.close()

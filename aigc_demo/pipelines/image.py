@@ -145,6 +145,8 @@ class ImagePipeline:
         self.worker = compute_thread()
         self.schema = Schema(ImageParams, cfg, defaults={"generator": self.default_generator})
         self.adapters = None  # the Tune tab's ImageTuner, when loaded: .names() and .generator(name)
+        self._drawing = 0  # requests being drawn (a fine-tune on this thread waits for them)
+        self._drawing_lock = threading.Lock()
 
     def attach_adapters(self, source) -> None:
         """Serve picture adapters from ``source`` (``names()``, ``generator(name)``) in ``adapter``."""
@@ -152,6 +154,15 @@ class ImagePipeline:
 
     def adapter_names(self) -> list[str]:
         return self.adapters.names() if self.adapters is not None else []
+
+    @property
+    def busy(self) -> bool:
+        """A picture is being drawn: a fine-tune sharing the compute thread waits between its steps."""
+        return self._drawing > 0
+
+    def _count_drawing(self, change: int) -> None:
+        with self._drawing_lock:
+            self._drawing += change
 
     # -- loading --------------------------------------------------------------------------------------
     @classmethod
@@ -288,12 +299,16 @@ class ImagePipeline:
         t0 = time.perf_counter()
         # 2. Draw, reporting each step.
         drawn: Drawn | None = None
-        for event in generator.generate(params, interrupt, preview_every_s):
-            if isinstance(event, Progress):
-                eta = event.elapsed_s / event.step * (event.total - event.step)
-                yield ImageProgress(event.step, event.total, event.elapsed_s, eta, event.previews)
-            else:
-                drawn = event
+        self._count_drawing(+1)
+        try:
+            for event in generator.generate(params, interrupt, preview_every_s):
+                if isinstance(event, Progress):
+                    eta = event.elapsed_s / event.step * (event.total - event.step)
+                    yield ImageProgress(event.step, event.total, event.elapsed_s, eta, event.previews)
+                else:
+                    drawn = event
+        finally:
+            self._count_drawing(-1)
         # 3. Withhold what the image check flags; rate the rest against the prompt (at the size drawn), enlarge
         # if asked, record what made each.
         kept = withhold_flagged(drawn.images, warnings)

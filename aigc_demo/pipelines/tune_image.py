@@ -40,7 +40,7 @@ from aigc_demo.pipelines.diffusion import DiffusionGenerator
 from aigc_demo.pipelines.image import GeneratedImage, ImagePipeline, Interrupt
 from aigc_demo.pipelines.tune import CARD_FILE, RECORD_FILE, Adapter, AdapterShelf
 from aigc_demo.schema import Config, Schema, param
-from aigc_demo.training.fine_tune import FitProgress, FitSettings, fit
+from aigc_demo.training.fine_tune import FitProgress, FitSettings, fit, pause_while
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,13 @@ class ImageTuner:
             raise ValueError("another picture fine-tune is running; try again when it ends")
         try:
             yield data
-            yield from self._train(data, params, name, stop)
+            for event in self._train(data, params, name, stop):
+                yield event
+                # Between steps, off the compute thread: a picture being drawn takes the thread step after
+                # step instead of alternating with training (a 20-step image would wait for 20 steps).
+                waited = pause_while(lambda: self.image.busy, stop)
+                if isinstance(event, FitProgress):  # the loop's speed counts training time only
+                    event.paused_s += waited
         finally:
             self._run_lock.release()
 

@@ -24,7 +24,8 @@ from aigc_demo.training.loop import cosine_lr
 MAX_PAUSE_S = 10.0  # a fine-tune waits at most this long per step, so a stream of requests cannot starve it
 
 
-def _pause(wait_while: Callable[[], bool], stop: StopFlag | None) -> float:
+def pause_while(wait_while: Callable[[], bool], stop: StopFlag | None) -> float:
+    """Sleep while ``wait_while()`` holds (at most MAX_PAUSE_S, or until ``stop``); the seconds waited."""
     t0 = time.perf_counter()
     while (
         wait_while() and time.perf_counter() - t0 < MAX_PAUSE_S and not (stop is not None and stop.is_set())
@@ -135,7 +136,7 @@ def fit(
             loss, weight, tokens = 0.0, 0, 0
             for k in range(0, len(batch), settings.micro_batch):
                 if wait_while is not None:
-                    progress.paused_s += _pause(wait_while, stop)
+                    progress.paused_s += pause_while(wait_while, stop)
                 part_loss, part_weight, part_tokens = loss_of(batch[k : k + settings.micro_batch])
                 if not torch.isfinite(part_loss):
                     raise ValueError(
