@@ -4,7 +4,7 @@ the tuned model draws, and what a running fine-tune costs the other tabs.
     python bench/tune_image.py [--no-plain]
 
 The pictures are the Tune tab's example: Blip, a made-up mascot in 8 poses (aigc_demo/data/tune_examples),
-taught as "my-blip" with the default settings (150 steps of 8, LoRA rank 8 on the UNet's attention). Prints:
+taught as "my-blip" with the default settings (100 steps of 8, LoRA rank 8 on the UNet's attention). Prints:
 
 1. a plain loop (diffusers' ``add_adapter`` LoRA, AdamW, the same objective, batch, steps and rate, no
    previews or fit evaluations) in this process: pictures/s;
