@@ -106,7 +106,7 @@ class PictureTuneTab:
                         self.add_drawing = gr.Button(t("tune_image_add"), size="sm", elem_id="tune-image-add")
                         self.clear_drawings = gr.Button(t("tune_image_clear"), size="sm")
                 self.pictures = pixel_gallery(
-                    label=t("tune_image_pictures"), columns=8, height="auto", allow_preview=False,
+                    label=t("tune_image_pictures"), columns=8, height=110, allow_preview=False,
                     elem_id="tune-image-pictures",
                 )  # fmt: skip
                 with gr.Row():
@@ -142,7 +142,7 @@ class PictureTuneTab:
                     elem_id="tune-image-loss", color_map=CURVE_COLOURS,
                 )  # fmt: skip
                 self.previews = pixel_gallery(
-                    label=t("tune_image_previews"), columns=4, height="auto", allow_preview=False,
+                    label=t("tune_image_previews"), columns=4, height=240, allow_preview=False,
                     elem_id="tune-image-previews",
                 )  # fmt: skip
                 self.result = gr.Markdown(elem_id="tune-image-result")
@@ -164,7 +164,7 @@ class PictureTuneTab:
             self.seed = gr.Number(0, precision=0, label=t("seed"), scale=1, minimum=-1)
             self.compare = gr.Button(t("tune_compare_run"), scale=1, elem_id="tune-image-compare")
         self.compared = pixel_gallery(
-            label=t("tune_image_compared"), columns=4, height="auto", elem_id="tune-image-compared"
+            label=t("tune_image_compared"), columns=4, height=350, elem_id="tune-image-compared"
         )
         self.table = gr.Markdown(elem_id="tune-image-table")
 
