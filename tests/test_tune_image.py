@@ -195,3 +195,17 @@ def test_training_waits_while_a_picture_is_drawn(tuner, tmp_path):
     event = next(run_)  # asked for after the wait: the waiting is recorded as a pause
     assert event.paused_s >= 0.2
     run_.close()
+
+
+def test_likeness_finds_a_training_picture_and_flags_copies_by_the_copy_index(tuner, tmp_path):
+    from types import SimpleNamespace
+
+    files = pictures(tmp_path)
+    adapter = run(tuner, files)[-1].adapter
+    same = tuner.read_pictures(files)[2]
+    like = tuner.likeness([same], adapter.name)[0]
+    assert like.similarity > 0.999 and like.pixel_bits == 0 and like.copy is None  # no copy index loaded
+    tuner.image.copy_index = SimpleNamespace(pixel_bits=6, embedding=0.99)  # the thresholds it would bring
+    other = Image.new("RGB", same.size, (20, 90, 200))
+    copied, fresh = tuner.likeness([same, other], adapter.name)
+    assert copied.copy is True and fresh.copy is False

@@ -109,11 +109,8 @@ class Likeness:
 
     similarity: float  # scorer embedding cosine to the nearest training picture
     pixel_bits: int  # perceptual-hash bits (of 192) that differ from the nearest training picture
-
-    @property
-    def copy(self) -> bool:
-        """A near copy of a training picture (the thresholds the corpus copy check uses for emoji)."""
-        return self.pixel_bits <= 24 and self.similarity >= 0.95
+    # A near copy by the corpus copy check's thresholds (weights/copy-index); None without that index.
+    copy: bool | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -433,10 +430,13 @@ class ImageTuner:
         prints = load_file(str(path))
         hashes = prints["hashes"].numpy().view(np.uint64)
         similarity = embed_pictures(self.image.scorer.model, list(images)) @ prints["embeddings"].T
-        return [
-            Likeness(round(float(row.max()), 4), int(hamming(hashes, perceptual_hash(img)).min()))
-            for img, row in zip(images, similarity, strict=True)
-        ]
+        index = self.image.copy_index
+        out = []
+        for img, row in zip(images, similarity, strict=True):
+            alike, bits = round(float(row.max()), 4), int(hamming(hashes, perceptual_hash(img)).min())
+            copy = None if index is None else bits <= index.pixel_bits and alike >= index.embedding
+            out.append(Likeness(alike, bits, copy))
+        return out
 
     # -- using an adapter ----------------------------------------------------------------------------------
     def names(self) -> list[str]:
