@@ -5,8 +5,11 @@
 
 import logging
 
+from starlette.middleware import Middleware
+
 from aigc_demo.config import AppConfig
 from aigc_demo.registry import build_registry
+from aigc_demo.ui.guard import RequestGuard
 from aigc_demo.ui.layout import CSS, build_demo
 from aigc_demo.ui.strings import I18N
 
@@ -23,4 +26,5 @@ if __name__ == "__main__":
         i18n=I18N,
         css=CSS,
         show_error=True,
+        app_kwargs={"middleware": [Middleware(RequestGuard)]},
     )

@@ -9,13 +9,19 @@ and transformers decoded at 23 tokens/s against 37 (docs/performance.md). One th
 Each pipeline owns the thread it runs on (``self.worker``; ``on_worker`` moves a method there), so no caller
 can run a model on a thread of its own.
 
-The app's heavy events already run one at a time (Gradio's ``heavy`` concurrency group), so this costs no
-parallelism. Streaming work runs one item per job, so short jobs can slot in between the steps of a long one.
+Streaming work runs one item per job (a denoising step, a slice of tokens), so several requests served at once
+(Gradio's ``heavy`` concurrency group) advance in turn, and short jobs slot in between the steps of long ones.
 
 llama.cpp gets a thread of its own (``compute_thread(LLAMA_CPP)``): ggml's AMX kernels load the tile configuration
 once per thread and oneDNN's bf16 kernels release it after each call, so the two on one thread die with SIGILL
 (``bench/llama_amx_threads.py`` reproduces it). Two threads make two OpenMP teams, more threads than cores;
 ``aigc_demo/__init__.py`` lets libgomp spin a little longer in that case, which keeps both fast.
+
+The compute threads take turns with the cores (``TURNS``): a job runs only while no job of the other thread
+does. Two busy OpenMP teams on 2 cores would each run at a fraction of their speed (llama.cpp with 4 threads on
+2 cores decodes ~13x slower: ../shared/MEASURED.md). Jobs are short (a slice of tokens, a denoising step, a
+training step) and turns are first come, first served, so a chat that arrives during a long image starts at the
+next step instead of after the image, and neither fights the other for the cores.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ import contextvars
 import functools
 import inspect
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Protocol, TypeVar
 
 T = TypeVar("T")
@@ -33,13 +40,81 @@ T = TypeVar("T")
 _DONE = object()
 
 
-class ComputeThread:
-    def __init__(self, name: str = "aigc-compute"):
-        self._ident: int | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name, initializer=self._remember)
+class Turns:
+    """A first-come, first-served lock (``threading.Lock`` lets a releasing thread take it straight back,
+    which would starve the other compute thread). Strictly in order: a job that jumped the line here could
+    keep the other thread waiting for as long as such jobs keep coming."""
 
-    def _remember(self) -> None:
-        self._ident = threading.get_ident()
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._waiting: deque[object] = deque()
+        self._held = False
+
+    def acquire(self, timeout: float) -> bool:
+        ticket = object()
+        with self._changed:
+            self._waiting.append(ticket)
+            got = self._changed.wait_for(lambda: not self._held and self._waiting[0] is ticket, timeout)
+            self._waiting.remove(ticket)
+            if got:
+                self._held = True
+            else:
+                self._changed.notify_all()  # the next in line may be free to go now
+            return got
+
+    def release(self) -> None:
+        with self._changed:
+            self._held = False
+            self._changed.notify_all()
+
+
+TURNS = Turns()
+# A job that waits longer than this for its turn runs anyway, alongside: nothing deadlocks if a job ever waits
+# on the other compute thread, and a very long job (a film render) only delays the other thread this much.
+TURN_WAIT_S = 5.0
+
+
+class ComputeThread:
+    """One thread that runs jobs in order, each in its turn (``TURNS``). A ``first`` job (a slider's decode:
+    milliseconds someone is watching) goes ahead of this thread's queued jobs (an image's next steps), but
+    never twice in a row while others wait: a stream of slider moves slows an image down, it cannot stop it."""
+
+    def __init__(self, name: str = "aigc-compute"):
+        self._first: deque[tuple] = deque()
+        self._rest: deque[tuple] = deque()
+        self._queued = threading.Condition()
+        thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        thread.start()
+        self._ident = thread.ident
+
+    def _next_job(self, last_was_first: bool) -> tuple[bool, tuple]:
+        with self._queued:
+            self._queued.wait_for(lambda: self._first or self._rest)
+            first = bool(self._first) and not (last_was_first and self._rest)
+            return first, (self._first if first else self._rest).popleft()
+
+    def _serve(self) -> None:
+        last_was_first = False
+        while True:
+            last_was_first, (future, fn, args, kwargs) = self._next_job(last_was_first)
+            if not future.set_running_or_notify_cancel():
+                continue
+            got = TURNS.acquire(TURN_WAIT_S)
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as err:
+                future.set_exception(err)
+            finally:
+                if got:
+                    TURNS.release()
+            del future, fn, args, kwargs  # nothing of a finished job stays alive while the thread waits
+
+    def _queue(self, first: bool, fn: Callable[..., T], args, kwargs) -> Future[T]:
+        future: Future[T] = Future()
+        with self._queued:
+            (self._first if first else self._rest).append((future, fn, args, kwargs))
+            self._queued.notify()
+        return future
 
     def on_thread(self) -> bool:
         return threading.get_ident() == self._ident
@@ -58,22 +133,29 @@ class ComputeThread:
                         future.set_exception(err)
 
             threading.Thread(target=helper, name="aigc-compute-nested", daemon=True).start()
-            return future
-        return self._pool.submit(fn, *args, **kwargs)
+            return future  # runs in its caller's turn
+        return self._queue(False, fn, args, kwargs)
 
     def requeue(self, fn: Callable[..., T], *args, **kwargs) -> Future[T]:
         """Queue ``fn`` behind the jobs already waiting, even from the compute thread: how a long job
         (a text generation) continues in slices without starving short ones."""
-        return self._pool.submit(fn, *args, **kwargs)
+        return self._queue(False, fn, args, kwargs)
 
     def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
         """Call ``fn`` on the compute thread and return its result (or raise its exception).
 
         It runs in the caller's context, so context variables (Gradio's request-local state) still apply."""
+        return self._call(False, fn, args, kwargs)
+
+    def run_first(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        """``run``, ahead of the jobs already queued (after the running one)."""
+        return self._call(True, fn, args, kwargs)
+
+    def _call(self, first: bool, fn: Callable[..., T], args, kwargs) -> T:
         if self.on_thread():
             return fn(*args, **kwargs)
         context = contextvars.copy_context()
-        return self._pool.submit(context.run, fn, *args, **kwargs).result()
+        return self._queue(first, context.run, (fn, *args), kwargs).result()
 
     def iterate(self, items: Iterable[T]) -> Iterator[T]:
         """Advance an iterator on the compute thread, one item per job; closing this closes it there too."""
@@ -112,9 +194,12 @@ class StopFlag(Protocol):
     def is_set(self) -> bool: ...
 
 
-def on_worker(method):
+def on_worker(method=None, *, first: bool = False):
     """Decorator for pipeline methods: the call runs on ``self.worker`` (plain methods and generators alike),
-    so which thread a model runs on is decided by its pipeline alone, whoever calls it."""
+    so which thread a model runs on is decided by its pipeline alone, whoever calls it. ``first=True`` (plain
+    methods) puts the call ahead of queued work: for what takes milliseconds while someone watches."""
+    if method is None:
+        return functools.partial(on_worker, first=first)
     if inspect.isgeneratorfunction(method):
 
         @functools.wraps(method)
@@ -125,6 +210,7 @@ def on_worker(method):
 
     @functools.wraps(method)
     def call(self, *args, **kwargs):
-        return self.worker.run(method, self, *args, **kwargs)
+        run = self.worker.run_first if first else self.worker.run
+        return run(method, self, *args, **kwargs)
 
     return call

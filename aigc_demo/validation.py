@@ -149,3 +149,26 @@ def numbers_list(name: str, values, limit: int, low: float, high: float) -> list
     if len(items) > limit:
         raise ValueError(f"{name} has {len(items)} numbers; the limit is {limit}")
     return [in_range(f"{name}[{i}]", as_float(f"{name}[{i}]", v), low, high) for i, v in enumerate(items)]
+
+
+def file_path(name: str, value) -> str | None:
+    """The path of a file argument: a FileData dict (``gradio_client.handle_file``), a path string, or None
+    for no file. Anything else is refused by name, so no file reader is handed a number or a list."""
+    if isinstance(value, dict):
+        value = value.get("path")
+    if value is None or isinstance(value, str) and not value.strip():
+        return None
+    if not isinstance(value, str):
+        raise ValueError(
+            f"{name} must be a file (gradio_client: handle_file(path)), not {type(value).__name__}"
+        )
+    return value
+
+
+def file_paths(name: str, values) -> list[str]:
+    """The paths of a list of file arguments (see ``file_path``); None is an empty list."""
+    if values is None:
+        return []
+    if not isinstance(values, list | tuple):
+        raise ValueError(f"{name} must be a list of files, not {type(values).__name__}")
+    return [path for i, v in enumerate(values) if (path := file_path(f"{name}[{i}]", v)) is not None]

@@ -103,3 +103,82 @@ def test_openmp_spin_defaults_are_set_before_torch_loads(code, env, want):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[-2] == want
+
+
+def test_two_compute_threads_take_turns_and_neither_waits_for_the_other_to_finish():
+    """A long stream of jobs on one thread (an image's steps) lets the other thread's jobs (a chat's token
+    slices) in between, first come first served, and two jobs never hold the cores at once."""
+    import time
+
+    image, text = ComputeThread("test-image"), ComputeThread("test-text")
+    spans: list[tuple[str, float, float]] = []
+    lock = threading.Lock()
+
+    def step(who: str) -> None:
+        start = time.perf_counter()
+        time.sleep(0.02)
+        with lock:
+            spans.append((who, start, time.perf_counter()))
+
+    image_steps = [image.submit(step, "image") for _ in range(20)]
+    time.sleep(0.05)  # the image is under way when the chat arrives
+    text_steps = [text.submit(step, "text") for _ in range(3)]
+    for future in image_steps + text_steps:
+        future.result(timeout=10)
+    spans.sort(key=lambda s: s[1])
+    for (_, _, end), (_, start, _) in zip(spans, spans[1:]):
+        assert start >= end, "two compute jobs ran at once"
+    order = [who for who, _, _ in spans]
+    last_text = max(i for i, who in enumerate(order) if who == "text")
+    assert last_text < 12, f"the chat waited for the image to finish: {order}"
+
+
+def hold_the_worker(worker: ComputeThread) -> threading.Event:
+    """A running job that lasts until the returned event is set."""
+    started, gate = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        gate.wait(5)
+
+    worker.submit(hold)
+    assert started.wait(5)
+    return gate
+
+
+def test_a_first_job_goes_ahead_of_the_queued_ones():
+    """A slider's decode does not wait for an image's queued steps, only for the one running."""
+    import time
+
+    worker = ComputeThread("test-first")
+    order: list[str] = []
+    gate = hold_the_worker(worker)  # the running job
+    steps = [worker.submit(order.append, f"step {i}") for i in range(3)]
+    slider = threading.Thread(target=worker.run_first, args=(order.append, "slider"))
+    slider.start()
+    time.sleep(0.1)
+    gate.set()
+    slider.join(5)
+    for step in steps:
+        step.result(5)
+    assert order == ["slider", "step 0", "step 1", "step 2"]
+
+
+def test_first_jobs_cannot_starve_the_others():
+    """Slider moves and an image's steps alternate while both keep coming."""
+    import time
+
+    worker = ComputeThread("test-alternate")
+    order: list[str] = []
+    gate = hold_the_worker(worker)
+    steps = [worker.submit(order.append, "step") for _ in range(3)]
+    sliders = [threading.Thread(target=worker.run_first, args=(order.append, "slider")) for _ in range(3)]
+    for t in sliders:
+        t.start()
+    time.sleep(0.1)
+    gate.set()
+    for t in sliders:
+        t.join(5)
+    for step in steps:
+        step.result(5)
+    assert order == ["slider", "step", "slider", "step", "slider", "step"], order

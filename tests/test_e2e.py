@@ -152,3 +152,23 @@ def test_client_that_disconnects_stops_its_generation(client, app_url):
     reply = client.predict("Hi", api_name="/chat", max_new_tokens=4, temperature=0.0, seed=0)
     assert reply["new_tokens"] >= 1
     assert time.time() - t0 < 8, "the abandoned generation kept the worker busy"
+
+
+def test_an_empty_session_hash_gets_a_message_not_a_server_error(client, app_url):
+    import httpx
+
+    config = httpx.get(app_url + "config").json()
+    for api_name in ("chat_stop", "chat"):
+        fn_index = next(i for i, d in enumerate(config["dependencies"]) if d.get("api_name") == api_name)
+        r = httpx.post(
+            app_url + "gradio_api/queue/join",
+            json={
+                "data": ["Hi"],
+                "fn_index": fn_index,
+                "session_hash": "",
+                "event_data": None,
+                "trigger_id": None,
+            },
+        )
+        assert r.status_code == 422 and "session_hash" in r.json()["detail"]
+    assert client.predict("Hi", api_name="/chat", **CHAT)["text"].strip()

@@ -160,3 +160,65 @@ def test_live_is_the_students_seeded_picture_of_the_words(client):
     assert pixels([big]).shape == (1, 256, 256, 3) and not info["warnings"]
     with pytest.raises(Exception, match="prompt is empty"):
         client.predict("", 3, api_name="/image_live")
+
+
+def _abandoned_after(since: int, timeout_s: float = 30) -> tuple[int, int] | None:
+    """The step at which the app logged an image request abandoned by its caller, after log offset ``since``."""
+    import re
+    import time
+
+    from conftest import APP_LOG
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        found = re.search(
+            r"abandoned by its caller after step (\d+) of (\d+)", APP_LOG[-1].read_text()[since:]
+        )
+        if found:
+            return int(found[1]), int(found[2])
+        time.sleep(0.2)
+    return None
+
+
+LONG_JOB = ["red heart", "", 100, 5.0, "DPM++ 2M", 5, 8, 0, 0, "diffusion"]  # batch 8, 100 steps: a minute
+
+
+def test_a_cancelled_image_job_stops_computing_within_a_step(client):
+    """job.cancel() ends the denoising loop on the server, not only the client's wait."""
+    import time
+
+    from conftest import APP_LOG
+
+    since = len(APP_LOG[-1].read_text())
+    job = client.submit(*LONG_JOB, api_name="/image_generate")
+    deadline = time.time() + 60
+    while not job.outputs() and time.time() < deadline:
+        time.sleep(0.05)
+    files, progress = job.outputs()[-1]
+    assert files == [] and progress["steps"] == 100, "the API streams each step's progress"
+    job.cancel()
+    stopped = _abandoned_after(since)
+    assert stopped is not None, "the cancelled job kept denoising"
+    assert stopped[0] <= progress["step"] + 3 and stopped[1] == 100
+    assert generate(client, seed=2, num_inference_steps=4)[1]["interrupted"] is False
+
+
+def test_a_client_that_leaves_mid_image_frees_the_compute(client, app_url):
+    import subprocess
+    import sys
+
+    from conftest import APP_LOG
+
+    since = len(APP_LOG[-1].read_text())
+    script = (
+        "import os, time\n"
+        "from gradio_client import Client\n"
+        f"c = Client({app_url!r}, verbose=False)\n"
+        f"job = c.submit(*{LONG_JOB!r}, api_name='/image_generate')\n"
+        "deadline = time.time() + 60\n"
+        "while not job.outputs() and time.time() < deadline: time.sleep(0.05)\n"
+        "os._exit(0 if job.outputs() else 3)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", script], timeout=120).returncode == 0
+    stopped = _abandoned_after(since)
+    assert stopped is not None and stopped[0] < 50, "the abandoned job kept denoising"

@@ -71,7 +71,11 @@ def test_reuse_and_png_restore_set_controls_by_name(tab, tmp_path):
 
 def test_api_generate_takes_the_schemas_defaults(tab):
     defaults = tab.pipe.schema.defaults()
-    files, info = tab.api_generate(**{**defaults, "prompt": "red apple", "num_inference_steps": 2, "seed": 5})
+    *progress, (files, info) = tab.api_generate(
+        **{**defaults, "prompt": "red apple", "num_inference_steps": 2, "seed": 5}
+    )
+    assert progress == [([], {"step": 1, "steps": 2, "eta_s": progress[0][1]["eta_s"]}), ([], progress[1][1])]
+    assert progress[1][1]["step"] == 2 and progress[1][1]["eta_s"] == 0
     assert info["seed"] == 5 and info["parameters"][0]["scheduler"] == defaults["scheduler"]
     assert Image.open(files[0]["path"]).size == (16, 16)
 

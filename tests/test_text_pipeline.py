@@ -156,6 +156,11 @@ def test_stop_button_reaches_only_its_own_sessions_latest_job():
     assert alice_new.is_set() and not bob_job.is_set() and not alice_old.is_set()
     stops.stop(SimpleNamespace(session_hash="nobody"))  # no job: nothing to do, no error
     assert not stops.arm(alice).is_set(), "an earlier Stop must not stop the next job"
+    # Calls without a session (plain REST) share no flag: one such client's Stop ends nobody's job.
+    for anonymous in (None, SimpleNamespace(session_hash=None), SimpleNamespace(session_hash="")):
+        job = stops.arm(anonymous)
+        stops.stop(anonymous)
+        assert not job.is_set()
 
 
 def test_streams_growing_text_with_stats(pipe):

@@ -16,6 +16,7 @@ minute.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -70,6 +71,7 @@ class CompiledUNet:
         self.state = "eager"  # "compiling" -> "ready" | "failed"
         self.compile_seconds: float | None = None
         self.compiled_calls = 0  # how many calls the compiled copy served (tests, logs)
+        self.last_call_compiled = False
         self.math_attention = False
 
     def __call__(self, sample, timestep, encoder_hidden_states) -> torch.Tensor:
@@ -79,10 +81,12 @@ class CompiledUNet:
                 with torch.compiler.set_stance("fail_on_recompile"), torch.inference_mode():
                     out = compiled(sample, timestep, encoder_hidden_states)[0]
                 self.compiled_calls += 1
+                self.last_call_compiled = True
                 return out
             except Exception as err:  # a guard we did not foresee: never recompile mid-request
                 log.warning("compiled UNet refused these inputs (%s); serving eager from now on", err)
                 self._compiled, self.state = None, "failed"
+        self.last_call_compiled = False
         return self._eager(sample, timestep, encoder_hidden_states)
 
     def _eager(self, sample, timestep, encoder_hidden_states) -> torch.Tensor:
@@ -157,9 +161,25 @@ class CompiledUNet:
         )
 
     def compile_in_background(self, plain, examples) -> threading.Thread:
+        """Compile on a thread at the lowest OS priority: requests served meanwhile (eager) keep the cores, and
+        the compile uses what they leave (its C++ compiler processes inherit the priority)."""
         self.state = "compiling"  # at once, before the thread gets going
-        thread = threading.Thread(
-            target=self.compile, args=(plain, examples), name="unet-compile", daemon=True
-        )
+        # The compiled code guards on the thread count, which OpenMP keeps per thread: the serving thread's.
+        threads = torch.get_num_threads()
+
+        def compile_politely() -> None:
+            lowest_priority()
+            torch.set_num_threads(threads)
+            self.compile(plain, examples)
+
+        thread = threading.Thread(target=compile_politely, name="unet-compile", daemon=True)
         thread.start()
         return thread
+
+
+def lowest_priority() -> None:
+    """Nice 19 for the calling thread (Linux schedules threads separately); elsewhere nothing."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError) as err:
+        log.info("could not lower the compile thread's priority (%s)", err)

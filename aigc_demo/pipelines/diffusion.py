@@ -178,15 +178,14 @@ class DiffusionGenerator:
 
         ``panels``, a list of (prompt, seed), draws one image per pair in one batch instead of
         ``batch_size`` images of ``params.prompt`` (the Story tab's panels)."""
-        compiled_before = self.unet_runner.compiled_calls  # requests run one at a time (compute thread)
         final = None
         for event in self._denoise(params, interrupt, preview_every_s, panels):
             if isinstance(event, Progress):
                 yield event
             else:
                 final = event
-        latents, interrupted = final
-        unet = "compiled" if self.unet_runner.compiled_calls > compiled_before else "eager"
+        latents, interrupted, compiled = final
+        unet = "compiled" if compiled else "eager"
         yield Drawn(self._decode(latents), interrupted, unet)
 
     def _prompt_states(
@@ -242,14 +241,16 @@ class DiffusionGenerator:
         alphas = scheduler.alphas_cumprod.to(self.device) if hasattr(scheduler, "alphas_cumprod") else None
         x0 = latents
         last_preview = float("-inf")
+        compiled = False
         # 4. Denoise: guided noise (or velocity) prediction, scheduler step, a preview of the clean image.
         for i, t in enumerate(timesteps):
             if interrupt.is_set():
-                yield (x0 if i > 0 else latents), True
+                yield (x0 if i > 0 else latents), True, compiled
                 return
             model_in = torch.cat([latents] * 2) if guided else latents
             model_in = scheduler.scale_model_input(model_in, t)
             out = self.unet_runner(model_in, t, embeddings)
+            compiled = compiled or self.unet_runner.last_call_compiled  # requests interleave step by step
             if guided:
                 out_uncond, out_cond = out.chunk(2)
                 out = out_uncond + params.guidance_scale * (out_cond - out_uncond)
@@ -266,7 +267,7 @@ class DiffusionGenerator:
             if show:
                 last_preview = elapsed
             yield Progress(done, len(timesteps), elapsed, self._preview(x0) if show else [])
-        yield latents, False
+        yield latents, False, compiled
 
     def latent_path(self, start: Image.Image, end: Image.Image, frames: int) -> list[Image.Image]:
         """``frames`` pictures evenly spaced on the straight line between two images in the autoencoder's

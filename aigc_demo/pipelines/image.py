@@ -299,14 +299,18 @@ class ImagePipeline:
         t0 = time.perf_counter()
         # 2. Draw, reporting each step.
         drawn: Drawn | None = None
+        step = 0
         self._count_drawing(+1)
         try:
             for event in generator.generate(params, interrupt, preview_every_s):
                 if isinstance(event, Progress):
-                    eta = event.elapsed_s / event.step * (event.total - event.step)
+                    step, eta = event.step, event.elapsed_s / event.step * (event.total - event.step)
                     yield ImageProgress(event.step, event.total, event.elapsed_s, eta, event.previews)
                 else:
                     drawn = event
+        except GeneratorExit:  # the caller closed the stream: a cancelled job, a client gone
+            log.info("image: abandoned by its caller after step %d of %d", step, params.num_inference_steps)
+            raise
         finally:
             self._count_drawing(-1)
         # 3. Withhold what the image check flags; rate the rest against the prompt (at the size drawn), enlarge
@@ -415,7 +419,7 @@ class ImagePipeline:
             raise ValueError("the copy check needs the scorer and weights/copy-index (AIGC_IMAGE_COPY_INDEX)")
         return self.copy_index.check(image)
 
-    @on_worker
+    @on_worker(first=True)  # one GAN step per z slider move
     def gan_explore(self, params: ImageParams | dict, z_offset) -> GeneratedImage:
         """One GAN image with its first len(z_offset) noise dimensions moved (the z sliders)."""
         params, _ = self.check({**_as_dict(params), "generator": "gan", "batch_size": 1})

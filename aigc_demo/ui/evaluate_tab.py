@@ -9,6 +9,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 from PIL import Image
 
+from aigc_demo import validation
 from aigc_demo.device import gpu_task
 from aigc_demo.metrics import Figure
 from aigc_demo.outputs import fresh_output_dir
@@ -302,7 +303,7 @@ class EvaluateTab:
         self._interrupts.stop(request)
 
     def _pictures(self, paths) -> list[Image.Image]:
-        paths = [p.get("path") if isinstance(p, dict) else p for p in (paths or [])]
+        paths = validation.file_paths("images", paths)
         if not paths:
             raise ValueError("no pictures were given")
         if len(paths) > MAX_MEASURED:

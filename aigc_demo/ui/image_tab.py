@@ -21,10 +21,11 @@ from aigc_demo.pipelines.image import ImagePipeline, ImageProgress, Interrupt
 from aigc_demo.provenance.parameters import read_parameters, save_png
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import Controls, api, arg
-from aigc_demo.ui.errors import user_errors, user_errors_stream
+from aigc_demo.ui.errors import refused, user_errors, user_errors_stream
 from aigc_demo.ui.sessions import SessionStops
 from aigc_demo.ui.shared import (
     HEAVY,
+    LIGHT,
     copies_gallery,
     copies_markdown,
     copies_pictures,
@@ -317,6 +318,7 @@ class ImageTab:
                 trigger_mode="always_last",
                 show_progress="hidden",
                 **ui,
+                **LIGHT,
             )
 
         # The API: plain arguments with the schema's defaults.
@@ -342,7 +344,7 @@ class ImageTab:
                 api_name="image_gan",
                 head=[arg("prompt", str), arg("seed", int, -1), arg("z_offset", list[float], [])],
                 returns=tuple[FileData, dict],
-                concurrency_id=HEAVY,
+                **LIGHT,
             )
         if self.pipe.copy_index is not None:
             api(
@@ -357,6 +359,7 @@ class ImageTab:
             api_name="image_read_parameters",
             head=[arg("png", FileData | None)],
             returns=dict,
+            **LIGHT,
         )
 
     # -- handlers -------------------------------------------------------------------------------------
@@ -443,7 +446,7 @@ class ImageTab:
     def reuse_parameters(self, parameters):
         """Put a chosen image's parameters back into the controls (prompt, seed, steps, ...)."""
         if not parameters:
-            raise gr.Error(t("image_pick_first"))
+            raise refused(t("image_pick_first"))
         return self.controls.write(parameters)
 
     @user_errors
@@ -493,12 +496,16 @@ class ImageTab:
         return self._show(made.image), describe(made.parameters)
 
     # -- API: plain inputs, plain outputs -------------------------------------------------------------
-    @user_errors
+    @user_errors_stream
     def api_generate(self, request: gr.Request = None, **params):
-        """One finished generation: PNG files (with their parameters) and an info dict. /image_interrupt from
-        the same client session stops it after the current step."""
+        """Streams ``([], {"step", "steps", "eta_s"})`` after each denoising step, then the PNG files (with
+        their parameters) and the info dict. /image_interrupt from the same client session stops it after the
+        current step and keeps the pictures; cancelling the job or leaving ends it there too."""
         interrupt = self._interrupts.arm(request)
-        result = self.pipe(params, interrupt)
+        for result in self.pipe.generate(params, interrupt, preview_every_s=None):
+            if isinstance(result, ImageProgress):
+                # Each update is also where Gradio can close a cancelled or abandoned job (between steps).
+                yield [], {"step": result.step, "steps": result.total, "eta_s": round(result.eta_s, 2)}
         files = [FileData(path=str(save_png(m.image, m.parameters))).model_dump() for m in result.images]
         info = {
             "seed": result.seed,
@@ -510,7 +517,7 @@ class ImageTab:
             "unet": result.unet,
             "dtype": str(self.pipe.dtype).removeprefix("torch."),
         }
-        return files, info
+        yield files, info
 
     @user_errors
     def api_live(self, prompt, seed, upscale, request: gr.Request = None):
@@ -529,7 +536,7 @@ class ImageTab:
     def api_copies(self, image, request: gr.Request = None):
         """The training pictures nearest to ``image`` (meaning and pixels), their licences, and whether it is a
         likely copy."""
-        path = image.get("path") if isinstance(image, dict) else image
+        path = validation.file_path("image", image)
         if not path:
             raise ValueError("no image was given")
         try:
@@ -550,7 +557,7 @@ class ImageTab:
     @user_errors
     def api_read_parameters(png, request: gr.Request = None):
         """The parameters stored in a PNG made by this app."""
-        return read_parameters(png["path"] if isinstance(png, dict) else png)
+        return read_parameters(validation.file_path("png", png))
 
 
 def build_image_tab(pipe: ImagePipeline | None, failure: LoadFailure | None) -> ImageTab | None:

@@ -24,7 +24,7 @@ from aigc_demo.provenance.parameters import new_watermark
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors
-from aigc_demo.ui.shared import HEAVY, failure_notice, pixel_gallery
+from aigc_demo.ui.shared import HEAVY, LIGHT, failure_notice, pixel_gallery
 from aigc_demo.ui.strings import t
 
 log = logging.getLogger(__name__)
@@ -216,6 +216,7 @@ class LatentHandlers:
             trigger_mode="always_last",
             show_progress="hidden",
             **UI,
+            **LIGHT,
         )
         self.sample_btn.click(
             self.sample,
@@ -288,9 +289,15 @@ class LatentHandlers:
             api_name="latent_steer",
             head=[arg("row", int), arg("coefficients", list[float])],
             returns=FileData,
-            concurrency_id=HEAVY,
+            **LIGHT,
         )
-        api(self.api_search, api_name="latent_search", head=[arg("query", str, "")], returns=list[dict])
+        api(
+            self.api_search,
+            api_name="latent_search",
+            head=[arg("query", str, "")],
+            returns=list[dict],
+            **LIGHT,
+        )
 
     # -- picking an image: every view of "the current latent" at once ---------------------------------
     def _picked(

@@ -36,20 +36,25 @@ class SessionStops(Generic[F]):
         self._lock = threading.Lock()
 
     @staticmethod
-    def _key(request: gr.Request | None) -> str:
-        return getattr(request, "session_hash", None) or "api"
+    def _key(request: gr.Request | None) -> str | None:
+        # A call without a session (plain REST) gets a flag no one else can reach: a shared fallback key
+        # would let one client's Stop end another's job.
+        return getattr(request, "session_hash", None) or None
 
     def arm(self, request: gr.Request | None) -> F:
         """A fresh flag for the job starting now (an old Stop click does not stop a new job)."""
         flag = self._new_flag()
-        with self._lock:
-            if len(self._flags) > _MAX_SESSIONS:
-                self._flags.clear()
-            self._flags[self._key(request)] = flag
+        key = self._key(request)
+        if key is not None:
+            with self._lock:
+                if len(self._flags) > _MAX_SESSIONS:
+                    self._flags.clear()
+                self._flags[key] = flag
         return flag
 
     def stop(self, request: gr.Request | None) -> None:
+        key = self._key(request)
         with self._lock:
-            flag = self._flags.get(self._key(request))
+            flag = self._flags.get(key) if key is not None else None
         if flag is not None:
             flag.set()

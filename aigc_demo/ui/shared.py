@@ -8,8 +8,11 @@ from PIL import Image
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.strings import t
 
-# concurrency_id of every CPU-heavy event: on 2 cores two generations at once only slow each other down.
+# concurrency_id of every CPU-heavy event: a few at once, their steps taking turns (aigc_demo/compute.py).
 HEAVY = "heavy"
+# Events that take milliseconds (a latent slider's decode, a GAN draw, a search): a lane of their own, so
+# they never queue behind a generation.
+LIGHT = {"concurrency_id": "light", "concurrency_limit": 4}
 
 
 def failure_notice(failure: LoadFailure | None) -> None:

@@ -9,6 +9,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 from PIL import Image
 
+from aigc_demo import validation
 from aigc_demo.data.tune_examples import MASCOT_WORD, mascot_pictures
 from aigc_demo.outputs import fresh_output_dir
 from aigc_demo.pipelines.tune_image import (
@@ -284,6 +285,8 @@ class PictureTuneTab:
     def _prompts(prompts) -> list[str] | None:
         if isinstance(prompts, str):
             prompts = prompts.splitlines()
+        if prompts is not None and not isinstance(prompts, list | tuple):
+            raise ValueError(f"prompts must be text or a list of texts, not {type(prompts).__name__}")
         return [p.strip() for p in prompts or [] if isinstance(p, str) and p.strip()] or None
 
     def _compare(self, adapter, prompts, seed) -> PictureComparison:
@@ -303,7 +306,7 @@ class PictureTuneTab:
         "total_steps", "train_loss", "fit_loss", "elapsed_s", "eta_s"} after each step, then {"adapter",
         "finish", "steps", "train_seconds", ...}. /tune_image_stop ends it after the current step."""
         stop = self._stops.arm(request)
-        paths = [p.get("path") if isinstance(p, dict) else p for p in pictures or []]
+        paths = validation.file_paths("pictures", pictures)
         for event in self.tuner.tune(word, paths, name, params, stop):
             if isinstance(event, FitProgress):
                 yield {

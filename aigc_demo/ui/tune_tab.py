@@ -9,6 +9,7 @@ import threading
 import gradio as gr
 from gradio.data_classes import FileData
 
+from aigc_demo import validation
 from aigc_demo.data.tune_examples import format_example, style_example
 from aigc_demo.outputs import fresh_output_dir
 from aigc_demo.pipelines.tune import Adapter, Comparison, Preparation, TextTuner, TuneResult
@@ -258,7 +259,7 @@ class TuneTab:
     # -- API ------------------------------------------------------------------------------------------------
     @staticmethod
     def _path(file) -> str | None:
-        return file.get("path") if isinstance(file, dict) else file
+        return validation.file_path("file", file)
 
     @user_errors
     def api_check(self, text="", file=None, request: gr.Request = None, **params):

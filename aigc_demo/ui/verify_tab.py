@@ -11,6 +11,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 from PIL import Image
 
+from aigc_demo import validation
 from aigc_demo.pipelines.image import ImagePipeline
 from aigc_demo.pipelines.text import TextPipeline
 from aigc_demo.pipelines.verify import Inspection, VerifyPipeline
@@ -173,7 +174,7 @@ class VerifyTab:
     def api_lab(self, file, request: gr.Request = None):
         """For the picture and each copy (JPEG, half size, 10% crop, PNG->JPEG->PNG, screenshot): which of its
         Content Credentials, watermark and PNG text parameters survive."""
-        return self.pipe.lab(file.get("path") if isinstance(file, dict) else file)
+        return self.pipe.lab(validation.file_path("file", file))
 
     @user_errors
     def show_text(self, text: str) -> str:
@@ -203,7 +204,7 @@ class VerifyTab:
     @user_errors
     def api_verify(self, file, request: gr.Request = None):
         """The file's Content Credentials verdict, signer, actions, ingredients, parameters and manifest."""
-        path = file.get("path") if isinstance(file, dict) else file
+        path = validation.file_path("file", file)
         report = self.pipe.inspect(path).as_dict()
         checked = self._copies(path)
         return {**report, "copies": None if checked is None else copy_check_dict(checked[1])}

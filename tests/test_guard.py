@@ -1,0 +1,43 @@
+"""The middleware that answers what Gradio's queue answers badly (aigc_demo/ui/guard.py)."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from aigc_demo.ui.guard import BUSY, EMPTY_SESSION, RequestGuard
+
+
+async def join(request):
+    data = await request.json()
+    if data.get("fn_index") == 99:  # stands for a full queue, as Gradio answers it
+        return JSONResponse({"detail": "Queue is full. Max size is 16 and size is 16."}, status_code=503)
+    return JSONResponse({"event_id": "e1", "echo": data})
+
+
+@pytest.fixture()
+def client():
+    routes = [Route(p, join, methods=["POST"]) for p in ("/gradio_api/queue/join", "/gradio_api/call/chat")]
+    return TestClient(Starlette(routes=routes, middleware=[Middleware(RequestGuard)]))
+
+
+def test_an_empty_session_hash_is_refused_with_a_message(client):
+    r = client.post("/gradio_api/queue/join", json={"fn_index": 1, "session_hash": "", "data": []})
+    assert r.status_code == 422 and r.json()["detail"] == EMPTY_SESSION
+
+
+def test_ordinary_requests_pass_through_with_their_body(client):
+    body = {"fn_index": 1, "session_hash": "abc", "data": ["x" * 100_000]}
+    r = client.post("/gradio_api/queue/join", json=body)
+    assert r.status_code == 200 and r.json()["echo"] == body
+    assert client.post("/gradio_api/call/chat", json={"data": ["hi"]}).json()["echo"] == {"data": ["hi"]}
+
+
+def test_a_full_queue_answers_in_the_products_words(client):
+    r = client.post("/gradio_api/queue/join", json={"fn_index": 99, "session_hash": "abc", "data": []})
+    assert r.status_code == 503 and r.json()["detail"] == BUSY
+    assert "busy" in BUSY and "正忙" in BUSY
