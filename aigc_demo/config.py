@@ -42,8 +42,16 @@ class TextConfig:
     # Python package ships (the default needs no network at all).
     model: str = DEFAULT_TEXT_MODEL
     # "auto" serves GGUF files with llama.cpp (≈8x faster than transformers on a 2-core CPU) and everything
-    # else with transformers; force one with "llama.cpp" or "transformers".
+    # else with transformers; force one with "llama.cpp" or "transformers", or use a server with the OpenAI API
+    # (vLLM, llama.cpp's server) with "openai": `model` is then the name it serves (docs/serving.md).
     engine: str = "auto"
+    # The "openai" engine's API root, e.g. http://127.0.0.1:8000/v1.
+    base_url: str = ""
+    # The "openai" engine's bearer token, if the server wants one: set AIGC_TEXT_API_KEY (kept out of reprs).
+    api_key: str | None = field(default=None, repr=False)
+    # Replies one app process streams from an "openai" engine at once; the server batches them (a local
+    # engine serves one at a time).
+    remote_streams: int = 8
     # Converted GGUF -> safetensors copies live here, so transformers starts in <1 s after the first time.
     cache_dir: Path = WEIGHTS_DIR / "cache"
     # Context window we allocate. SmolLM2 was trained on 8k; 4k keeps llama.cpp's KV cache small.
@@ -60,6 +68,8 @@ class TextConfig:
     # Chromium re-rendering the chat for every token takes the model's CPU on 2 cores (bench/text_page.py,
     # page open, a 2-core machine, 2026-11-23: 39.6 tok/s updating per token, 67.3 at 0.1 s, 64.4 at 0.2 s).
     ui_update_interval_s: float = 0.1
+    # The same for API clients (each update carries the whole text so far).
+    api_update_interval_s: float = 0.05
     system_prompt: str = "You are a helpful, concise assistant."
 
 
@@ -216,8 +226,9 @@ class ServerConfig:
     port: int | None = None
     # Requests waiting beyond this get "busy, try again" instead of an ever-growing wait.
     queue_max_size: int = 16
-    # CPU-heavy events share one slot per core-group, so two generations never fight for 2 cores.
-    heavy_concurrency: int = 1
+    # CPU-heavy events served at once. Their compute takes turns step by step (aigc_demo/compute.py), so a
+    # short request starts between the steps of a long one instead of after it; they never run side by side.
+    heavy_concurrency: int = 4
     # Skip the warm-up generation (tests that start many apps set this).
     warmup: bool = True
 

@@ -1,43 +1,111 @@
 """End-to-end speed through the running app's API: what a user (or a script) actually waits for.
 
-    python bench/app.py [--rounds 3]
+    python bench/app.py [--rounds 3] [--text-only]
 
 Starts app.py on a free port (its UNet compiled before it answers, as it does in the background when serving)
 and, in each round, calls /chat (greedy, 128 new tokens), /image_generate at batch 1 twice and at batch 8 once
 (20 DPM++ 2M steps, guidance 5), then /chat again: text and images served by one process, one after the other,
-as users mix them. Prints the app's own numbers (time to first token, tokens/s, seconds per image, the image
-dtype). Compare with bench/image.py and bench/text.py, which time each pipeline alone. Idle machine only.
+as users mix them. Each round also streams the same chat from llama-cpp-python itself in this process (the
+same GGUF, threads and system prompt; the app idle meanwhile), timed as the client sees it, and prints the
+API's tokens/s and first token against it. ``--text-only`` skips the images (and the UNet compile). Prints the
+app's own numbers (time to first token, tokens/s, seconds per image, the image dtype). Compare with
+bench/image.py and bench/text.py, which time each pipeline alone. Idle machine only.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
+from pathlib import Path
 
 from running_app import running_app
 
 PROMPT = "grinning face, in Noto Color Emoji style"
+MESSAGE = "Write a detailed essay about the history of the printing press."
+NEW_TOKENS = 128
+
+
+class Stream:
+    """First token and decode speed of one streamed reply, as its reader sees them."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.first: float | None = None
+        self.count = 0
+
+    def saw(self, tokens: int) -> None:
+        if tokens > 0 and self.first is None:
+            self.first = time.perf_counter() - self.t0
+        self.count = tokens
+
+    def line(self, name: str) -> tuple[str, float, float]:
+        total = time.perf_counter() - self.t0
+        tps = (self.count - 1) / max(total - self.first, 1e-9)
+        return (
+            f"{name} {self.count} tokens: first {self.first * 1e3:.0f} ms, {tps:.1f} tok/s",
+            self.first,
+            tps,
+        )
+
+
+def plain_llama_cpp():
+    """llama-cpp-python on the app's GGUF, with the app's context and threads."""
+    import llama_cpp
+
+    from aigc_demo.config import TextConfig
+    from aigc_demo.device import usable_cores
+    from aigc_demo.models import resolve_model_path
+
+    cfg = TextConfig()
+    folder, gguf = resolve_model_path(cfg.model)
+    threads = cfg.threads or usable_cores()
+    llm = llama_cpp.Llama(
+        str(Path(folder) / gguf), n_ctx=cfg.context_length, n_threads=threads, n_threads_batch=threads,
+        verbose=False,
+    )  # fmt: skip
+    messages = [{"role": "system", "content": cfg.system_prompt}, {"role": "user", "content": MESSAGE}]
+
+    def chat() -> tuple[str, float, float]:
+        llm.reset()
+        stream = Stream()
+        chunks = llm.create_chat_completion(messages, max_tokens=NEW_TOKENS, temperature=0.0, stream=True)
+        n = 0
+        for chunk in chunks:
+            if chunk["choices"][0]["delta"].get("content"):
+                n += 1
+                stream.saw(n)
+        return stream.line("llama-cpp-python")
+
+    chat()  # warm-up
+    return chat
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--text-only", action="store_true")
     args = ap.parse_args()
     from gradio_client import Client
 
-    with running_app({"AIGC_IMAGE_COMPILE": "now"}, start_timeout_s=600) as url:
+    env = {"AIGC_IMAGE_COMPILE": "off" if args.text_only else "now"}
+    with running_app(env, start_timeout_s=600) as url:
         client = Client(url, verbose=False)
+        plain = plain_llama_cpp()
+        ratios: list[tuple[float, float]] = []
 
         def chat() -> str:
-            out = client.predict(
-                "Write a detailed essay about the history of the printing press.",
-                [],
-                "",
-                128,
-                0.0,
-                api_name="/chat",
-            )
-            return f"chat {out['new_tokens']} tokens: first {out['time_to_first_token_s'] * 1e3:.0f} ms, {out['tokens_per_s']:.0f} tok/s"
+            stream = Stream()
+            job = client.submit(MESSAGE, [], "", NEW_TOKENS, 0.0, api_name="/chat")
+            for update in job:
+                stream.saw(update["new_tokens"])
+            out = job.result()
+            line, first, tps = stream.line("API /chat")
+            server = f"(server: first {out['time_to_first_token_s'] * 1e3:.0f} ms, {out['tokens_per_s']:.1f} tok/s)"
+            reference, ref_first, ref_tps = plain()
+            ratios.append((tps / ref_tps, first / ref_first))
+            return f"{line} {server} | {reference} | API/plain: tok/s {tps / ref_tps:.2f}x, first token {first / ref_first:.2f}x"
 
         def image(batch: int, seed: int) -> str:
             _, info = client.predict(
@@ -46,6 +114,9 @@ def main() -> int:
             return f"image b{batch} ({info.get('dtype', '?')}, UNet {info['unet']}): {info['seconds'] / batch:.3f} s/image"
 
         for r in range(args.rounds):
+            if args.text_only:
+                print(f"round {r}:", chat(), "|", chat(), flush=True)
+                continue
             print(
                 f"round {r}:",
                 chat(),
@@ -59,6 +130,11 @@ def main() -> int:
                 chat(),
                 flush=True,
             )
+        tps_ratio = statistics.median(r[0] for r in ratios)
+        first_ratio = statistics.median(r[1] for r in ratios)
+        print(
+            f"median over {len(ratios)} chats, API against llama-cpp-python: tokens/s {tps_ratio:.2f}x, first token {first_ratio:.2f}x"
+        )
     return 0
 
 

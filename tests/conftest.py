@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import pytest
@@ -86,8 +87,22 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
+def start_app(tmp_path_factory):
+    """``with start_app(**env) as url``: `python app.py` as a user would, on a free port, with ``env`` on top of
+    the tests' own settings (a test module's ``app_url`` that serves another configuration)."""
+    import contextlib
+
+    return contextlib.contextmanager(functools.partial(_running_app, tmp_path_factory))
+
+
+@pytest.fixture(scope="session")
+def app_url(start_app):
     """Start `python app.py` as a user would (default embedded models), on a free port."""
+    with start_app() as url:
+        yield url
+
+
+def _running_app(tmp_path_factory, **overrides: str):
     import subprocess
     import sys
     import time
@@ -105,6 +120,7 @@ def app_url(tmp_path_factory):
         "GRADIO_ANALYTICS_ENABLED": "False",
         "AIGC_IMAGE_COMPILE": "off",
         "AIGC_TUNE_ADAPTERS_DIR": str(tmp_path_factory.mktemp("adapters")),
+        **overrides,
     }
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
@@ -127,12 +143,15 @@ def app_url(tmp_path_factory):
     else:
         proc.kill()
         raise RuntimeError(f"app.py did not start:\n{log_path.read_text()[-3000:]}")
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        APP_LOG.remove(log_path)  # failures after this are another app's
 
 
 @pytest.fixture(scope="session")

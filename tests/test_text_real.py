@@ -41,6 +41,17 @@ def test_llama_cpp_sampling_is_reproducible_by_seed(llama_pipe):
     )
 
 
+def test_a_long_prompt_is_read_even_when_it_takes_longer_than_the_stream_timeout(llama_pipe):
+    """Reading a prompt is slow, not stuck: the first token is waited for in proportion to the prompt."""
+    import dataclasses
+
+    patient = TextPipeline(llama_pipe.engine, dataclasses.replace(llama_pipe.cfg, stream_timeout_s=0.5))
+    long_text = "The history of printing is long and varied, and it began in many places. " * 80
+    reply = final(patient.chat(long_text + "\nSummarise that.", params=GREEDY))
+    assert reply.stats.prompt_tokens > 1000 and reply.stats.new_tokens >= 1
+    assert reply.stats.time_to_first_token_s > 0.5, "the prompt should take longer than the timeout"
+
+
 def test_safetensors_cache_matches_the_gguf(tmp_path):
     """The converted cache the transformers engine uses gives the same logits as loading the GGUF."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

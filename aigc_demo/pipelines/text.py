@@ -1,12 +1,15 @@
 """Text generation: chat and completion with a causal LM, streamed token by token.
 
 The pipeline knows messages, prompts, limits and seeds; an *engine* (``text_engines.py``) knows one model
-runtime and deals only in token ids. ``GenerationParams`` declares each sampling parameter once: its check,
-the Text tab's controls and the API signature all come from it (``aigc_demo/schema.py``).
+runtime and deals only in token ids. A remote engine (``text_remote.py``) streams text from a server that owns
+the template and tokenizer; the stream's statistics, stop, timeout and content check are the same.
+``GenerationParams`` declares each sampling parameter once: its check, the Text tab's controls and the API
+signature all come from it (``aigc_demo/schema.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -19,6 +22,7 @@ from aigc_demo.compute import SHARED, ComputeThread, StopFlag, compute_thread
 from aigc_demo.config import TextConfig
 from aigc_demo.content_filter import check_text, flagged
 from aigc_demo.pipelines.text_engines import TextEngine, TokenLogprobs, build_engine
+from aigc_demo.pipelines.text_remote import OpenAIEngine, RemoteReply, unavailable
 from aigc_demo.provenance.text_watermark import Detection, detect
 from aigc_demo.schema import Config, Schema, param
 
@@ -61,7 +65,7 @@ class TextStats:
     model: str
     engine: str
     seed: int
-    prompt_tokens: int
+    prompt_tokens: int | None  # None: a remote engine that does not report usage
     new_tokens: int
     time_to_first_token_s: float | None
     tokens_per_s: float | None  # decode speed, after the first token
@@ -125,6 +129,10 @@ class _Run:
 SLICE_S = 0.05
 # How often a stream waiting for its next token checks its stop flag (a long prompt can take seconds).
 STOP_POLL_S = 0.1
+# The slowest prompt reading (prefill) the first token is waited for, in tokens per second. llama.cpp reads
+# SmolLM2 prompts at 95-190 tokens/s on a 2-core Xeon (2026-12-01; slower the longer the prompt), so the
+# longest prompt the context holds takes ~40 s idle and more while images share the cores.
+PREFILL_FLOOR_TOKENS_PER_S = 20.0
 
 
 _DONE = object()
@@ -133,14 +141,17 @@ _DONE = object()
 class TextPipeline:
     """Chat and completion on one resident engine, shared by every user."""
 
-    def __init__(self, engine: TextEngine, cfg: TextConfig | None = None):
+    def __init__(self, engine: TextEngine | OpenAIEngine, cfg: TextConfig | None = None):
         self.engine = engine
         self.cfg = cfg or TextConfig()
         # The sampling parameters with this config's limits: the check, the sliders and the API use it.
         self.schema: Schema[GenerationParams] = Schema(GenerationParams, self.cfg)
+        # A remote engine computes on its server, which batches concurrent replies; each reply's stream is read
+        # on a thread of its own (_stream).
+        self.remote = isinstance(engine, OpenAIEngine)
         # One model, one generation at a time; the UI queue serialises too, this guards direct callers.
         self._lock = threading.Lock()
-        self.worker: ComputeThread = compute_thread(engine.thread_name)
+        self.worker: ComputeThread = compute_thread(SHARED if self.remote else engine.thread_name)
 
     @classmethod
     def from_config(cls, cfg: TextConfig) -> TextPipeline:
@@ -161,11 +172,17 @@ class TextPipeline:
 
     def watermark(self, text: str) -> Detection:
         """The green-list watermark's z-score in ``text``, tokenised as this model wrote it."""
+        if self.remote:
+            raise unavailable("the text watermark check")
         text = validation.text("text", text, self.cfg.max_prompt_chars, required=True)
         return detect(self.engine.tokenize(text, add_special=False))
 
     def warm_up(self) -> None:
-        """One short greedy reply: pages in the weights and builds the compute graphs before a user waits."""
+        """One short greedy reply: pages in the weights and builds the compute graphs before a user waits.
+        A remote engine is only checked, with a warning if it is not up yet."""
+        if self.remote:
+            self.engine.warm_up()
+            return
         for _ in self.chat("Hi", params=GenerationParams(max_new_tokens=2, temperature=0, seed=0)):
             pass
 
@@ -182,10 +199,16 @@ class TextPipeline:
         """Checked settings from loose values (UI, API); missing ones take their defaults, seed -1 stays."""
         return self.schema.parse(values, **more)
 
-    def _request_params(self, params: GenerationParams | None) -> GenerationParams:
+    def _request_params(
+        self, params: GenerationParams | None, logprobs: TokenLogprobs | None = None
+    ) -> GenerationParams:
         """Check ``params`` and fix this request's seed: -1 draws a fresh one from the OS, so every result
         can be reproduced from the seed reported with it."""
         params = self.parse_params(params)
+        if self.remote and params.watermark:
+            raise unavailable("the text watermark")
+        if self.remote and logprobs is not None:
+            raise unavailable("log-probabilities (perplexity)")
         return replace(params, seed=validation.seed(params.seed))
 
     def chat(
@@ -205,16 +228,19 @@ class TextPipeline:
         With `json_schema` the reply is JSON valid under it (constrained decoding), unless cut by
         `max_new_tokens` or `stop`. ``logprobs`` records each chosen token's log-probability (perplexity)."""
         # 1. Check inputs before touching the model.
-        params = self._request_params(params)
+        params = self._request_params(params, logprobs)
         message = validation.text("message", message, self.cfg.max_prompt_chars, required=True)
         check_text(message, "message")
         messages = parse_messages(history, self.cfg.max_history_turns, self.cfg.max_prompt_chars)
         messages = [m for m in messages if m["role"] != "system"]
         system = self.cfg.system_prompt if system_prompt is None else system_prompt
         system = validation.text("system prompt", system, MAX_SYSTEM_PROMPT_CHARS)
+        turns = messages + [{"role": "user", "content": message}]
+        if self.remote:  # its server applies the template and fits the context (or says why it cannot)
+            head = [{"role": "system", "content": system}] if system else []
+            return self._stream(self.engine.chat(head + turns, params, json_schema), params, (), stop)
         # 2. Fit the conversation into the context window, dropping the oldest turns first.
         budget = self._prompt_budget(params)
-        turns = messages + [{"role": "user", "content": message}]
         prompt_ids, warnings = self._fit_chat(system, turns, budget)
         # 3. Generate (lazily: the model starts when the caller iterates).
         return self._stream(prompt_ids, params, warnings, stop, json_schema, logprobs)
@@ -228,6 +254,8 @@ class TextPipeline:
         check_text(cleaned, "prompt")
         # A continuation starts exactly where the text stops: a trailing newline or space is kept.
         prompt = cleaned + "".join(ch for ch in prompt[len(prompt.rstrip()) :] if ch in " \n\t")
+        if self.remote:
+            return self._stream(self.engine.complete(prompt, params), params, (), stop)
         budget = self._prompt_budget(params)
         ids = self.engine.tokenize(prompt, add_special=True)
         warnings = []
@@ -272,18 +300,22 @@ class TextPipeline:
 
     def _stream(
         self,
-        prompt_ids: list[int],
+        prompt: list[int] | RemoteReply,
         params: GenerationParams,
         warnings,
         stop: StopFlag | None = None,
         json_schema: dict | None = None,
         logprobs: TokenLogprobs | None = None,
     ) -> Iterator[TextUpdate]:
+        """The reply to ``prompt``: token ids for a local engine, or a remote engine's reply (text deltas, which
+        its server ends and counts)."""
+        reply = prompt if isinstance(prompt, RemoteReply) else None
         run = _Run()
         t_start = time.perf_counter()
         t_first = None
         n_new = 0
-        detok = self.engine.new_detokenizer()
+        n_prompt = None if reply is not None else len(prompt)
+        detok = None if reply is not None else self.engine.new_detokenizer()
         text = ""
         finish = "running"
 
@@ -297,7 +329,7 @@ class TextPipeline:
                 model=self.engine.model_id,
                 engine=self.engine.name,
                 seed=params.seed,
-                prompt_tokens=len(prompt_ids),
+                prompt_tokens=n_prompt,
                 new_tokens=n_new,
                 time_to_first_token_s=ttft,
                 tokens_per_s=tps,
@@ -306,13 +338,20 @@ class TextPipeline:
             )
             return TextUpdate(text=text, stats=stats, params=params)
 
-        with self._lock:
-            # The model runs on its engine's compute thread (aigc_demo/compute.py); this one only streams text.
-            self.worker.submit(
-                self._produce, run, self.engine.generate_ids(prompt_ids, params, json_schema, logprobs)
-            )
+        with contextlib.nullcontext() if reply is not None else self._lock:
+            if reply is not None:
+                threading.Thread(
+                    target=self._produce, args=(run, reply), name="aigc-text-remote", daemon=True
+                ).start()
+            else:
+                # The model runs on its engine's compute thread (aigc_demo/compute.py); this one only streams text.
+                self.worker.submit(
+                    self._produce, run, self.engine.generate_ids(prompt, params, json_schema, logprobs)
+                )
             try:
                 last_token = time.monotonic()
+                # Before the first token the model reads the whole prompt: a long one is slow, not stuck.
+                patience = self.cfg.stream_timeout_s + (n_prompt or 0) / PREFILL_FLOOR_TOKENS_PER_S
                 while True:
                     if stop is not None and stop.is_set():
                         finish = "stopped"
@@ -320,29 +359,35 @@ class TextPipeline:
                     try:
                         item = run.pieces.get(timeout=STOP_POLL_S)
                     except queue.Empty:
-                        if time.monotonic() - last_token > self.cfg.stream_timeout_s:
+                        if time.monotonic() - last_token > patience:
                             raise GenerationTimeout(
-                                f"no token for {self.cfg.stream_timeout_s:.0f} s; generation abandoned"
+                                f"no token for {patience:.0f} s; generation abandoned"
                             ) from None
                         continue
-                    last_token = time.monotonic()
+                    last_token, patience = time.monotonic(), self.cfg.stream_timeout_s
                     if item is _DONE:
                         break
                     if isinstance(item, BaseException):
                         raise item
-                    token_id = item
-                    if self.engine.is_end_of_turn(token_id):
-                        finish = "stop"
-                        break
+                    if reply is None:  # a token id; a remote engine's item is already text (about a token)
+                        if self.engine.is_end_of_turn(item):
+                            finish = "stop"
+                            break
+                        item = detok.add(item)
                     if t_first is None:
                         t_first = time.perf_counter()
                     n_new += 1
-                    text += detok.add(token_id)
-                    if n_new >= params.max_new_tokens:
+                    text += item
+                    if reply is None and n_new >= params.max_new_tokens:  # a server stops by itself
                         finish = "length"
                         break
                     yield update("running")
-                text += detok.flush()
+                if reply is not None:
+                    if finish == "running":  # the server ended the reply: its reason and counts
+                        finish = reply.finish_reason or "stop"
+                        n_prompt, n_new = reply.prompt_tokens, reply.new_tokens or n_new
+                else:
+                    text += detok.flush()
                 if hit := flagged(text):  # already streamed: labelled, as the API's last update says
                     warnings = (
                         *warnings,
@@ -354,19 +399,22 @@ class TextPipeline:
                 raise
             finally:
                 # Whatever ended the stream (done, error, user stop, client gone), stop the computation
-                # and wait for the worker so the next request gets the model and both cores.
+                # and wait for the worker so the next request gets the model and both cores. A remote reply's
+                # reader closes its stream at the next event, which stops the server; nothing here to wait for.
                 run.stop.set()
-                run.finished.wait(timeout=self.cfg.stream_timeout_s)
+                if reply is None:
+                    run.finished.wait(timeout=self.cfg.stream_timeout_s)
                 log.info(
-                    "text: %d prompt + %d new tokens, %s, seed %s",
-                    len(prompt_ids),
+                    "text: %s prompt + %d new tokens, %s, seed %s",
+                    n_prompt,
                     n_new,
                     finish,
                     params.seed,
                 )
 
-    def _produce(self, run: _Run, tokens: Iterator[int]) -> None:
-        """One slice of a generation, on the compute thread: tokens for up to SLICE_S, then requeue."""
+    def _produce(self, run: _Run, tokens: Iterator[int] | RemoteReply) -> None:
+        """One slice of a generation, on the compute thread: tokens for up to SLICE_S, then requeue. (A remote
+        reply, on its own thread, is read to the end in one go.)"""
         deadline = time.perf_counter() + SLICE_S
         try:
             while not run.stop.is_set():

@@ -5,6 +5,9 @@
 - ``TransformersEngine`` runs any Hugging Face model id or folder (and GGUF files, dequantised once and
   cached as safetensors); it is the path for GPUs, hub models and later fine-tuned adapters.
 
+A model served by another process (``text_remote.OpenAIEngine``) streams text instead; ``build_engine`` makes
+either kind.
+
 Engines take ``GenerationParams`` with the seed already chosen (``TextPipeline`` resolves -1 per request),
 and optionally a JSON schema the output must follow (constrained decoding: llama.cpp's own grammar sampler, or
 lm-format-enforcer's token masks for transformers), so a structured answer is valid by construction.
@@ -27,6 +30,7 @@ from aigc_demo.compute import LLAMA_CPP, SHARED, compute_thread
 from aigc_demo.config import TextConfig
 from aigc_demo.device import configure_threads, usable_cores
 from aigc_demo.models import resolve_model_path
+from aigc_demo.pipelines.text_remote import OpenAIEngine, unavailable
 from aigc_demo.provenance.text_watermark import GreenListBias
 
 if TYPE_CHECKING:
@@ -393,6 +397,8 @@ def _logits_processors(params: GenerationParams) -> list[Callable]:
 
 def transformers_source(cfg: TextConfig) -> str:
     """What transformers loads the configured model from: its folder or hub id, or a GGUF's safetensors copy."""
+    if cfg.engine == "openai":  # fine-tuning and adapters (TextTuner) come here for the weights
+        raise unavailable("fine-tuning and adapters", needs="weights")
     folder, gguf = resolve_model_path(cfg.model)
     return folder if gguf is None else str(_gguf_safetensors_cache(cfg, folder, gguf))
 
@@ -419,8 +425,10 @@ def _gguf_safetensors_cache(cfg: TextConfig, folder: str, gguf: str) -> Path:
     return target
 
 
-def build_engine(cfg: TextConfig) -> TextEngine:
+def build_engine(cfg: TextConfig) -> TextEngine | OpenAIEngine:
     engine = cfg.engine
+    if engine == "openai":
+        return OpenAIEngine.from_config(cfg)
     if engine == "auto":
         _, gguf = resolve_model_path(cfg.model)
         engine = "llama.cpp" if gguf and importlib.util.find_spec("llama_cpp") else "transformers"
@@ -428,4 +436,6 @@ def build_engine(cfg: TextConfig) -> TextEngine:
         return LlamaCppEngine.from_config(cfg)
     if engine == "transformers":
         return TransformersEngine.from_config(cfg)
-    raise ValueError(f"unknown text engine {cfg.engine!r}: use 'auto', 'llama.cpp' or 'transformers'")
+    raise ValueError(
+        f"unknown text engine {cfg.engine!r}: use 'auto', 'llama.cpp', 'transformers' or 'openai'"
+    )

@@ -22,10 +22,11 @@ from aigc_demo.pipelines.text_presets import COMPLETION_EXAMPLES, PRESETS, PRESE
 from aigc_demo.pipelines.tune import TextTuner
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import Controls, api, arg
-from aigc_demo.ui.errors import user_errors_stream
+from aigc_demo.ui.errors import refused, user_errors_stream
 from aigc_demo.ui.sessions import SessionStops
 from aigc_demo.ui.shared import HEAVY, failure_notice
 from aigc_demo.ui.strings import t
+from aigc_demo.validation import quoted
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class TextHandlers:
         while history and history[-1].get("role") == "assistant":
             history.pop()
         if not history:
-            raise gr.Error("Nothing to regenerate yet.")
+            raise refused("Nothing to regenerate yet.")
         last = history.pop()
         message = parse_messages([last], 1, self.pipe.cfg.max_prompt_chars)[0]["content"]
         yield from self._reply(message, history, data, request)
@@ -159,7 +160,7 @@ class TextHandlers:
         tab = self.tab
         preset = PRESETS_BY_KEY.get(data[tab.preset])
         if preset is None:
-            raise gr.Error(f"unknown preset {data[tab.preset]!r}")
+            raise refused(f"unknown preset {quoted(data[tab.preset])}")
         current = tab.controls.read(data)
         changed = tab.controls.write({k: v for k, v in preset.settings().items() if current.get(k) != v})
         same_prompt = data.get(tab.system_prompt) == preset.system_prompt
@@ -188,7 +189,7 @@ class TextHandlers:
         """Write the conversation as Markdown and JSON files for download."""
         history = list(history or [])
         if not history:
-            raise gr.Error("The conversation is empty.")
+            raise refused("The conversation is empty.")
         folder = fresh_output_dir("chat-")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         md = [f"# Conversation ({stamp})\n"]
@@ -216,7 +217,8 @@ class TextHandlers:
         /chat_stop from the same client ends it early (finish_reason "stopped")."""
         stop = self._stops.arm(request)
         params = self.pipe.parse_params(settings)
-        for update in self.model(adapter).chat(message, history, system_prompt, params, stop=stop):
+        stream = self.model(adapter).chat(message, history, system_prompt, params, stop=stop)
+        for update in paced(stream, self.pipe.cfg.api_update_interval_s):
             yield api_result(update)
 
     @user_errors_stream
@@ -224,7 +226,9 @@ class TextHandlers:
         """Continue a text (no chat template). Streams the same dict as /chat (text = continuation only)."""
         stop = self._stops.arm(request)
         params = self.pipe.parse_params(settings)
-        for update in self.model(adapter).complete(prompt, params, stop=stop):
+        for update in paced(
+            self.model(adapter).complete(prompt, params, stop=stop), self.pipe.cfg.api_update_interval_s
+        ):
             yield api_result(update)
 
 
@@ -251,11 +255,15 @@ class TextTab:
                 value=BASE_MODEL,
                 label=t("text_adapter"),
                 info=t("text_adapter_info"),
-                visible=self.tuner is not None,
+                visible=self.tuner is not None and not pipe.remote,  # adapters need the weights here
                 elem_id="text-adapter",
             )
             self.refresh_adapters = gr.Button(
-                "🔄", size="sm", scale=0, visible=self.tuner is not None, elem_id="text-adapter-refresh"
+                "🔄",
+                size="sm",
+                scale=0,
+                visible=self.tuner is not None and not pipe.remote,
+                elem_id="text-adapter-refresh",
             )
 
         with gr.Accordion(t("parameters"), open=False):
@@ -275,7 +283,9 @@ class TextTab:
                 c.update(Controls.build(schema, ["max_new_tokens", "temperature", "top_p"]))
             with gr.Row():
                 c.update(Controls.build(schema, ["top_k", "min_p", "repetition_penalty"]))
-            c.update(Controls.build(schema, ["watermark"], watermark={"elem_id": "text-watermark"}))
+            # The watermark biases the model's tokens, which a remote engine keeps to itself.
+            watermark = {"elem_id": "text-watermark", "visible": not pipe.remote}
+            c.update(Controls.build(schema, ["watermark"], watermark=watermark))
         self.last_seed = gr.State(None)
 
         with gr.Tabs():
@@ -325,11 +335,14 @@ class TextTab:
     def _wire(self) -> None:
         h, c = self.handlers, self.controls
         heavy = {"concurrency_id": HEAVY}  # its limit is the queue's default (ui/layout.py)
+        if self.pipe.remote:  # a reply only waits for the server: it takes neither the local cores nor a GPU
+            heavy = {"concurrency_id": "text-remote", "concurrency_limit": self.pipe.cfg.remote_streams}
+        task = (lambda fn: fn) if self.pipe.remote else gpu_task
         ui = {"api_visibility": "undocumented"}
         chat_outputs = [self.chatbot, self.message, self.chat_stats, self.last_seed]
         gr.on(
             triggers=[self.message.submit, self.send.click],
-            fn=gpu_task(h.chat),
+            fn=task(h.chat),
             inputs={self.message, self.chatbot, self.system_prompt, self.adapter, *c.components},
             outputs=chat_outputs,
             api_name="ui_chat",
@@ -337,7 +350,7 @@ class TextTab:
             **heavy,
         )
         self.regenerate.click(
-            gpu_task(h.regenerate),
+            task(h.regenerate),
             inputs={self.chatbot, self.system_prompt, self.adapter, *c.components},
             outputs=chat_outputs,
             api_name="ui_regenerate",
@@ -367,7 +380,7 @@ class TextTab:
         )
 
         self.generate.click(
-            gpu_task(h.complete),
+            task(h.complete),
             inputs={self.prompt, self.adapter, *c.components},
             outputs=[self.prompt, self.completion_stats, self.last_seed],
             api_name="ui_complete",
@@ -379,7 +392,7 @@ class TextTab:
         # Stable, documented API endpoints (streaming through gradio_client's submit()).
         schema = self.pipe.schema
         api(
-            gpu_task(h.api_chat),
+            task(h.api_chat),
             api_name="chat",
             schema=schema,
             head=[
@@ -392,7 +405,7 @@ class TextTab:
             **heavy,
         )
         api(
-            gpu_task(h.api_complete),
+            task(h.api_complete),
             api_name="complete",
             schema=schema,
             head=[arg("prompt", str)],
