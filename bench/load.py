@@ -1,0 +1,133 @@
+"""Many users at once through the running app's API: what each waits for when the app is shared.
+
+    python bench/load.py [--users 16] [--seconds 120] [--url http://...]
+
+Starts app.py on a free port (its UNet compiled before it answers) unless --url names a running app, then runs
+``--users`` concurrent ``gradio_client`` users on loopback for ``--seconds``, each with its own session. User
+*i* mostly does one thing, as people do: users 0, 4, 8, ... chat (a 32-token greedy reply), 1, 5, 9, ... draw
+(batch 1, 12 DPM++ 2M steps), the rest move latent sliders (``/latent_steer``, a few milliseconds of work),
+each with a pause of 0.2-1 s between requests. Prints, per endpoint: calls, p50/p95/max latency (for chat,
+also the first token), errors, and the "busy" answers of a full queue; and the images each drawing user got,
+so a starved user shows. Idle machine only; the load generator shares the app's cores, as on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import threading
+import time
+from collections import defaultdict
+from contextlib import nullcontext
+
+from running_app import running_app
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.latency: dict[str, list[float]] = defaultdict(list)
+        self.errors: dict[str, list[str]] = defaultdict(list)
+        self.busy: dict[str, int] = defaultdict(int)
+        self.per_user: dict[int, int] = defaultdict(int)
+        self._lock = threading.Lock()
+
+    def ok(self, name: str, seconds: float, user: int | None = None) -> None:
+        with self._lock:
+            self.latency[name].append(seconds)
+            if user is not None:
+                self.per_user[user] += 1
+
+    def failed(self, name: str, err: Exception) -> None:
+        with self._lock:
+            if "busy" in str(err).lower() or "queue is full" in str(err).lower():
+                self.busy[name] += 1
+            else:
+                self.errors[name].append(f"{type(err).__name__}: {str(err)[:120]}")
+
+
+def user(index: int, url: str, until: float, rec: Recorder) -> None:
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    rng = random.Random(index)
+    role = ("chat", "image", "latent", "latent")[index % 4]
+    while time.time() < until:
+        t0 = time.perf_counter()
+        try:
+            if role == "chat":
+                job = client.submit(
+                    f"Name {rng.randint(2, 9)} colours of the rainbow.",
+                    max_new_tokens=32,
+                    temperature=0.0,
+                    seed=0,
+                    api_name="/chat",
+                )
+                first = None
+                for _ in job:
+                    first = first or time.perf_counter() - t0
+                job.result()
+                rec.ok("/chat first token", first if first is not None else time.perf_counter() - t0)
+                rec.ok("/chat whole reply", time.perf_counter() - t0)
+            elif role == "image":
+                client.predict(
+                    "grinning face, in Noto Color Emoji style",
+                    num_inference_steps=12,
+                    seed=rng.randint(0, 10_000),
+                    api_name="/image_generate",
+                )
+                rec.ok("/image_generate", time.perf_counter() - t0, index)
+            else:
+                coefficients = [round(rng.uniform(-2, 2), 2) for _ in range(4)]
+                client.predict(rng.randint(0, 500), coefficients, api_name="/latent_steer")
+                rec.ok("/latent_steer", time.perf_counter() - t0)
+        except Exception as err:  # noqa: BLE001 - every failure is counted and shown
+            rec.failed(role, err)
+        time.sleep(rng.uniform(0.2, 1.0))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--users", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=120)
+    ap.add_argument("--url", help="a running app (default: start one)")
+    args = ap.parse_args()
+
+    started = nullcontext(args.url) if args.url else running_app({"AIGC_IMAGE_COMPILE": "now"}, 600)
+    with started as url:
+        rec = Recorder()
+        until = time.time() + args.seconds
+        users = [
+            threading.Thread(target=user, args=(i, url, until, rec), daemon=True) for i in range(args.users)
+        ]
+        for t in users:
+            t.start()
+        for t in users:
+            t.join(timeout=args.seconds + 300)
+
+    print(f"{args.users} users for {args.seconds:.0f} s")
+    print("| endpoint | calls | p50 s | p95 s | max s |\n|---|---|---|---|---|")
+    for name, values in sorted(rec.latency.items()):
+        print(
+            f"| {name} | {len(values)} | {statistics.median(values):.2f} | {percentile(values, 0.95):.2f} "
+            f"| {max(values):.2f} |"
+        )
+    drawers = sorted(rec.per_user.items())
+    print("images per drawing user:", ", ".join(f"user {u}: {n}" for u, n in drawers) or "none")
+    print("queue full (busy) answers:", dict(rec.busy) or 0)
+    errors = sum(len(v) for v in rec.errors.values())
+    print("errors:", errors)
+    for name, messages in rec.errors.items():
+        for message in sorted(set(messages))[:5]:
+            print(f"  {name}: {message}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
