@@ -18,8 +18,8 @@ once per thread and oneDNN's bf16 kernels release it after each call, so the two
 ``aigc_demo/__init__.py`` lets libgomp spin a little longer in that case, which keeps both fast.
 
 The compute threads take turns with the cores (``TURNS``): a job runs only while no job of the other thread
-does. Two busy OpenMP teams on 2 cores would each run at a fraction of their speed (llama.cpp with 4 threads on
-2 cores decodes ~13x slower: ../shared/MEASURED.md). Jobs are short (a slice of tokens, a denoising step, a
+does. Two busy thread teams on 2 cores would each run at a fraction of their speed (llama.cpp given 4 threads on
+2 cores decodes over 10x slower than with 2). Jobs are short (a slice of tokens, a denoising step, a
 training step) and turns are first come, first served, so a chat that arrives during a long image starts at the
 next step instead of after the image, and neither fights the other for the cores.
 """
