@@ -13,6 +13,7 @@ import numbers
 import secrets
 import unicodedata
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 MAX_SEED = 2**32 - 1
 MAX_QUOTED = 60  # characters of a bad value repeated in a message
@@ -151,9 +152,10 @@ def numbers_list(name: str, values, limit: int, low: float, high: float) -> list
     return [in_range(f"{name}[{i}]", as_float(f"{name}[{i}]", v), low, high) for i, v in enumerate(items)]
 
 
-def file_path(name: str, value) -> str | None:
+def file_path(name: str, value, within: Sequence[Path] = ()) -> str | None:
     """The path of a file argument: a FileData dict (``gradio_client.handle_file``), a path string, or None
-    for no file. Anything else is refused by name, so no file reader is handed a number or a list."""
+    for no file. Anything else is refused by name, so no file reader is handed a number or a list. With
+    ``within``, the file must lie in one of those folders: a client names files it sent, not the server's."""
     if isinstance(value, dict):
         value = value.get("path")
     if value is None or isinstance(value, str) and not value.strip():
@@ -162,13 +164,16 @@ def file_path(name: str, value) -> str | None:
         raise ValueError(
             f"{name} must be a file (gradio_client: handle_file(path)), not {type(value).__name__}"
         )
+    if within and not any(Path(value).resolve().is_relative_to(root.resolve()) for root in within):
+        raise ValueError(f"{name} must be a file sent with the request (gradio_client: handle_file(path))")
     return value
 
 
-def file_paths(name: str, values) -> list[str]:
+def file_paths(name: str, values, within: Sequence[Path] = ()) -> list[str]:
     """The paths of a list of file arguments (see ``file_path``); None is an empty list."""
     if values is None:
         return []
     if not isinstance(values, list | tuple):
         raise ValueError(f"{name} must be a list of files, not {type(values).__name__}")
-    return [path for i, v in enumerate(values) if (path := file_path(f"{name}[{i}]", v)) is not None]
+    paths = (file_path(f"{name}[{i}]", v, within) for i, v in enumerate(values))
+    return [path for path in paths if path is not None]

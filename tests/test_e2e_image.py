@@ -222,3 +222,21 @@ def test_a_client_that_leaves_mid_image_frees_the_compute(client, app_url):
     assert subprocess.run([sys.executable, "-c", script], timeout=120).returncode == 0
     stopped = _abandoned_after(since)
     assert stopped is not None and stopped[0] < 50, "the abandoned job kept denoising"
+
+
+def test_a_file_argument_must_be_a_file_sent_with_the_request(app_url):
+    """A client names files it uploaded, never a path on the server (plain REST: gradio_client would upload a
+    local file it is given, and here the client's files are the server's)."""
+    import httpx
+
+    call = app_url + "gradio_api/call/image_read_parameters"
+
+    def answer(value) -> str:
+        event = httpx.post(call, json={"data": [value]}).json()["event_id"]
+        return httpx.get(f"{call}/{event}", timeout=30).text
+
+    for path in ("/etc/passwd", "/tmp/gradio/../../etc/hostname"):
+        # A FileData naming a server file: Gradio refuses to take it in; a plain path string: the app refuses.
+        assert "was not uploaded by a user" in answer({"path": path, "meta": {"_type": "gradio.FileData"}})
+        refused = answer(path)
+        assert "event: error" in refused and "must be a file sent with the request" in refused, refused

@@ -157,7 +157,21 @@ def test_steer(tab, pipe):
         tab.api_steer(row="abc", coefficients=[])
 
 
-def test_interpolate_between_rows_and_uploads(tab, pipe, tmp_path):
+@pytest.fixture()
+def uploads():
+    """A folder where Gradio keeps uploads: API handlers read files sent with the request, from there."""
+    import shutil
+    import tempfile
+
+    from gradio.utils import get_upload_folder
+
+    Path(get_upload_folder()).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=get_upload_folder()))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_interpolate_between_rows_and_uploads(tab, pipe, uploads):
     a, b = pipe.corpus_latent(0), pipe.corpus_latent(5)
     data = {tab.latent: a, tab.latent_b: b, **inputs(tab.walk_controls, steps=4, method="lerp")}
     out = tab.interpolate(data)
@@ -169,7 +183,7 @@ def test_interpolate_between_rows_and_uploads(tab, pipe, tmp_path):
     strip, gif, mp4 = tab.api_interpolate(a_row=0, b_row=5, steps=3, method="slerp")
     assert Path(gif["path"]).is_file() and Path(mp4["path"]).suffix == ".mp4"
     by_rows = pixels(strip)
-    upload = tmp_path / "upload.png"
+    upload = uploads / "upload.png"
     Image.new("RGB", (32, 32), (20, 120, 220)).save(upload)
     strip2, _, _ = tab.api_interpolate(
         a_row=0, b_row=5, a_image={"path": str(upload)}, steps=3, method="slerp"
@@ -202,7 +216,7 @@ def test_attribute(tab, pipe):
 # ----------------------------------------------------------------------------------------------------
 # Bad input and the API's shape
 # ----------------------------------------------------------------------------------------------------
-def test_bad_input_gives_the_validation_wording(tab, tmp_path):
+def test_bad_input_gives_the_validation_wording(tab, tmp_path, uploads):
     with pytest.raises(gr.Error, match="n must be between 1 and 64, not 0"):
         tab.sample(inputs(tab.sample_controls, n=0, seed=1, temperature=1.0, source="corpus"))
     with pytest.raises(gr.Error, match="seed must be a whole number"):
@@ -211,10 +225,14 @@ def test_bad_input_gives_the_validation_wording(tab, tmp_path):
         tab.api_sample(n=1, seed=1, temperature=1.0, source="moon")
     with pytest.raises(gr.Error, match="image is missing"):
         tab.api_reconstruct(None)
-    notes = tmp_path / "notes.txt"
+    notes = uploads / "notes.txt"
     notes.write_text("not an image")
     with pytest.raises(gr.Error, match="not an image"):
         tab.api_reconstruct({"path": str(notes)})
+    elsewhere = tmp_path / "picture.png"
+    Image.new("RGB", (32, 32)).save(elsewhere)
+    with pytest.raises(gr.Error, match="image must be a file sent with the request"):
+        tab.api_reconstruct({"path": str(elsewhere)})
 
 
 def test_api_endpoints_are_listed_with_defaults(tab):

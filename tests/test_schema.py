@@ -121,3 +121,21 @@ def test_the_api_signature_has_a_default_for_all_but_the_main_input():
     assert params[0].default is inspect.Parameter.empty
     assert [p.default for p in params[1:]] == [30, "a", -1]
     assert [p.annotation for p in params[1:]] == [int, str, int]
+
+
+def test_file_arguments_are_paths_inside_the_given_folders(tmp_path):
+    from aigc_demo import validation
+
+    inside = tmp_path / "uploads" / "a.png"
+    inside.parent.mkdir()
+    inside.write_bytes(b"x")
+    within = [tmp_path / "uploads"]
+    assert validation.file_path("image", {"path": str(inside)}, within) == str(inside)
+    assert validation.file_path("image", None, within) is None
+    for outside in (str(tmp_path / "b.png"), str(tmp_path / "uploads" / ".." / "b.png"), "/etc/passwd"):
+        with pytest.raises(ValueError, match="image must be a file sent with the request"):
+            validation.file_path("image", outside, within)
+    with pytest.raises(ValueError, match="image must be a file .*not list"):
+        validation.file_path("image", [str(inside)], within)
+    with pytest.raises(ValueError, match=r"images\[1\] must be a file sent"):
+        validation.file_paths("images", [str(inside), "/etc/passwd"], within)

@@ -9,7 +9,6 @@ import gradio as gr
 from gradio.data_classes import FileData
 from PIL import Image
 
-from aigc_demo import validation
 from aigc_demo.device import gpu_task
 from aigc_demo.metrics import Figure
 from aigc_demo.outputs import fresh_output_dir
@@ -28,7 +27,7 @@ from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors, user_errors_stream
 from aigc_demo.ui.sessions import SessionStops
-from aigc_demo.ui.shared import HEAVY, failure_notice
+from aigc_demo.ui.shared import HEAVY, failure_notice, received_files
 from aigc_demo.ui.strings import t
 
 BASE = ("prompt", "num_inference_steps", "guidance_scale", "scheduler", "seed", "generator")
@@ -303,7 +302,7 @@ class EvaluateTab:
         self._interrupts.stop(request)
 
     def _pictures(self, paths) -> list[Image.Image]:
-        paths = validation.file_paths("images", paths)
+        paths = received_files("images", paths)
         if not paths:
             raise ValueError("no pictures were given")
         if len(paths) > MAX_MEASURED:

@@ -32,6 +32,7 @@ from aigc_demo.ui.shared import (
     copy_check_dict,
     failure_notice,
     pixel_gallery,
+    received_file,
 )
 from aigc_demo.ui.strings import EN, t
 
@@ -536,7 +537,7 @@ class ImageTab:
     def api_copies(self, image, request: gr.Request = None):
         """The training pictures nearest to ``image`` (meaning and pixels), their licences, and whether it is a
         likely copy."""
-        path = validation.file_path("image", image)
+        path = received_file("image", image)
         if not path:
             raise ValueError("no image was given")
         try:
@@ -557,7 +558,7 @@ class ImageTab:
     @user_errors
     def api_read_parameters(png, request: gr.Request = None):
         """The parameters stored in a PNG made by this app."""
-        return read_parameters(validation.file_path("png", png))
+        return read_parameters(received_file("png", png))
 
 
 def build_image_tab(pipe: ImagePipeline | None, failure: LoadFailure | None) -> ImageTab | None:

@@ -24,7 +24,7 @@ from aigc_demo.provenance.parameters import new_watermark
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors
-from aigc_demo.ui.shared import HEAVY, LIGHT, failure_notice, pixel_gallery
+from aigc_demo.ui.shared import HEAVY, LIGHT, failure_notice, pixel_gallery, received_file
 from aigc_demo.ui.strings import t
 
 log = logging.getLogger(__name__)
@@ -439,8 +439,8 @@ class LatentHandlers:
         return _file(upscale(strip, STRIP_SIDE), folder, "strip"), _path(gif), _path(mp4)
 
     def _api_latent(self, row, image, name: str) -> np.ndarray:
-        if image is not None:
-            return self.pipe.reconstruct(image).latent
+        if (path := received_file(f"{name}_image", image)) is not None:
+            return self.pipe.reconstruct(path).latent
         if not self.pipe.has_atlas:
             raise ValueError(f"{name}_image is needed: this model has no corpus rows to pick from")
         return self.pipe.corpus_latent(row)
@@ -456,9 +456,9 @@ class LatentHandlers:
     @user_errors
     def api_reconstruct(self, image=None, request: gr.Request | None = None) -> tuple[dict, dict]:
         """Encode an image file and decode it back; returns the reconstruction, PSNR and the latent."""
-        if not image:
+        if (path := received_file("image", image)) is None:
             raise ValueError("image is missing")
-        rec = self.pipe.reconstruct(image)
+        rec = self.pipe.reconstruct(path)
         file = _file(self._show(rec.reconstruction), fresh_output_dir("latent-"), "reconstruction")
         return file, {"psnr_db": rec.psnr_db, "latent": rec.latent.tolist()}
 

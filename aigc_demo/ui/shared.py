@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 from PIL import Image
 
+from aigc_demo import validation
 from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.strings import t
 
@@ -12,7 +15,26 @@ from aigc_demo.ui.strings import t
 HEAVY = "heavy"
 # Events that take milliseconds (a latent slider's decode, a GAN draw, a search): a lane of their own, so
 # they never queue behind a generation.
-LIGHT = {"concurrency_id": "light", "concurrency_limit": 4}
+LIGHT = {"concurrency_id": "light", "concurrency_limit": 8}
+
+
+def received_folders() -> list[Path]:
+    """Where files sent to the app live: Gradio's upload cache (uploads, and what the page shows) and the app's
+    staging folder for its outputs (aigc_demo/outputs.py)."""
+    from gradio.utils import get_upload_folder
+
+    from aigc_demo.outputs import output_root
+
+    return [Path(get_upload_folder()), output_root()]
+
+
+def received_file(name: str, value) -> str | None:
+    """A file argument's path (validation.file_path), refused unless it is a file sent to the app."""
+    return validation.file_path(name, value, received_folders())
+
+
+def received_files(name: str, values) -> list[str]:
+    return validation.file_paths(name, values, received_folders())
 
 
 def failure_notice(failure: LoadFailure | None) -> None:

@@ -9,7 +9,6 @@ import gradio as gr
 from gradio.data_classes import FileData
 from PIL import Image
 
-from aigc_demo import validation
 from aigc_demo.data.tune_examples import MASCOT_WORD, mascot_pictures
 from aigc_demo.outputs import fresh_output_dir
 from aigc_demo.pipelines.tune_image import (
@@ -24,7 +23,7 @@ from aigc_demo.training.fine_tune import FitProgress
 from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors, user_errors_stream
 from aigc_demo.ui.sessions import SessionStops
-from aigc_demo.ui.shared import HEAVY, failure_notice, pixel_gallery
+from aigc_demo.ui.shared import HEAVY, failure_notice, pixel_gallery, received_files
 from aigc_demo.ui.strings import t
 from aigc_demo.ui.tune_tab import adapter_files, loss_points
 
@@ -306,7 +305,7 @@ class PictureTuneTab:
         "total_steps", "train_loss", "fit_loss", "elapsed_s", "eta_s"} after each step, then {"adapter",
         "finish", "steps", "train_seconds", ...}. /tune_image_stop ends it after the current step."""
         stop = self._stops.arm(request)
-        paths = validation.file_paths("pictures", pictures)
+        paths = received_files("pictures", pictures)
         for event in self.tuner.tune(word, paths, name, params, stop):
             if isinstance(event, FitProgress):
                 yield {

@@ -9,7 +9,6 @@ import threading
 import gradio as gr
 from gradio.data_classes import FileData
 
-from aigc_demo import validation
 from aigc_demo.data.tune_examples import format_example, style_example
 from aigc_demo.outputs import fresh_output_dir
 from aigc_demo.pipelines.tune import Adapter, Comparison, Preparation, TextTuner, TuneResult
@@ -18,7 +17,7 @@ from aigc_demo.training.fine_tune import FitProgress
 from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors, user_errors_stream
 from aigc_demo.ui.sessions import SessionStops
-from aigc_demo.ui.shared import HEAVY, failure_notice
+from aigc_demo.ui.shared import HEAVY, failure_notice, received_file
 from aigc_demo.ui.strings import t
 
 TUNE = "tune"  # one training run at a time, queued, beside (not inside) the heavy group
@@ -259,7 +258,7 @@ class TuneTab:
     # -- API ------------------------------------------------------------------------------------------------
     @staticmethod
     def _path(file) -> str | None:
-        return validation.file_path("file", file)
+        return received_file("file", file)
 
     @user_errors
     def api_check(self, text="", file=None, request: gr.Request = None, **params):

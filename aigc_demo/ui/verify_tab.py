@@ -11,7 +11,6 @@ import gradio as gr
 from gradio.data_classes import FileData
 from PIL import Image
 
-from aigc_demo import validation
 from aigc_demo.pipelines.image import ImagePipeline
 from aigc_demo.pipelines.text import TextPipeline
 from aigc_demo.pipelines.verify import Inspection, VerifyPipeline
@@ -25,6 +24,7 @@ from aigc_demo.ui.shared import (
     copies_pictures,
     copy_check_dict,
     failure_notice,
+    received_file,
 )
 from aigc_demo.ui.strings import EN, t
 
@@ -174,7 +174,7 @@ class VerifyTab:
     def api_lab(self, file, request: gr.Request = None):
         """For the picture and each copy (JPEG, half size, 10% crop, PNG->JPEG->PNG, screenshot): which of its
         Content Credentials, watermark and PNG text parameters survive."""
-        return self.pipe.lab(validation.file_path("file", file))
+        return self.pipe.lab(received_file("file", file))
 
     @user_errors
     def show_text(self, text: str) -> str:
@@ -204,7 +204,7 @@ class VerifyTab:
     @user_errors
     def api_verify(self, file, request: gr.Request = None):
         """The file's Content Credentials verdict, signer, actions, ingredients, parameters and manifest."""
-        path = validation.file_path("file", file)
+        path = received_file("file", file)
         report = self.pipe.inspect(path).as_dict()
         checked = self._copies(path)
         return {**report, "copies": None if checked is None else copy_check_dict(checked[1])}
