@@ -335,9 +335,12 @@ def test_evaluate_tab_sweeps_and_measures(browser, app_url, artifacts_dir, tab_s
     page.wait_for_selector("#evaluate-progress:has-text('cell')", timeout=60_000)
     page.wait_for_selector("#evaluate-figures:has-text('precision')", timeout=180_000)
     assert "6 cells" in page.inner_text("#evaluate-progress")
+    assert "6 pictures on the corpus map" in page.inner_text("#evaluate-progress")
+    page.wait_for_selector("#evaluate-map img", timeout=30_000)
     tab_screenshot(page, "evaluate")
     page.screenshot(path=str(artifacts_dir / "evaluate-tab.png"), full_page=True)
-    page.wait_for_selector("#evaluate-files:has-text('sweep-cells')", timeout=30_000)
+    page.wait_for_selector("#evaluate-files:has-text('sweep-map')", timeout=30_000)
+    page.locator("#evaluate-map").screenshot(path=str(artifacts_dir / "evaluate-map.png"))
 
 
 def test_evaluate_tab_compares_two_text_settings(browser, app_url, artifacts_dir):

@@ -25,7 +25,7 @@ def sweep(client):
 def test_a_sweep_returns_its_grid_cells_and_figures(client, sweep):
     files, info = sweep
     paths = [f["path"] if isinstance(f, dict) else f for f in files]
-    assert [p.rsplit(".", 1)[-1] for p in paths] == ["png", "csv"]
+    assert [p.rsplit("/", 1)[-1] for p in paths] == ["sweep-grid-1.png", "sweep-map.png", "sweep-cells.csv"]
     assert len(info["cells"]) == 4 and not info["stopped"]
     assert {(c["parameters"]["seed"], c["parameters"]["guidance_scale"]) for c in info["cells"]} == {
         (1, 2.0), (2, 2.0), (1, 6.0), (2, 6.0),
@@ -38,6 +38,26 @@ def test_a_sweep_returns_its_grid_cells_and_figures(client, sweep):
     assert figures["precision"]["n"] == 4 and figures["precision"]["value"] is not None
     assert figures["Fréchet distance"]["value"] is None and "too few" in figures["Fréchet distance"]["note"]
     assert client.predict(handle_file(paths[0]), api_name="/verify")["state"] == "valid"
+    # The four cells on the Latent tab's corpus map, each with the training emoji nearest to it.
+    placed = info["map"]["pictures"]
+    assert len(placed) == 4 and all(p["nearest"] and p["distance"] >= 0 for p in placed)
+    with Image.open(paths[1]) as corpus_map:
+        assert corpus_map.size == (512, 512)
+        assert json.loads(corpus_map.info["aigc_studio_map"])["map"]["pictures"] == placed
+
+
+def test_pictures_on_the_corpus_map(client, tmp_path):
+    red = tmp_path / "red.png"
+    Image.new("RGB", (64, 64), (220, 30, 40)).save(red)
+    files, _ = client.predict("red heart, in Twemoji style", seed=3, api_name="/image_generate")
+    heart = files[0]["path"] if isinstance(files[0], dict) else files[0]
+    path, info = client.predict([handle_file(str(red)), handle_file(heart)], api_name="/evaluate_map")
+    assert info["summary"].startswith("2 pictures on the corpus map")
+    assert [p["on_map"] for p in info["pictures"]] == [True, True]
+    assert "heart" in info["pictures"][1]["nearest"]
+    assert client.predict(handle_file(path), api_name="/verify")["state"] == "valid"
+    with pytest.raises(Exception, match="no pictures"):
+        client.predict([], api_name="/evaluate_map")
 
 
 def test_measuring_pictures_and_bad_sweeps(client, sweep, tmp_path):

@@ -84,7 +84,7 @@ ENDPOINT_NAMES = [
     "/latent_attribute", "/latent_steer", "/latent_search", "/story_plan", "/story_render", "/story_stop",
     "/tune_text_check", "/tune_text", "/tune_stop", "/tune_compare", "/tune_adapters", "/tune_image",
     "/tune_image_stop", "/tune_image_compare", "/tune_image_adapters", "/evaluate_sweep", "/evaluate_images",
-    "/evaluate_text", "/evaluate_interrupt", "/about", "/verify_lab", "/verify_text", "/verify",
+    "/evaluate_map", "/evaluate_text", "/evaluate_interrupt", "/about", "/verify_lab", "/verify_text", "/verify",
 ]  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from aigc_demo.imaging import load_image, png_bytes, psnr, to_pil, upscale
 from aigc_demo.media import write_animation
 from aigc_demo.models import EmojiVAE, save_fp16
 from aigc_demo.pipelines.latent import LatentPipeline, lerp, slerp
-from aigc_demo.pipelines.latent_atlas import LatentAtlas
+from aigc_demo.pipelines.latent_atlas import LatentAtlas, thumbnail_side
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = 16
@@ -342,6 +342,45 @@ def test_corpus_map_round_trip(pipe):
     assert y == pytest.approx(m.y_range[0], abs=(m.y_range[1] - m.y_range[0]) / h)
     with pytest.raises(ValueError, match="outside"):
         pipe.pixel_to_latent(w, 0)
+
+
+def red_frame_pixels(image: Image.Image) -> int:
+    rgb = np.asarray(image).astype(int)
+    return int((np.abs(rgb - [0xE4, 0x00, 0x3A]).max(axis=2) < 8).sum())
+
+
+def test_pictures_are_placed_where_their_latents_project(pipe):
+    corpus = [pipe.decode(pipe.corpus_latent(row)) for row in (2, 7)]
+    m = pipe.corpus_map()
+    before = np.asarray(m.image).copy()
+    placement = pipe.place([*corpus, Image.new("RGB", (200, 120), "white")])
+    assert placement.image.size == m.image.size
+    assert (np.asarray(pipe.corpus_map().image) == before).all()  # the shared map is left as it was
+    # Three framed thumbnails: at least three frames' worth of red pixels that the map itself does not have.
+    side = thumbnail_side(3, m.image.width)
+    assert red_frame_pixels(placement.image) - red_frame_pixels(m.image) > 3 * 2 * side
+    for picture, shown in zip(placement.pictures, corpus, strict=False):
+        latent = pipe.reconstruct(shown).latent
+        expected = (latent.reshape(-1) - m.pca_mean) @ m.components.T
+        assert (picture.pc1, picture.pc2) == pytest.approx(tuple(expected), abs=1e-4)
+        assert picture.nearest == pipe.nearest(latent, k=1)[0][0]
+    info = placement.as_dict()
+    assert len(info["pictures"]) == 3 and 1 <= info["distinct_nearest"] <= 3
+    assert "3 pictures on the corpus map" in placement.summary()
+
+
+def test_placing_nothing_or_too_much_is_refused(pipe):
+    from aigc_demo.pipelines.latent import MAX_PLACED
+
+    picture = Image.new("RGB", (64, 64), "red")
+    with pytest.raises(ValueError, match="no pictures"):
+        pipe.place([])
+    with pytest.raises(ValueError, match="must be a list"):
+        pipe.place(picture)
+    with pytest.raises(ValueError, match=f"at most {MAX_PLACED}"):
+        pipe.place([picture] * (MAX_PLACED + 1))
+    with pytest.raises(ValueError, match="needs the corpus atlas"):
+        LatentPipeline(tiny_vae(), atlas=None).place([picture])
 
 
 def test_nearest(pipe):

@@ -5,7 +5,8 @@ size, or a prompt search/replace) with a list of values, every combination drawn
 fixed. Axis values pass the same checks as a request (``Schema``), so a sweep asks nothing the Image tab
 could not. The result is one labelled grid per Z value (each cell with its prompt match), a CSV of the cells,
 and the figures of ``aigc_demo/metrics.py`` over all cells, against the training pictures the copy index
-keeps as the real set.
+keeps as the real set. With the Latent tab's autoencoder and atlas, the cells are also placed on its corpus
+map, so what a set covers of the training data is seen, not only counted.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from PIL import Image, ImageDraw
 
 from aigc_demo import metrics, validation
 from aigc_demo.pipelines.image import ImagePipeline, ImageProgress, Interrupt
+from aigc_demo.pipelines.latent_atlas import Placement
 from aigc_demo.provenance.copies import embed_pictures, perceptual_hash
 
 MAX_CELLS = 100  # a sweep larger than this is refused: at ~1 s a picture it would hold a core for minutes
@@ -152,14 +154,16 @@ class SweepResult:
     images_seconds: float  # of which drawing the pictures
     stopped: bool
     warnings: list[str] = field(default_factory=list)
+    placement: Placement | None = None  # the cells on the corpus map (None without the latent atlas)
 
 
 class EvaluatePipeline:
-    """Sweeps and measures through the image pipeline (its worker, checks and scorer), and compares text
-    settings through the text pipeline."""
+    """Sweeps and measures through the image pipeline (its worker, checks and scorer), places pictures on the
+    latent pipeline's corpus map, and compares text settings through the text pipeline."""
 
-    def __init__(self, image: ImagePipeline | None, text=None, encode=None, tuned=None):
+    def __init__(self, image: ImagePipeline | None, text=None, encode=None, tuned=None, latent=None):
         self.image = image
+        self.latent = latent  # a LatentPipeline: its corpus map shows where pictures land
         self.text = text  # a TextPipeline
         self.tuned = tuned  # adapter name -> the TextPipeline serving it (the Tune tab's adapters)
         self.encode = encode  # texts -> sentence embeddings (MiniLM), for the replies' mutual similarity
@@ -233,11 +237,20 @@ class EvaluatePipeline:
         # 3. Grids and figures over what was drawn.
         grids = [draw_grid(cells, axes, z) for z in ranges[2] if any(c.z == z for c in cells)]
         figures = self.measure([c.image for c in cells], [c.prompt_match for c in cells]) if cells else []
+        placement = self.place([c.image for c in cells]) if cells else None
         stopped = len(cells) < len(plan)
         if stopped:
             warnings.append(f"Stopped: {len(cells)} of {len(plan)} cells were drawn; the grid keeps them.")
         yield SweepResult(
-            axes, cells, grids, figures, time.perf_counter() - t0, images_seconds, stopped, warnings
+            axes,
+            cells,
+            grids,
+            figures,
+            time.perf_counter() - t0,
+            images_seconds,
+            stopped,
+            warnings,
+            placement,
         )
 
     def compare_text(
@@ -307,6 +320,14 @@ class EvaluatePipeline:
             metrics.mean_interval("length", np.array(lengths, dtype=float), note="tokens"),
             similarity,
         ]
+
+    @property
+    def can_place(self) -> bool:
+        return self.latent is not None and self.latent.has_atlas
+
+    def place(self, images: list[Image.Image]) -> Placement | None:
+        """``images`` on the Latent tab's corpus map, or None when that model or its atlas is not loaded."""
+        return self.latent.place(images) if self.can_place else None
 
     def measure(self, images: list[Image.Image], scores: list[float | None]) -> list[metrics.Figure]:
         """The figures of aigc_demo/metrics.py for ``images`` (their prompt matches in ``scores``)."""
@@ -397,29 +418,41 @@ def _fit(text: str, font, width: int) -> str:
 
 CSV_FIELDS = ["x", "y", "z", "prompt_match", "seconds"]
 GRID_KEY = "aigc_studio_sweep"  # the grid PNG's text chunk: every cell's place and parameters, as JSON
+MAP_KEY = "aigc_studio_map"  # the map PNG's text chunk: each picture's place and nearest corpus emoji
 
 
 def save_grid(result: SweepResult, z: int, folder: Path) -> Path:
     """The grid of Z value ``z`` as a PNG carrying every cell's parameters (a text chunk, and signed), with a
     watermark linking it to them."""
-    from PIL import PngImagePlugin
-
-    from aigc_demo.provenance.content_credentials import sign_if_enabled
-    from aigc_demo.provenance.parameters import new_watermark
-
     cells = [
         {"x": c.x, "y": c.y, "z": c.z, "prompt_match": c.prompt_match, **c.parameters}
         for c in result.cells
         if c.z == z
     ]
-    marker, record = new_watermark(
-        {"sweep": {k: a.name if a else None for k, a in zip("xyz", result.axes, strict=True)}, "cells": cells}
-    )
+    record = {
+        "sweep": {k: a.name if a else None for k, a in zip("xyz", result.axes, strict=True)},
+        "cells": cells,
+    }
+    return _save_marked(result.grids[z], record, GRID_KEY, folder / f"sweep-grid-{z + 1}.png")
+
+
+def save_map(placement: Placement, folder: Path, name: str = "corpus-map.png") -> Path:
+    """The corpus map with the pictures placed on it, as a PNG carrying where each landed."""
+    return _save_marked(placement.image, {"map": placement.as_dict()}, MAP_KEY, folder / name)
+
+
+def _save_marked(image: Image.Image, record: dict, key: str, path: Path) -> Path:
+    """``image`` watermarked, ``record`` (with the watermark id) in text chunk ``key``, then signed."""
+    from PIL import PngImagePlugin
+
+    from aigc_demo.provenance.content_credentials import sign_if_enabled
+    from aigc_demo.provenance.parameters import new_watermark
+
+    marker, record = new_watermark(record)
     info = PngImagePlugin.PngInfo()
-    info.add_text(GRID_KEY, json.dumps(record, ensure_ascii=False))
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"sweep-grid-{z + 1}.png"
-    marker(result.grids[z]).save(path, pnginfo=info)
+    info.add_text(key, json.dumps(record, ensure_ascii=False))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    marker(image).save(path, pnginfo=info)
     return sign_if_enabled(path, record)
 
 

@@ -43,8 +43,10 @@ from aigc_demo.pipelines.latent_atlas import (
     CorpusItem,
     CorpusMap,
     LatentAtlas,
+    Placement,
     draw_map,
     load_atlas,
+    place_on_map,
     words,
 )
 from aigc_demo.schema import Config, Schema, param
@@ -52,6 +54,7 @@ from aigc_demo.schema import Config, Schema, param
 log = logging.getLogger(__name__)
 
 MAX_CAPTION_CHARS = 200  # attribute phrases and search queries: a caption is a few words
+MAX_PLACED = 256  # pictures placed on the corpus map at once (one encoder pass each, ~1 ms)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -562,6 +565,21 @@ class LatentPipeline:
         drawn = self._map
         corpus_map = drawn if drawn is not None else self.corpus_map()
         return corpus_map.pixel_to_latent(px, py).reshape(self.latent_shape)
+
+    @on_worker
+    def place(self, images: Sequence) -> Placement:
+        """``images`` (generated or any) encoded and drawn as thumbnails on the corpus map, each with the
+        corpus emoji nearest to it: what a set of pictures covers of the training data, seen at once."""
+        atlas = self._need_atlas("placing pictures on the corpus map")
+        if isinstance(images, (str, bytes, Image.Image)) or not isinstance(images, Sequence):
+            raise ValueError("images must be a list of pictures")
+        if not images:
+            raise ValueError("no pictures to place on the map")
+        if len(images) > MAX_PLACED:
+            raise ValueError(f"{len(images)} pictures; at most {MAX_PLACED} are placed at once")
+        prepared = [self.prepare_image(image) for image in images]
+        latents = np.stack([self._encode(image) for image in prepared])
+        return place_on_map(self.corpus_map(), latents, prepared, atlas)
 
     def nearest(self, latent: np.ndarray, k: int = 5) -> list[tuple[CorpusItem, float]]:
         """The k corpus rows whose posterior means are closest (Euclidean) to ``latent``."""

@@ -1,5 +1,5 @@
-"""The corpus in a model's latent space: every row's posterior mean, their PCA, the captions, search and
-a clickable 2D map.
+"""The corpus in a model's latent space: every row's posterior mean, their PCA, the captions, search, a
+clickable 2D map, and any pictures placed on that map (what a set of generations covers).
 
 An atlas is two files next to the model (written by ``aigc_demo.training.train_vae``): ``latents.safetensors``
 (``mean``, ``pca_mean``, ``pca_components``, ``pca_explained_variance[_ratio]``, ``pca_coords``) and
@@ -9,12 +9,13 @@ An atlas is two files next to the model (written by ``aigc_demo.training.train_v
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from aigc_demo import validation
 from aigc_demo.config import LatentConfig
@@ -207,3 +208,81 @@ def draw_map(atlas: LatentAtlas, size: int) -> CorpusMap:
     if image.size != (size, size):  # float figsize rounding: keep the promised size exactly
         image = image.resize((size, size), Image.Resampling.BILINEAR)
     return CorpusMap(image, x_range, y_range, atlas.pca_mean.copy(), atlas.components[:2].copy())
+
+
+@dataclass(frozen=True)
+class PlacedPicture:
+    """Where one picture lands on the corpus map, and the corpus emoji it is closest to in latent space."""
+
+    pc1: float
+    pc2: float
+    nearest: CorpusItem
+    distance: float  # Euclidean, full latent (not just the two plotted directions)
+    on_map: bool  # False when its point lies beyond the map's edges (drawn clamped to the edge)
+
+    def as_dict(self) -> dict:
+        return {
+            "pc1": round(self.pc1, 4),
+            "pc2": round(self.pc2, 4),
+            "nearest": self.nearest.caption or self.nearest.name,
+            "nearest_row": self.nearest.row,
+            "distance": round(self.distance, 4),
+            "on_map": self.on_map,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Placement:
+    """Pictures drawn over the corpus map as framed thumbnails, so what a set covers is visible."""
+
+    image: Image.Image
+    pictures: list[PlacedPicture]
+
+    @property
+    def distinct_nearest(self) -> int:
+        """How many different corpus emoji the pictures are closest to (a set of one subject: few)."""
+        return len({p.nearest.row for p in self.pictures})
+
+    def summary(self) -> str:
+        n = len(self.pictures)
+        off = sum(not p.on_map for p in self.pictures)
+        text = (
+            f"{n} picture{'s' if n != 1 else ''} on the corpus map; closest to {self.distinct_nearest} "
+            f"different training emoji"
+        )
+        return text + (f"; {off} beyond the map's edge (drawn at the edge)" if off else "")
+
+    def as_dict(self) -> dict:
+        return {"pictures": [p.as_dict() for p in self.pictures], "distinct_nearest": self.distinct_nearest}
+
+
+PLACED_FRAME = "#e4003a"  # a red no style colour uses, so the pictures stand out from the corpus dots
+
+
+def thumbnail_side(n: int, map_side: int) -> int:
+    """Large enough to recognise, small enough that a sweep of 100 leaves the corpus visible."""
+    return max(16, min(48, int(map_side / (2.2 * math.sqrt(max(n, 1))))))
+
+
+def place_on_map(
+    corpus_map: CorpusMap, latents: np.ndarray, pictures: list[Image.Image], atlas: LatentAtlas
+) -> Placement:
+    """``pictures`` (their latents in ``latents``, one row each) framed on a copy of ``corpus_map``."""
+    flat = np.asarray(latents, dtype=np.float64).reshape(len(pictures), -1)
+    page = corpus_map.image.copy()
+    draw = ImageDraw.Draw(page)
+    w, h = page.size
+    side = thumbnail_side(len(pictures), min(w, h))
+    placed = []
+    for z, picture in zip(flat, pictures, strict=True):
+        pc1, pc2 = (z - corpus_map.pca_mean) @ corpus_map.components.T
+        px, py = corpus_map.coords_to_pixel(float(pc1), float(pc2))
+        on_map = 0 <= px < w and 0 <= py < h
+        left = int(round(min(max(px, side / 2), w - 1 - side / 2) - side / 2))
+        top = int(round(min(max(py, side / 2), h - 1 - side / 2) - side / 2))
+        page.paste(picture.convert("RGB").resize((side, side), Image.Resampling.LANCZOS), (left, top))
+        draw.rectangle((left - 1, top - 1, left + side, top + side), outline=PLACED_FRAME, width=2)
+        distances = np.linalg.norm(atlas.means.astype(np.float64) - z[None], axis=1)
+        row = int(np.argmin(distances))
+        placed.append(PlacedPicture(float(pc1), float(pc2), atlas.items[row], float(distances[row]), on_map))
+    return Placement(page, placed)

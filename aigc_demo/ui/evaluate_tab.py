@@ -18,9 +18,11 @@ from aigc_demo.pipelines.evaluate import (
     SweepProgress,
     draw_grid,
     save_grid,
+    save_map,
     write_csv,
 )
 from aigc_demo.pipelines.image import ImagePipeline, Interrupt
+from aigc_demo.pipelines.latent import LatentPipeline
 from aigc_demo.pipelines.text import TextPipeline
 from aigc_demo.pipelines.tune import TextTuner
 from aigc_demo.registry import LoadFailure
@@ -74,11 +76,15 @@ def sentence_encoder(texts: list[str]):
 
 class EvaluateTab:
     def __init__(
-        self, image: ImagePipeline | None, text: TextPipeline | None, tuner: TextTuner | None = None
+        self,
+        image: ImagePipeline | None,
+        text: TextPipeline | None,
+        tuner: TextTuner | None = None,
+        latent: LatentPipeline | None = None,
     ):
         self.tuner = tuner
         tuned = tuner.serving if tuner is not None else None
-        self.pipe = EvaluatePipeline(image, text, sentence_encoder, tuned)
+        self.pipe = EvaluatePipeline(image, text, sentence_encoder, tuned, latent)
         self._interrupts = SessionStops(Interrupt)
         if image is not None:
             threading.Thread(target=self.pipe.real_radii, name="evaluate-reference", daemon=True).start()
@@ -127,6 +133,7 @@ class EvaluateTab:
                 self.figures = gr.Dataframe(
                     headers=FIGURE_COLUMNS, interactive=False, wrap=True, elem_id="evaluate-figures"
                 )
+                self.map = self._map_image("evaluate-map")
                 self.files = gr.File(
                     label=t("evaluate_files"),
                     file_count="multiple",
@@ -148,7 +155,18 @@ class EvaluateTab:
             self.measured = gr.Dataframe(
                 headers=FIGURE_COLUMNS, interactive=False, wrap=True, elem_id="evaluate-measured"
             )
+            self.measured_map = self._map_image("evaluate-measured-map")
         self._wire(schema)
+
+    def _map_image(self, elem_id: str) -> gr.Image:
+        return gr.Image(
+            label=t("evaluate_map"),
+            type="pil",
+            format="png",
+            interactive=False,
+            visible=self.pipe.can_place,
+            elem_id=elem_id,
+        )
 
     def _build_text(self, text: TextPipeline) -> None:
         with gr.Accordion(t("evaluate_text"), open=False):
@@ -228,13 +246,17 @@ class EvaluateTab:
             [self.run.click],
             gpu_task(self.sweep),
             inputs={*c.components, *self.axes},
-            outputs=[self.grids, self.figures, self.files, self.progress],
+            outputs=[self.grids, self.figures, self.map, self.files, self.progress],
             concurrency_id=HEAVY,
             **ui,
         )
         self.stop.click(self.interrupt, None, None, queue=False, api_name="evaluate_interrupt")
         self.measure_run.click(
-            self.measure, [self.pictures, self.measure_prompt], [self.measured], concurrency_id=HEAVY, **ui
+            self.measure,
+            [self.pictures, self.measure_prompt],
+            [self.measured, self.measured_map],
+            concurrency_id=HEAVY,
+            **ui,
         )
         axes = [
             arg(f"{k}_{part}", str, value)
@@ -255,6 +277,13 @@ class EvaluateTab:
             api_name="evaluate_images",
             head=[arg("images", list[FileData]), arg("prompt", str, "")],
             returns=dict,
+            concurrency_id=HEAVY,
+        )
+        api(
+            self.api_map,
+            api_name="evaluate_map",
+            head=[arg("images", list[FileData])],
+            returns=tuple[FileData, dict],
             concurrency_id=HEAVY,
         )
 
@@ -285,10 +314,13 @@ class EvaluateTab:
                     f"(pictures {event.images_seconds:.1f} s, grid and figures "
                     f"{event.seconds - event.images_seconds:.2f} s)"
                 )
+                if event.placement is not None:
+                    summary += f"\n\n{event.placement.summary()}"
                 summary += "".join(f"\n\n⚠️ {w}" for w in event.warnings)
                 yield {
                     self.grids: stacked(event.grids),
                     self.figures: figure_rows(event.figures),
+                    self.map: event.placement.image if event.placement is not None else None,
                     self.files: [str(p) for p in files],
                     self.progress: summary,
                 }
@@ -296,7 +328,8 @@ class EvaluateTab:
     def _files(self, result) -> list:
         folder = fresh_output_dir("sweep-")
         grids = [save_grid(result, z, folder) for z in range(len(result.grids))]
-        return [*grids, write_csv(result, folder / "sweep-cells.csv")]
+        placed = [save_map(result.placement, folder, "sweep-map.png")] if result.placement is not None else []
+        return [*grids, *placed, write_csv(result, folder / "sweep-cells.csv")]
 
     def interrupt(self, request: gr.Request = None) -> None:
         self._interrupts.stop(request)
@@ -319,22 +352,35 @@ class EvaluateTab:
                 raise ValueError(f"{name} is not a picture that can be read") from None
         return pictures
 
-    def _measure(self, paths, prompt: str) -> list[Figure]:
-        pictures = self._pictures(paths)
+    def _figures(self, pictures: list[Image.Image], prompt: str) -> list[Figure]:
         prompt = (prompt or "").strip()
         scores = self.pipe.image.prompt_match(pictures, prompt) if prompt else [None] * len(pictures)
         return self.pipe.measure(pictures, scores)
 
     @user_errors
     def measure(self, paths, prompt: str):
-        return figure_rows(self._measure(paths, prompt))
+        pictures = self._pictures(paths)
+        placement = self.pipe.place(pictures)
+        return figure_rows(self._figures(pictures, prompt)), placement.image if placement else None
 
     @user_errors
     def api_measure(self, images, prompt="", request: gr.Request = None):
         """Quality figures for a set of pictures (a batch, a sweep, a story's panels): prompt match (when a
         prompt is given), diversity, near-duplicates, precision/recall and KID against the training pictures,
         each with its n and 95% interval, or why there is none."""
-        return {f.name: f.as_dict() for f in self._measure(images, prompt)}
+        return {f.name: f.as_dict() for f in self._figures(self._pictures(images), prompt)}
+
+    @user_errors
+    def api_map(self, images, request: gr.Request = None):
+        """A set of pictures on the Latent tab's corpus map (its autoencoder's first two principal directions):
+        the map as a PNG, and per picture its coordinates and the training emoji nearest to it."""
+        if not self.pipe.can_place:
+            raise ValueError(
+                "the corpus map needs the Latent tab's model and its atlas, which are not loaded"
+            )
+        placement = self.pipe.place(self._pictures(images))
+        path = save_map(placement, fresh_output_dir("map-"))
+        return FileData(path=str(path)).model_dump(), {**placement.as_dict(), "summary": placement.summary()}
 
     @user_errors
     def api_sweep(
@@ -369,6 +415,7 @@ class EvaluateTab:
             "images_seconds": round(result.images_seconds, 3),
             "stopped": result.stopped,
             "warnings": result.warnings,
+            "map": result.placement.as_dict() if result.placement is not None else None,
         }
         return [FileData(path=str(p)).model_dump() for p in files], info
 
@@ -447,8 +494,9 @@ def build_evaluate_tab(
     text: TextPipeline | None,
     failure: LoadFailure | None,
     tuner: TextTuner | None = None,
+    latent: LatentPipeline | None = None,
 ) -> EvaluateTab | None:
     if image is None and text is None:
         failure_notice(failure)
         return None
-    return EvaluateTab(image, text, tuner)
+    return EvaluateTab(image, text, tuner, latent)

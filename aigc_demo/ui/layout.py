@@ -49,6 +49,7 @@ def build_demo(registry: PipelineRegistry, cfg: AppConfig) -> gr.Blocks:
                     registry.get("text"),
                     registry.failures.get("image"),
                     registry.get("tune"),
+                    registry.get("latent"),
                 )
             with gr.Tab(t("tab_verify"), id="verify"):
                 build_verify_tab(
