@@ -10,7 +10,8 @@ Each pipeline owns the thread it runs on (``self.worker``; ``on_worker`` moves a
 can run a model on a thread of its own.
 
 Streaming work runs one item per job (a denoising step, a slice of tokens), so several requests served at once
-(Gradio's ``heavy`` concurrency group) advance in turn, and short jobs slot in between the steps of long ones.
+advance in turn, and short jobs slot in between the steps of long ones. Image requests served at once share
+their UNet calls (``pipelines/step_batcher.py``).
 
 llama.cpp gets a thread of its own (``compute_thread(LLAMA_CPP)``): ggml's AMX kernels load the tile configuration
 once per thread and oneDNN's bf16 kernels release it after each call, so the two on one thread die with SIGILL
@@ -29,6 +30,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -38,6 +40,7 @@ from typing import Protocol, TypeVar
 T = TypeVar("T")
 
 _DONE = object()
+_FAILED = object()
 
 
 class Turns:
@@ -157,19 +160,65 @@ class ComputeThread:
         context = contextvars.copy_context()
         return self._queue(first, context.run, (fn, *args), kwargs).result()
 
-    def iterate(self, items: Iterable[T]) -> Iterator[T]:
-        """Advance an iterator on the compute thread, one item per job; closing this closes it there too."""
+    def iterate(self, items: Iterable[T], ahead: bool = False) -> Iterator[T]:
+        """Advance an iterator on the compute thread, one item per job; closing this closes it there too.
+
+        Each item is made when the consumer asks for it, unless ``ahead``: then each job queues the next
+        behind the jobs waiting (requests served at once still advance in turn) and the consumer takes items
+        as they come, so the compute thread never waits while the consumer hands one on (through Gradio's
+        event loop and the network: on 2 cores that took longer than a denoising step). A stop then lands
+        within one item of the last one the consumer saw."""
         if self.on_thread():
             yield from items
             return
+        if not ahead:
+            it = self.run(iter, items)
+            try:
+                while (item := self.run(next, it, _DONE)) is not _DONE:
+                    yield item
+            finally:
+                close = getattr(it, "close", None)
+                if close is not None:
+                    self.run(close)
+            return
+        context = contextvars.copy_context()
+        made: queue.SimpleQueue = queue.SimpleQueue()
+        state = {"open": True}  # read and written on the compute thread only
+
+        def advance(it) -> None:
+            if not state["open"]:
+                return  # closed by the consumer in the meantime
+            try:
+                item = next(it, _DONE)
+            except BaseException as err:  # surfaced to the consumer, which re-raises it
+                state["open"] = False
+                made.put((_FAILED, err))
+                return
+            if item is _DONE:
+                state["open"] = False
+            else:
+                self.requeue(context.run, advance, it)
+            made.put((item, None))
+
+        def finish(it) -> None:
+            if state["open"]:
+                state["open"] = False
+                close = getattr(it, "close", None)
+                if close is not None:
+                    close()
+
         it = self.run(iter, items)
+        self.requeue(context.run, advance, it)
         try:
-            while (item := self.run(next, it, _DONE)) is not _DONE:
+            while True:
+                item, err = made.get()
+                if item is _FAILED:
+                    raise err
+                if item is _DONE:
+                    return
                 yield item
         finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                self.run(close)
+            self.run(finish, it)
 
 
 SHARED = "aigc-compute"
@@ -194,17 +243,18 @@ class StopFlag(Protocol):
     def is_set(self) -> bool: ...
 
 
-def on_worker(method=None, *, first: bool = False):
+def on_worker(method=None, *, first: bool = False, ahead: bool = False):
     """Decorator for pipeline methods: the call runs on ``self.worker`` (plain methods and generators alike),
     so which thread a model runs on is decided by its pipeline alone, whoever calls it. ``first=True`` (plain
-    methods) puts the call ahead of queued work: for what takes milliseconds while someone watches."""
+    methods) puts the call ahead of queued work: for what takes milliseconds while someone watches.
+    ``ahead=True`` (generators) makes items ahead of the consumer (``ComputeThread.iterate``)."""
     if method is None:
-        return functools.partial(on_worker, first=first)
+        return functools.partial(on_worker, first=first, ahead=ahead)
     if inspect.isgeneratorfunction(method):
 
         @functools.wraps(method)
         def stream(self, *args, **kwargs):
-            yield from self.worker.iterate(method(self, *args, **kwargs))
+            yield from self.worker.iterate(method(self, *args, **kwargs), ahead=ahead)
 
         return stream
 

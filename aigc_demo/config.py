@@ -133,6 +133,9 @@ class ImageConfig:
     max_guidance: float = 30.0
     max_batch_size: int = 8
     max_batch_count: int = 4
+    # Requests drawn at the same time share UNet calls (aigc_demo/pipelines/step_batcher.py), up to this many
+    # images per call; 1 = each request alone.
+    batch_images: int = 8
     max_pixels: int = 1024 * 1024
     # Generated images are shown at least this large (NEAREST, crisp pixels); the PNG download is the original.
     display_size: int = 256

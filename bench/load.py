@@ -1,6 +1,7 @@
 """Many users at once through the running app's API: what each waits for when the app is shared.
 
     python bench/load.py [--users 16] [--seconds 120] [--url http://...]
+    python bench/load.py --drawers 8 [--seconds 90]
 
 Starts app.py on a free port (its UNet compiled before it answers) unless --url names a running app, then runs
 ``--users`` concurrent ``gradio_client`` users on loopback for ``--seconds``, each with its own session. User
@@ -9,6 +10,12 @@ Starts app.py on a free port (its UNet compiled before it answers) unless --url 
 each with a pause of 0.2-1 s between requests. Prints, per endpoint: calls, p50/p95/max latency (for chat,
 also the first token), errors, and the "busy" answers of a full queue; and the images each drawing user got,
 so a starved user shows. Idle machine only; the load generator shares the app's cores, as on loopback.
+
+``--drawers N`` measures shared UNet calls instead: N users who only draw (batch 1, the default 20 steps, no
+pause), once against an app that batches their steps and once against one that draws one picture at a time
+(``AIGC_IMAGE_BATCH_IMAGES=1``), each started fresh with its UNet compiled. Prints images per second for both
+and their ratio, and compares the pictures both runs drew for the same seeds (user i draws seeds 1000 i, 1000 i
++ 1, ...), pixel by pixel.
 """
 
 from __future__ import annotations
@@ -92,12 +99,72 @@ def user(index: int, url: str, until: float, rec: Recorder) -> None:
         time.sleep(rng.uniform(0.2, 1.0))
 
 
+def drawer(index: int, url: str, until: float, pictures: dict, rec: Recorder) -> None:
+    import numpy as np
+    from gradio_client import Client
+    from PIL import Image
+
+    client = Client(url, verbose=False)
+    seed = 1000 * index
+    while time.time() < until:
+        t0 = time.perf_counter()
+        try:
+            files, _ = client.predict(
+                "grinning face, in Noto Color Emoji style", seed=seed, api_name="/image_generate"
+            )
+            path = files[0]["path"] if isinstance(files[0], dict) else files[0]
+            with Image.open(path) as picture:
+                pictures[seed] = np.asarray(picture.convert("RGB"), dtype=np.int16)
+            rec.ok("/image_generate", time.perf_counter() - t0, index)
+        except Exception as err:  # noqa: BLE001 - every failure is counted and shown
+            rec.failed("image", err)
+        seed += 1
+
+
+def compare_drawing(drawers: int, seconds: float) -> int:
+    """Images per second with steps shared across requests and without, and the same seeds' pixels."""
+    runs = {}
+    for name, batch in (("shared UNet calls", str(drawers)), ("one at a time", "1")):
+        env = {"AIGC_IMAGE_COMPILE": "now", "AIGC_IMAGE_BATCH_IMAGES": batch}
+        with running_app(env, 600) as url:
+            rec, pictures = Recorder(), {}
+            until = time.time() + seconds
+            started = time.perf_counter()
+            users = [
+                threading.Thread(target=drawer, args=(i, url, until, pictures, rec), daemon=True)
+                for i in range(drawers)
+            ]
+            for t in users:
+                t.start()
+            for t in users:
+                t.join(timeout=seconds + 300)
+            wall = time.perf_counter() - started
+        runs[name] = (len(pictures) / wall, rec, pictures)
+        latency = rec.latency["/image_generate"] or [float("nan")]
+        print(
+            f"{name}: {len(pictures)} images in {wall:.1f} s = {len(pictures) / wall:.2f} images/s; latency "
+            f"p50 {statistics.median(latency):.2f} s, p95 {percentile(latency, 0.95):.2f} s; per user "
+            + ", ".join(str(n) for _, n in sorted(rec.per_user.items()))
+            + f"; errors {sum(len(v) for v in rec.errors.values())}"
+        )
+    (shared, _, a), (alone, _, b) = runs["shared UNet calls"], runs["one at a time"]
+    print(f"images/s shared / one at a time: {shared / alone:.2f}x")
+    both = sorted(set(a) & set(b))
+    if both:
+        diffs = [int(abs(a[s] - b[s]).max()) for s in both]
+        print(f"same seeds drawn in both runs: {len(both)}; largest pixel difference {max(diffs)} of 255")
+    return 1 if any(rec.errors for _, rec, _ in runs.values()) else 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--users", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=120)
     ap.add_argument("--url", help="a running app (default: start one)")
+    ap.add_argument("--drawers", type=int, help="only this many drawing users, with and without shared steps")
     args = ap.parse_args()
+    if args.drawers:
+        return compare_drawing(args.drawers, args.seconds)
 
     started = nullcontext(args.url) if args.url else running_app({"AIGC_IMAGE_COMPILE": "now"}, 600)
     with started as url:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import itertools
 import threading
 
 import pytest
@@ -46,6 +47,27 @@ def test_iterate_runs_each_step_on_the_compute_thread_and_closes(compute):
     assert [next(stream) for _ in range(3)] == [0, 1, 2]
     stream.close()  # what Gradio does when the client goes away
     assert closed == [True] and len(set(seen)) == 1 and seen[0] != threading.get_ident()
+
+
+def test_iterate_runs_ahead_of_a_slow_consumer_and_raises_its_errors(compute):
+    """The compute thread does not wait while the consumer hands an item on (Gradio, the network)."""
+    import time
+
+    produced = []
+
+    def steps():
+        for i in range(5):
+            produced.append(i)
+            yield i
+        raise ValueError("step 5 failed")
+
+    stream = compute.iterate(steps(), ahead=True)
+    assert next(stream) == 0
+    time.sleep(0.2)  # the consumer busy elsewhere
+    assert produced == [0, 1, 2, 3, 4]
+    assert list(itertools.islice(stream, 4)) == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="step 5 failed"):
+        next(stream)
 
 
 def test_nested_submission_does_not_deadlock(compute):

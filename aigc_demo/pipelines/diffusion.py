@@ -30,6 +30,7 @@ from aigc_demo.imaging import to_pil
 from aigc_demo.pipelines.cpu_compile import CompiledUNet
 from aigc_demo.pipelines.cpu_linear import prepack_linears
 from aigc_demo.pipelines.generator import Drawn, Progress
+from aigc_demo.pipelines.step_batcher import StepBatcher, UNetCall, row_timesteps
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,14 @@ class DiffusionGenerator:
     guidance is distilled into its weights and it learned one scheduler, so requests run unguided on the
     model's own scheduler, in ``student_steps`` unless they ask for at most ``STUDENT_MAX_STEPS``."""
 
-    def __init__(self, sd, model_id: str, name: str = "diffusion", student_steps: int | None = None):
+    def __init__(
+        self,
+        sd,
+        model_id: str,
+        name: str = "diffusion",
+        student_steps: int | None = None,
+        batch_images: int = 8,
+    ):
         self.sd = sd
         self.model_id = model_id
         self.name = name
@@ -91,6 +99,8 @@ class DiffusionGenerator:
         self._base_scheduler_config = dict(sd.scheduler.config)
         self._base_scheduler_class = type(sd.scheduler).__name__
         self.unet_runner = CompiledUNet(sd.unet)  # eager until a compiled copy is ready (CPU)
+        # Requests served at once share UNet calls, up to batch_images images (2 rows each with guidance).
+        self.steps = StepBatcher(self.unet_runner, max_samples=2 * batch_images)
         self._empty_prompt_states: torch.Tensor | None = None  # see _prompt_states
 
     # -- checks ---------------------------------------------------------------------------------------
@@ -158,7 +168,8 @@ class DiffusionGenerator:
         )
         scheduler = self.new_scheduler(defaults.scheduler)
         scheduler.set_timesteps(defaults.num_inference_steps, device=self.device)
-        return sample, scheduler.timesteps[0], states
+        call = UNetCall(sample, scheduler.timesteps[0], states)
+        return sample, row_timesteps([call], [sample.shape[0]]), states  # as StepBatcher passes them
 
     # -- generation -------------------------------------------------------------------------------------
     def new_scheduler(self, name: str):
@@ -242,32 +253,47 @@ class DiffusionGenerator:
         x0 = latents
         last_preview = float("-inf")
         compiled = False
-        # 4. Denoise: guided noise (or velocity) prediction, scheduler step, a preview of the clean image.
-        for i, t in enumerate(timesteps):
-            if interrupt.is_set():
-                yield (x0 if i > 0 else latents), True, compiled
-                return
-            model_in = torch.cat([latents] * 2) if guided else latents
-            model_in = scheduler.scale_model_input(model_in, t)
-            out = self.unet_runner(model_in, t, embeddings)
-            compiled = compiled or self.unet_runner.last_call_compiled  # requests interleave step by step
-            if guided:
-                out_uncond, out_cond = out.chunk(2)
-                out = out_uncond + params.guidance_scale * (out_cond - out_uncond)
-            x_t = model_in.chunk(2)[1] if guided else model_in
-            x0 = _predicted_clean(out, x_t, t, alphas, prediction) if alphas is not None else latents
-            latents = scheduler.step(out, t, latents, **step_kwargs, return_dict=False)[0]
-            elapsed = time.perf_counter() - t0
-            done = i + 1
-            show = (
-                preview_every_s is not None
-                and done < len(timesteps)
-                and elapsed - last_preview >= preview_every_s
-            )
-            if show:
-                last_preview = elapsed
-            yield Progress(done, len(timesteps), elapsed, self._preview(x0) if show else [])
+        # 4. Denoise: guided noise (or velocity) prediction, scheduler step, a preview of the clean image. Each
+        # step's UNet input is queued with the batcher as soon as it is known (before the step's progress is
+        # reported), so requests served at once share their UNet calls.
+        call = self.steps.register(*self._unet_input(scheduler, latents, timesteps[0], guided, embeddings))
+        try:
+            for i, t in enumerate(timesteps):
+                if interrupt.is_set():
+                    yield (x0 if i > 0 else latents), True, compiled
+                    return
+                done_call = self.steps.result(call)
+                call = None
+                out, model_in = done_call.out, done_call.sample
+                compiled = compiled or done_call.compiled  # requests interleave step by step
+                if guided:
+                    out_uncond, out_cond = out.chunk(2)
+                    out = out_uncond + params.guidance_scale * (out_cond - out_uncond)
+                x_t = model_in.chunk(2)[1] if guided else model_in
+                x0 = _predicted_clean(out, x_t, t, alphas, prediction) if alphas is not None else latents
+                latents = scheduler.step(out, t, latents, **step_kwargs, return_dict=False)[0]
+                done = i + 1
+                if done < len(timesteps):
+                    call = self.steps.register(
+                        *self._unet_input(scheduler, latents, timesteps[done], guided, embeddings)
+                    )
+                elapsed = time.perf_counter() - t0
+                show = (
+                    preview_every_s is not None
+                    and done < len(timesteps)
+                    and elapsed - last_preview >= preview_every_s
+                )
+                if show:
+                    last_preview = elapsed
+                yield Progress(done, len(timesteps), elapsed, self._preview(x0) if show else [])
+        finally:
+            self.steps.withdraw(call)  # stopped, closed or failed: no one computes its next step
         yield latents, False, compiled
+
+    @staticmethod
+    def _unet_input(scheduler, latents, t, guided: bool, embeddings) -> tuple[torch.Tensor, ...]:
+        model_in = torch.cat([latents] * 2) if guided else latents
+        return scheduler.scale_model_input(model_in, t), t, embeddings
 
     def latent_path(self, start: Image.Image, end: Image.Image, frames: int) -> list[Image.Image]:
         """``frames`` pictures evenly spaced on the straight line between two images in the autoencoder's

@@ -190,7 +190,7 @@ class ImagePipeline:
         compiling = cfg.compile != "off" and plan.device.type == "cpu"
         try:
             sd, plain_unet = load_diffusion(cfg.model, encoder, dtype, plan.device, keep_plain_unet=compiling)
-            diffusion = DiffusionGenerator(sd, cfg.model)
+            diffusion = DiffusionGenerator(sd, cfg.model, batch_images=cfg.batch_images)
             generators.append(diffusion)
         except FileNotFoundError:
             if not gan_folder:
@@ -200,7 +200,11 @@ class ImagePipeline:
         if cfg.student:
             try:
                 student, _ = load_diffusion(cfg.student, encoder, dtype, plan.device, keep_plain_unet=False)
-                generators.append(DiffusionGenerator(student, cfg.student, "student", cfg.student_steps))
+                generators.append(
+                    DiffusionGenerator(
+                        student, cfg.student, "student", cfg.student_steps, batch_images=cfg.batch_images
+                    )
+                )
             except FileNotFoundError as err:
                 log.warning("few-step student not loaded (no live mode): %s", err)
         if gan_folder:
@@ -280,7 +284,7 @@ class ImagePipeline:
         return self.adapters.generator(params.adapter)
 
     # -- generation -----------------------------------------------------------------------------------
-    @on_worker
+    @on_worker(ahead=True)  # steps do not wait while each progress event travels to the client
     def generate(
         self,
         params: ImageParams | dict,

@@ -30,6 +30,7 @@ from aigc_demo.ui.shared import (
     copies_markdown,
     copies_pictures,
     copy_check_dict,
+    drawing_lane,
     failure_notice,
     pixel_gallery,
     received_file,
@@ -94,6 +95,7 @@ class ImageTab:
     def __init__(self, pipe: ImagePipeline):
         self.pipe = pipe
         self.cfg = pipe.cfg
+        self.drawing = drawing_lane(pipe.cfg.batch_images)
         self._interrupts = SessionStops(Interrupt)  # one per browser session
         self._build()
         self._wire()
@@ -281,7 +283,7 @@ class ImageTab:
                 self.chosen_info,
                 self.chosen_path,
             ],  # fmt: skip
-            concurrency_id=HEAVY,
+            **self.drawing,
             **ui,
         )
         # Interrupt asks the running job to stop after this step (and keep its images); not a cancel.
@@ -307,7 +309,7 @@ class ImageTab:
             outputs=[self.live_image, self.progress],
             trigger_mode="always_last",
             show_progress="hidden",
-            concurrency_id=HEAVY,
+            **self.drawing,
             **ui,
         )
         if self.z_sliders:
@@ -329,7 +331,7 @@ class ImageTab:
             schema=self.pipe.schema,
             head=[arg("prompt", str)],
             returns=tuple[list[FileData], dict],
-            concurrency_id=HEAVY,
+            **self.drawing,
         )
         if self.pipe.student is not None:
             api(
@@ -337,7 +339,7 @@ class ImageTab:
                 api_name="image_live",
                 head=[arg("prompt", str), arg("seed", int, 0), arg("upscale", bool, False)],
                 returns=tuple[FileData, dict],
-                concurrency_id=HEAVY,
+                **self.drawing,
             )
         if self.pipe.gan is not None:
             api(

@@ -18,6 +18,12 @@ HEAVY = "heavy"
 LIGHT = {"concurrency_id": "light", "concurrency_limit": 8}
 
 
+def drawing_lane(batch_images: int) -> dict:
+    """The lane of picture requests: as many at once as can share one UNet call (pipelines/step_batcher.py);
+    1 draws them one by one."""
+    return {"concurrency_id": "drawing", "concurrency_limit": max(1, batch_images)}
+
+
 def received_folders() -> list[Path]:
     """Where files sent to the app live: Gradio's upload cache (uploads, and what the page shows) and the app's
     staging folder for its outputs (aigc_demo/outputs.py)."""
