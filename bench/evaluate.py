@@ -5,8 +5,8 @@
 Starts app.py on a free port (its UNet compiled before it answers) and, in each round, times a 3x3 X/Y/Z sweep
 of 20-step images (/evaluate_sweep: guidance 3, 5, 7 by seeds 1, 2, 3) at the client, and the same nine pictures
 as nine /image_generate calls one after another. Prints both and their ratio, and the sweep's own split: the
-pictures, then the grid and the figures (precision/recall and KID against ~6,000 training pictures). Idle
-machine only.
+pictures, then the grid, the figures (precision/recall and KID against ~6,000 training pictures) and the
+corpus map. Idle machine only.
 """
 
 from __future__ import annotations
