@@ -473,3 +473,29 @@ def test_a_stopped_request_leaves_the_others_drawing(tiny_pipe):
     assert result.images and not other.is_alive()
     long.close()
     assert steps._pending == []  # nothing of either request is left queued
+
+
+def test_shared_calls_stay_within_their_size_and_keep_arrival_order():
+    from aigc_demo.pipelines.step_batcher import StepBatcher
+
+    calls = []
+
+    def runner(sample, timestep, states):
+        calls.append((sample.shape[0], tuple(timestep.reshape(-1).tolist())))
+        return sample * 2
+
+    batcher = StepBatcher(runner, max_samples=6)
+    rows = [2, 8, 2, 2, 2]  # a 4-picture request (8 rows) does not fit beside the others
+    waiting = [
+        batcher.register(torch.full((n, 1), float(k)), torch.tensor(10 * k), torch.zeros(n, 3))
+        for k, n in enumerate(rows)
+    ]
+    first = batcher.result(waiting[0])
+    assert calls == [(6, (0, 0, 20, 20, 30, 30))]  # the oldest that fit, one timestep per row
+    assert torch.equal(first.out, torch.full((2, 1), 0.0)) and first.batched_with == 2
+    assert torch.equal(batcher.result(waiting[3]).out, torch.full((2, 1), 6.0))  # made in that call
+    assert len(calls) == 1
+    batcher.result(waiting[1])  # alone: too big for company, more than 6 rows
+    assert calls[-1] == (8, tuple([10] * 8))
+    batcher.withdraw(waiting[4])
+    assert batcher._pending == []

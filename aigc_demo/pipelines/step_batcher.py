@@ -78,7 +78,7 @@ class StepBatcher:
             if other is call or other.key != call.key:
                 continue
             if rows + other.sample.shape[0] > self.max_samples:
-                break
+                continue  # a big request waits for a call of its own; smaller ones behind it still fit
             batch.append(other)
             rows += other.sample.shape[0]
         for taken in batch:
