@@ -240,3 +240,21 @@ def test_a_file_argument_must_be_a_file_sent_with_the_request(app_url):
         assert "was not uploaded by a user" in answer({"path": path, "meta": {"_type": "gradio.FileData"}})
         refused = answer(path)
         assert "event: error" in refused and "must be a file sent with the request" in refused, refused
+
+
+def test_clients_drawing_at_once_get_what_each_gets_alone(app_url):
+    """Requests served at once share UNet calls (their own lane): each picture as if drawn alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    requests = [
+        {"prompt": "red heart, in Twemoji style", "seed": 11},
+        {"prompt": "cat face, in OpenMoji style", "seed": 12, "scheduler": "Euler a"},
+        {"prompt": "rocket, in Noto Color Emoji style", "seed": 13, "num_inference_steps": 6},
+    ]
+    clients = [Client(app_url, verbose=False) for _ in requests]
+    with ThreadPoolExecutor(len(requests)) as pool:
+        together = list(pool.map(lambda pair: generate(pair[0], **pair[1]), zip(clients, requests)))
+    for (files, info), request in zip(together, requests, strict=True):
+        alone, _ = generate(clients[0], **request)
+        assert info["parameters"][0]["seed"] == request["seed"]
+        assert np.abs(pixels(files).astype(int) - pixels(alone).astype(int)).max() <= 2
