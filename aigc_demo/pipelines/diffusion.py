@@ -30,7 +30,7 @@ from aigc_demo.imaging import to_pil
 from aigc_demo.pipelines.cpu_compile import CompiledUNet
 from aigc_demo.pipelines.cpu_linear import prepack_linears
 from aigc_demo.pipelines.generator import Drawn, Progress
-from aigc_demo.pipelines.step_batcher import StepBatcher, UNetCall, row_timesteps
+from aigc_demo.pipelines.step_batcher import StepBatcher, row_timesteps
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +168,8 @@ class DiffusionGenerator:
         )
         scheduler = self.new_scheduler(defaults.scheduler)
         scheduler.set_timesteps(defaults.num_inference_steps, device=self.device)
-        call = UNetCall(sample, scheduler.timesteps[0], states)
-        return sample, row_timesteps([call], [sample.shape[0]]), states  # as StepBatcher passes them
+        timestep = row_timesteps([scheduler.timesteps[0]], [sample.shape[0]])  # as StepBatcher passes it
+        return sample, timestep, states
 
     # -- generation -------------------------------------------------------------------------------------
     def new_scheduler(self, name: str):

@@ -90,16 +90,16 @@ class StepBatcher:
         sizes = [c.sample.shape[0] for c in batch]
         sample = batch[0].sample if len(batch) == 1 else torch.cat([c.sample for c in batch])
         states = batch[0].states if len(batch) == 1 else torch.cat([c.states for c in batch])
-        out = self.runner(sample, row_timesteps(batch, sizes), states)
+        out = self.runner(sample, row_timesteps([c.timestep for c in batch], sizes), states)
         compiled = bool(getattr(self.runner, "last_call_compiled", False))
         for c, part in zip(batch, out.split(sizes), strict=True):
             c.out, c.compiled, c.batched_with = part, compiled, len(batch) - 1
 
 
-def row_timesteps(batch: list[UNetCall], sizes: list[int]) -> torch.Tensor:
+def row_timesteps(timesteps: list[torch.Tensor], sizes: list[int]) -> torch.Tensor:
     """The timestep as one image's call gives it (a scalar for its 1-2 rows), else one per row: the UNet
     broadcasts a scalar to every row, so both mean the same, and a call of many rows has one shape whatever
     steps its requests are at (the shape the compiled UNet is made for, ``DiffusionGenerator.compile``)."""
     if sum(sizes) <= ROWS_OF_ONE_IMAGE:
-        return batch[0].timestep
-    return torch.cat([c.timestep.reshape(-1).expand(n) for c, n in zip(batch, sizes, strict=True)])
+        return timesteps[0]
+    return torch.cat([t.reshape(-1).expand(n) for t, n in zip(timesteps, sizes, strict=True)])
