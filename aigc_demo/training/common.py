@@ -157,6 +157,41 @@ def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
 
+def sharpness(images: torch.Tensor) -> torch.Tensor:
+    """Gradient energy per image (mean squared difference of neighbours): the edge statistic. Blur spreads an
+    edge's step over more pixels, which keeps the summed gradient but lowers its energy."""
+    dx, dy = image_gradients(images)
+    return dx.pow(2).flatten(1).mean(1) + dy.pow(2).flatten(1).mean(1)
+
+
+class PerceptualFeatures(torch.nn.Module):
+    """The LDM autoencoder encoder's first two stages: the perceptual-loss feature space (no ImageNet VGG
+    here). Frozen; images in [0, 1]."""
+
+    def __init__(self, autoencoder) -> None:
+        super().__init__()
+        enc = autoencoder.encoder
+        self.conv_in, self.stages = enc.conv_in, enc.down_blocks[:2]
+        self.requires_grad_(False).eval()
+
+    @classmethod
+    def from_weights(cls, folder: Path = WEIGHTS_DIR / "autoencoder-kl-emoji") -> PerceptualFeatures:
+        from diffusers import AutoencoderKL
+
+        return cls(AutoencoderKL.from_pretrained(folder, torch_dtype=torch.float32).eval())
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        h, out = self.conv_in(image * 2 - 1), []
+        for stage in self.stages:
+            h = stage(h)
+            out.append(h)
+        return out
+
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Summed L1 between the two images' features."""
+        return sum(F.l1_loss(fa, fb) for fa, fb in zip(self(a), self(b), strict=True))
+
+
 # -- images -----------------------------------------------------------------
 def save_grid(images: torch.Tensor, path: Path, nrow: int) -> None:
     """(N, 3, H, W) in [0, 1] -> PNG grid with 2px white gutters."""
@@ -191,6 +226,16 @@ class LossLog:
             else:
                 with open(path, "w", newline="") as fh:
                     csv.writer(fh).writerow(self.fields)
+
+    def keep_until(self, step: int) -> None:
+        """Drop rows logged after ``step``: a run killed after its last checkpoint resumes from that step, and
+        its later rows would otherwise appear twice."""
+        with open(self.path, newline="") as fh:
+            rows = list(csv.reader(fh))
+        kept = rows[:1] + [r for r in rows[1:] if r and int(float(r[0])) <= step]
+        if len(kept) < len(rows):
+            with open(self.path, "w", newline="") as fh:
+                csv.writer(fh).writerows(kept)
 
     def append(self, values: dict[str, float]) -> None:
         with open(self.path, "a", newline="") as fh:

@@ -29,7 +29,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
-from torch import nn
 from tqdm import tqdm
 
 from aigc_demo.data.corpus import Corpus, load_corpus
@@ -59,23 +58,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--evaluate-only", action="store_true")
     return p.parse_args(argv)
-
-
-class Features(nn.Module):
-    """The autoencoder encoder's first two stages: the perceptual-loss feature space."""
-
-    def __init__(self, autoencoder: AutoencoderKL) -> None:
-        super().__init__()
-        enc = autoencoder.encoder
-        self.conv_in, self.stages = enc.conv_in, enc.down_blocks[:2]
-        self.requires_grad_(False).eval()
-
-    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
-        h, out = self.conv_in(image * 2 - 1), []
-        for stage in self.stages:
-            h = stage(h)
-            out.append(h)
-        return out
 
 
 @torch.inference_mode()
@@ -133,7 +115,7 @@ def scratch() -> dict:
     return {"upscaler": EmojiUpscaler(), "discriminator": PatchDiscriminator()}
 
 
-def train(args, pairs: Pairs, features: Features) -> tuple[EmojiUpscaler, TrainState]:
+def train(args, pairs: Pairs, features: common.PerceptualFeatures) -> tuple[EmojiUpscaler, TrainState]:
     start = loop.resume(
         args, {"upscaler": EmojiUpscaler, "discriminator": PatchDiscriminator}, published, scratch
     )
@@ -150,7 +132,7 @@ def train(args, pairs: Pairs, features: Features) -> tuple[EmojiUpscaler, TrainS
         low, high = pairs.crops(rows, rng.random(len(rows)) < args.degraded_fraction, rng)
         out = net(low)
         pixel = F.l1_loss(out, high)
-        perceptual = sum(F.l1_loss(a, b) for a, b in zip(features(out), features(high), strict=True))
+        perceptual = features.distance(out, high)
         loss = pixel + args.perceptual_weight * perceptual
         adversarial = torch.zeros(())
         if state.step >= args.adversarial_after:
@@ -182,13 +164,6 @@ def train(args, pairs: Pairs, features: Features) -> tuple[EmojiUpscaler, TrainS
     return net.eval(), state
 
 
-def sharpness(images: torch.Tensor) -> torch.Tensor:
-    """Gradient energy per image (mean squared difference of neighbours): the edge statistic. Blur spreads an
-    edge's step over more pixels, which keeps the summed gradient but lowers its energy."""
-    dx, dy = common.image_gradients(images)
-    return dx.pow(2).flatten(1).mean(1) + dy.pow(2).flatten(1).mean(1)
-
-
 def upscalers(net: EmojiUpscaler) -> dict:
     """The methods the card compares, each (B, 3, 64, 64) -> (B, 3, 256, 256) in [0, 1]."""
     return {
@@ -205,14 +180,14 @@ def evaluate(net: EmojiUpscaler, pairs: Pairs) -> dict:
     """Held-out PSNR and edge statistic (output's mean gradient / the real 256-px tile's) per method and input."""
     held = pairs.corpus.split_indices("heldout")
     high = common.to_tensor(pairs.high[held])
-    real_edges = sharpness(high)
+    real_edges = common.sharpness(high)
     metrics: dict = {"heldout_items": len(held)}
     for input_name, source in (("clean", pairs.corpus.images), ("autoencoded", pairs.degraded)):
         low = common.to_tensor(source[held])
         for name, method in upscalers(net).items():
             out = torch.cat([method(low[i : i + 32]) for i in range(0, len(low), 32)])
             metrics[f"{input_name}_{name}_psnr"] = float(common.psnr(out, high).mean())
-            metrics[f"{input_name}_{name}_edge_ratio"] = float((sharpness(out) / real_edges).mean())
+            metrics[f"{input_name}_{name}_edge_ratio"] = float((common.sharpness(out) / real_edges).mean())
     metrics["heldout_psnr"] = (metrics["clean_upscaler_psnr"] + metrics["autoencoded_upscaler_psnr"]) / 2
     return metrics
 
@@ -298,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         net = EmojiUpscaler.from_pretrained(args.weights_dir)
         logger.info("held-out: %s", json.dumps(evaluate(net, pairs)))
         return 0
-    net, state = train(args, pairs, Features(autoencoder))
+    net, state = train(args, pairs, common.PerceptualFeatures(autoencoder))
     shipped = as_shipped(net)
     metrics = evaluate(shipped, pairs)
     logger.info("held-out: %s", json.dumps(metrics))
