@@ -7,6 +7,10 @@ import csv
 import json
 import os
 import signal
+import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
 import torch
@@ -81,6 +85,78 @@ def test_loop_stops_on_sigterm_checkpoints_and_resumes(tmp_path, restore_signals
     first, second = state.lr_history
     assert (first["first_step"], first["last_step"], second["first_step"]) == (0, 5, 5)
     assert second["last_step"] == state.step and second["to"] < second["from"]  # the cosine decay
+
+
+KILLED_RUN = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from aigc_demo.models import PromptMatch
+    from aigc_demo.training import loop
+
+    args = loop.training_parser("toy", minutes=10.0, lr=1e-2, batch_size=4).parse_args([])
+    args.run_dir, args.weights_dir, args.log_every = Path(sys.argv[1]), Path(sys.argv[2]), 1
+    start = loop.resume(
+        args, {"scorer": PromptMatch}, lambda _: None, lambda: {"scorer": PromptMatch(text_dim=4, channels=(8,))}
+    )
+    model = start.models["scorer"].train()
+    opt = torch.optim.Adam(model.parameters())
+    x, target = torch.rand(4, 3, 16, 16), torch.randn(4, 4)
+
+    def step(state):
+        loss = (model(x) - target).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return {"loss": loss}
+
+    loop.train(args, start, {"scorer": opt}, step, ["loss"], checkpoint_seconds=0.5)
+    """
+)
+
+
+def _wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the training process made no progress"
+        time.sleep(0.05)
+
+
+def test_a_run_killed_mid_training_resumes_from_its_last_checkpoint(tmp_path, restore_signals):
+    """SIGKILL (no chance to save) after a checkpoint and more logged steps: the next run continues from the
+    checkpoint's step, with its optimizer, and loss.csv has each step once."""
+    args = _args(tmp_path, minutes=0.01)
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(args.run_dir), str(args.weights_dir)])
+    try:
+        state_file = args.run_dir / "checkpoint" / "state.json"
+        _wait_for(lambda: state_file.is_file() and json.loads(state_file.read_text())["step"] >= 3)
+        saved = json.loads(state_file.read_text())["step"]
+        _wait_for(lambda: (args.run_dir / "loss.csv").is_file() and _logged_steps(args)[-1] > saved + 2)
+    finally:
+        proc.kill()
+        proc.wait()
+    checkpointed = json.loads(state_file.read_text())["step"]  # a later checkpoint may have landed meanwhile
+    assert _logged_steps(args)[-1] > checkpointed, "killed with steps logged after the last checkpoint"
+
+    start, state = _run(args)
+    assert start.origin == "checkpoint" and start.optimizer_state is not None
+    steps = _logged_steps(args)
+    assert steps == list(range(1, state.step + 1)), "each step logged once, continuing from the checkpoint"
+    assert steps[checkpointed] == checkpointed + 1 and state.runs == 2
+
+
+def test_a_kill_between_the_checkpoint_renames_keeps_the_previous_checkpoint(tmp_path, restore_signals):
+    args = _args(tmp_path, minutes=10.0)
+    _run(args, stop_at=3)
+    (args.run_dir / "checkpoint").rename(args.run_dir / "checkpoint.old")  # as if killed mid-swap
+    assert loop.last_checkpoint(args.run_dir, ["scorer"]) == args.run_dir / "checkpoint.old"
+    args.minutes = 0.01
+    start, state = _run(args)
+    assert start.origin == "checkpoint" and state.lr_history[1]["first_step"] == 3  # resumed at step 3
+    assert (args.run_dir / "checkpoint").is_dir() and not (args.run_dir / "checkpoint.old").exists()
 
 
 def test_parser_has_the_shared_flags_and_the_scripts_own():

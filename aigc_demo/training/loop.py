@@ -20,7 +20,7 @@ import logging
 import math
 import shlex
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,9 +83,9 @@ def resume(
 ) -> Start:
     """runs/<model>/checkpoint (models, optimizers, step) -> the committed weights (the step count continues
     from metrics.json) -> ``scratch()``. ``classes`` names the checkpoint's models (``checkpoint/<name>/``)."""
-    ckpt = args.run_dir / "checkpoint"
-    state = common.load_state(args.run_dir)
-    if state is not None and all((ckpt / name / "config.json").is_file() for name in classes):
+    ckpt = last_checkpoint(args.run_dir, classes)
+    state = common.load_state(ckpt) if ckpt is not None else None
+    if state is not None:
         models = {
             name: cls.from_pretrained(ckpt / name, torch_dtype=torch.float32) for name, cls in classes.items()
         }
@@ -107,20 +107,33 @@ def resume(
 def save_checkpoint(run_dir: Path, models: Models, optimizers: Mapping, state: TrainState) -> None:
     """fp32 models (one diffusers folder each), optimizer state and step count in runs/ only.
 
-    Written to a temp dir then renamed so an interrupted save never leaves a half-written checkpoint behind.
+    Written to ``checkpoint.tmp``, then swapped in by renames, so a process killed at any moment (SIGKILL,
+    power loss) leaves a whole checkpoint behind: ``checkpoint``, or between the two renames
+    ``checkpoint.old``. ``last_checkpoint`` finds it.
     """
-    tmp, final = run_dir / "checkpoint.tmp", run_dir / "checkpoint"
-    if tmp.exists():
-        common.rmtree(tmp)
+    tmp, final, old = run_dir / "checkpoint.tmp", run_dir / "checkpoint", run_dir / "checkpoint.old"
+    for stale in (tmp, old):
+        if stale.exists() and (stale != old or final.exists()):
+            common.rmtree(stale)
     tmp.mkdir(parents=True)
     for name, model in models.items():
         save_as(model, tmp / name, torch.float32)
     torch.save({k: opt.state_dict() for k, opt in optimizers.items()}, tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps(state.to_dict(), indent=2))
+    (tmp / "state.json").write_text(json.dumps(state.to_dict(), indent=2))  # last: marks it whole
     if final.exists():
-        common.rmtree(final)
+        final.rename(old)
     tmp.rename(final)
+    if old.exists():
+        common.rmtree(old)
     (run_dir / "state.json").write_text(json.dumps(state.to_dict(), indent=2))
+
+
+def last_checkpoint(run_dir: Path, names: Iterable[str]) -> Path | None:
+    """The newest whole checkpoint folder in ``run_dir`` (see ``save_checkpoint``), or None."""
+    for folder in (run_dir / "checkpoint", run_dir / "checkpoint.old"):
+        if (folder / "state.json").is_file() and all((folder / n / "config.json").is_file() for n in names):
+            return folder
+    return None
 
 
 def train(
@@ -150,6 +163,7 @@ def train(
             opt.load_state_dict(start.optimizer_state[name])
     columns = [*fields, "lr"] if lr_at is not None else list(fields)
     log = common.LossLog(args.run_dir / "loss.csv", columns, history=args.weights_dir / "loss.csv")
+    log.keep_until(state.step)
     timer = common.Timer(args.minutes, checkpoint_seconds)
     wall0 = state.wall_seconds
     if args.minutes > 0:  # --minutes 0 only evaluates
