@@ -96,7 +96,7 @@ def test_sample_controls_come_from_the_schema(tab, pipe):
     c = tab.sample_controls
     assert (c["n"].minimum, c["n"].maximum, c["n"].value) == (1, pipe.cfg.max_samples, 16)
     assert c["temperature"].maximum == pipe.cfg.max_temperature
-    assert c["source"].value == "corpus" and [v for _, v in c["source"].choices] == ["corpus", "prior"]
+    assert c["source"].value == "corpus" and [v for _, v in c["source"].choices] == ["corpus", "posterior", "prior"]
     assert tab.attribute_controls["strength"].minimum == -pipe.cfg.max_strength
 
 
@@ -221,7 +221,7 @@ def test_bad_input_gives_the_validation_wording(tab, tmp_path, uploads):
         tab.sample(inputs(tab.sample_controls, n=0, seed=1, temperature=1.0, source="corpus"))
     with pytest.raises(gr.Error, match="seed must be a whole number"):
         tab.api_sample(n=1, seed="soon", temperature=1.0, source="prior")
-    with pytest.raises(gr.Error, match="source must be one of corpus, prior"):
+    with pytest.raises(gr.Error, match="source must be one of corpus, posterior, prior"):
         tab.api_sample(n=1, seed=1, temperature=1.0, source="moon")
     with pytest.raises(gr.Error, match="image is missing"):
         tab.api_reconstruct(None)
@@ -263,3 +263,22 @@ def test_api_endpoints_are_listed_with_defaults(tab):
     assert defaults("/latent_steer") == {"row": ..., "coefficients": ...}
     assert defaults("/latent_search") == {"query": ""}
     assert not any(name.startswith("/ui_latent") for name in named)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_disk_gives_a_clear_message_and_the_next_request_works(tab, tmp_path, monkeypatch, caplog):
+    """Writes to /dev/full fail with ENOSPC, as on a full disk: the output file is made a link to it."""
+    from aigc_demo.ui import errors, latent_tab
+
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "sample-00.png").symlink_to("/dev/full")
+    monkeypatch.setattr(latent_tab, "fresh_output_dir", lambda prefix: full)
+    with pytest.raises(gr.Error) as refused, caplog.at_level("WARNING"):
+        tab.api_sample(n=1, seed=3, temperature=1.0, source="prior")
+    assert refused.value.message == errors.DISK_FULL
+    warning = [r for r in caplog.records if "disk full" in r.getMessage()]
+    assert len(warning) == 1 and warning[0].exc_info is None, "one line in the log, no traceback"
+    monkeypatch.undo()
+    files, info = tab.api_sample(n=1, seed=3, temperature=1.0, source="prior")
+    assert info["seed"] == 3 and Path(files[0]["path"]).stat().st_size > 0
