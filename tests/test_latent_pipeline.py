@@ -563,12 +563,25 @@ def test_real_vae_reconstructs_heldout_noto_items():
 def test_corpus_gaussian_sampling_is_seeded_and_needs_an_atlas(pipe, kl_pipe):
     a, b = pipe.sample(n=3, seed=5, source="corpus"), pipe.sample(n=3, seed=5, source="corpus")
     assert np.array_equal(a.latents, b.latents) and a.seed == 5
-    with pytest.raises(ValueError, match="source must be one of corpus, prior"):
+    with pytest.raises(ValueError, match="source must be one of corpus, posterior, prior"):
         pipe.sample(n=2, seed=1, source="moon")
     # Without an atlas the corpus is no choice at all: the default is the prior.
     assert kl_pipe.sample_schema.defaults()["source"] == "prior"
     with pytest.raises(ValueError, match="source must be one of prior;"):
         kl_pipe.sample(n=2, seed=1, source="corpus")
+
+
+def test_posterior_samples_are_corpus_codes_plus_their_own_uncertainty(pipe, kl_pipe):
+    atlas = pipe.atlas
+    centre = pipe.sample(n=8, seed=4, temperature=0.0, source="posterior")
+    rows = [int(np.argmin(np.abs(atlas.means - z).sum(1))) for z in centre.latents]
+    assert np.allclose(centre.latents, atlas.means[rows]), "temperature 0: exactly a corpus row's code"
+    spread = pipe.sample(n=64, seed=4, temperature=0.05, source="posterior").latents  # rows stay apart
+    rows = [int(np.argmin(np.abs(atlas.means - z).sum(1))) for z in spread]
+    noise = (spread - atlas.means[rows]) / (0.05 * atlas.stds[rows])
+    assert 0.7 < noise.std() < 1.3, "each row's own posterior spread, scaled by the temperature"
+    with pytest.raises(ValueError, match="source must be one of prior;"):
+        kl_pipe.sample(n=2, seed=1, source="posterior")
 
 
 def test_sample_source_is_honoured(pipe):

@@ -69,12 +69,18 @@ class SampleParams:
         1.0, label="latent_temperature", low=0.0, high=Config("max_temperature"), step=0.05
     )
     # "corpus": a Gaussian fitted to the corpus latents (lands where real emoji live even where the encoder has
-    # not filled the prior); "prior": N(0, I), as the textbooks do. Bound per model: "corpus" needs an atlas.
+    # not filled the prior); "posterior": the aggregate posterior, the mixture of every corpus row's posterior
+    # (a random row's code plus its own uncertainty: the prior a VAE's encoder actually fills, as in VampPrior);
+    # "prior": N(0, I), as the textbooks do. Bound per model: the first two need an atlas.
     source: str = param(
         "corpus",
         label="latent_source",
-        choices=("corpus", "prior"),
-        choice_labels={"corpus": "latent_source_corpus", "prior": "latent_source_prior"},
+        choices=("corpus", "posterior", "prior"),
+        choice_labels={
+            "corpus": "latent_source_corpus",
+            "posterior": "latent_source_posterior",
+            "prior": "latent_source_prior",
+        },
     )
 
 
@@ -297,7 +303,7 @@ class LatentPipeline:
         self._map: CorpusMap | None = None
         self._map_lock = threading.Lock()
         # Drawing from the corpus needs its latents: without an atlas, the prior is the only source.
-        sources = ("corpus", "prior") if atlas is not None else ("prior",)
+        sources = ("corpus", "posterior", "prior") if atlas is not None else ("prior",)
         self.sample_schema = Schema(
             SampleParams, self.cfg, choices={"source": sources}, defaults={"source": sources[0]}
         )
@@ -434,9 +440,16 @@ class LatentPipeline:
         p = self.sample_schema.parse(params, **values)
         seed = validation.seed(p.seed)
         gen = torch.Generator().manual_seed(seed)
-        # 2. Latents: N(0, I), or the corpus Gaussian (its PCA: mean + eps * sqrt(variance) @ components).
+        # 2. Latents: N(0, I); a corpus row's posterior; or the corpus Gaussian (its PCA: mean + eps *
+        #    sqrt(variance) @ components).
         if p.source == "prior":
             z = (torch.randn((p.n, *self.latent_shape), generator=gen) * p.temperature).numpy()
+        elif p.source == "posterior":
+            atlas = self._need_atlas("sampling the aggregate posterior")
+            rows = torch.randint(len(atlas.means), (p.n,), generator=gen).numpy()
+            eps = torch.randn((p.n, atlas.means.shape[1]), generator=gen).numpy()
+            z = atlas.means[rows] + p.temperature * atlas.stds[rows] * eps
+            z = z.reshape(p.n, *self.latent_shape).astype(np.float32)
         else:
             atlas = self._need_atlas("sampling from the corpus")
             eps = torch.randn((p.n, len(atlas.variance)), generator=gen, dtype=torch.float64).numpy()

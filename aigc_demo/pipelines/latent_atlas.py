@@ -82,6 +82,7 @@ class LatentAtlas:
     """Posterior means of every corpus row, their PCA, and the captions (written by train_vae)."""
 
     means: np.ndarray  # (N, D) float32
+    stds: np.ndarray  # (N, D) float32: each row's posterior standard deviation
     pca_mean: np.ndarray  # (D,) float64
     components: np.ndarray  # (K, D) float64, rows = directions, by decreasing variance
     variance: np.ndarray  # (K,)
@@ -96,7 +97,12 @@ class LatentAtlas:
 
     def __post_init__(self) -> None:
         n, d = self.means.shape
-        if len(self.items) != n or self.coords.shape != (n, 2) or self.components.shape[1] != d:
+        if (
+            self.stds.shape != (n, d)
+            or len(self.items) != n
+            or self.coords.shape != (n, 2)
+            or self.components.shape[1] != d
+        ):
             raise ValueError(
                 f"inconsistent atlas: {n} latents, {len(self.items)} items, coords {self.coords.shape}, "
                 f"components {self.components.shape}"
@@ -130,6 +136,7 @@ class LatentAtlas:
         keywords = tuple(tuple(str(k) for k in r.get("keywords") or ()) for r in rows)
         return cls(
             means=t["mean"].astype(np.float32),
+            stds=np.exp(0.5 * t["logvar"].astype(np.float32)),
             pca_mean=t["pca_mean"].astype(np.float64),
             components=t["pca_components"].astype(np.float64),
             variance=t["pca_explained_variance"].astype(np.float64),
