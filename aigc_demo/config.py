@@ -146,6 +146,10 @@ class ImageConfig:
     # serves eager until it is ready (~2 min after start here), "now" compiles before the pipeline is
     # returned (benchmarks), "off" never (tests that compare images across calls; huge hub UNets).
     compile: str = "background"
+    # Where inductor keeps what compiling makes (its FX-graph cache: keyed by the torch version, the CPU's
+    # instruction set and the graph; the weights come from the loaded model), so a restart on this machine
+    # loads the compiled kernels instead of building them. "" = inductor's own default, a temp folder.
+    compile_cache: str = str(WEIGHTS_DIR / "cache" / "compiled")
 
 
 @dataclass(frozen=True)

@@ -258,11 +258,12 @@ def test_math_attention_only_for_small_latents(tiny_sd_dir):
 
 
 @pytest.mark.slow
-def test_unet_compiles_in_the_background_and_serves_only_its_shape(tiny_image_config):
-    """The app's default on CPU: eager until the compiled copy is ready, then compiled for its one shape."""
+def test_unet_compiles_in_the_background_and_serves_only_its_shape(tiny_image_config, tmp_path):
+    """The app's default on CPU: eager until the compiled copy is ready, then compiled for its one shape; a
+    restart loads the compiled graph from the cache folder instead of building it."""
     import time
 
-    cfg = tiny_image_config(max_batch_size=1, compile="background")
+    cfg = tiny_image_config(max_batch_size=1, compile="background", compile_cache=str(tmp_path / "compiled"))
     pipe = ImagePipeline.from_config(cfg)
     runner = pipe.diffusion.unet_runner
     while runner.state == "compiling":
@@ -276,6 +277,13 @@ def test_unet_compiles_in_the_background_and_serves_only_its_shape(tiny_image_co
     # ... other shapes (no guidance: a batch of 1 instead of 2) eager, without recompiling.
     assert run(pipe, seed=2, num_inference_steps=3, guidance_scale=1.0).unet == "eager"
     assert runner.compiled_calls == served + 3 and runner.ready
+    assert any((tmp_path / "compiled" / "fxgraph").rglob("*")), "the compiled graph is kept"
+
+    again = ImagePipeline.from_config(dataclasses.replace(cfg, compile="now"))  # as after a restart
+    assert again.diffusion.unet_runner.ready and again.diffusion.unet_runner.cached_graphs >= 1
+    want = run(pipe, seed=4, num_inference_steps=3, guidance_scale=cfg.guidance_scale)
+    got = run(again, seed=4, num_inference_steps=3, guidance_scale=cfg.guidance_scale)
+    assert got.unet == "compiled" and np.array_equal(pixels(got), pixels(want))
 
 
 def test_the_autocast_probe_step_runs_a_real_backward_and_leaves_no_gradients(tiny_sd_dir):

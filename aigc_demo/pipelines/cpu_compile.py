@@ -2,10 +2,11 @@
 
 On a 2-core AMX Xeon (2026-11-30; bf16, 20 guided steps at 64x64, bench/image.py) it made an image in
 0.59-0.66 s at batch 1 against 0.78-1.09 s eager (oneDNN with prepacked linears), 0.39 against 0.50 s at
-batch 8. Freezing lets inductor pack every convolution's weights once and fuse the small ops around them;
-without it ``torch.compile`` is no faster than eager. Compiling takes about a minute per input shape on such
-a CPU (bench/unet_compile.py), so the app compiles in the background and serves the eager UNet until the
-compiled one is ready and checked.
+batch 8. Freezing turns the weights into constants, so inductor folds and fuses the small ops around the
+convolutions; without it ``torch.compile`` is no faster than eager. Compiling takes about a minute per input
+shape on such a CPU (bench/unet_compile.py), so the app compiles in the background and serves the eager UNet
+until the compiled one is ready and checked. The compiled kernels are kept in ``ImageConfig.compile_cache``:
+the next start on the same machine class traces the UNet again but loads them instead of building them.
 
 It is compiled for a few input signatures (the app: batch 1 and the largest batch, with guidance, at the
 native size, the default scheduler's timesteps). Anything else (batch 3, no guidance, another size, a
@@ -20,6 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -35,7 +37,9 @@ EAGER_RETRY_S = 30.0
 # freezing: weights become constants, so convolutions are packed once and small ops fuse around them.
 # cpp_wrapper: the graph's kernels are called from C++ instead of Python, ~2 ms less per call: it matters
 # at batch 1 (bench/unet_compile.py) and costs ~20 s more compile per shape.
-INDUCTOR_OPTIONS = {"freezing": True, "cpp_wrapper": True}
+# No weight prepacking: oneDNN's packed weights are tensors inductor's FX-graph cache cannot store, so with them
+# every start compiled from scratch; without them the kernels are cached and were no slower (bench/unet_compile.py).
+INDUCTOR_OPTIONS = {"freezing": True, "cpp_wrapper": True, "cpp.weight_prepack": False}
 
 # Attention as plain matmul-softmax-matmul instead of the fused SDPA kernel, for latents up to this many
 # positions: inductor fuses it around the emoji model's 12- and 24-wide heads, which the flash kernel serves
@@ -55,6 +59,19 @@ def use_math_attention(unet: torch.nn.Module, examples: list[tuple[torch.Tensor,
     return True
 
 
+def use_compile_cache(folder: str) -> None:
+    """Keep inductor's caches in ``folder`` ("" leaves inductor's default). Process-wide: inductor reads the
+    variable whenever it looks up or stores a compiled graph."""
+    if folder:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(folder).resolve())
+
+
+def _cache_hits() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["inductor"]["fxgraph_cache_hit"])
+
+
 def _signature(*tensors: torch.Tensor) -> tuple:
     # Inference tensors (made under torch.inference_mode) dispatch differently: compiled code guards on it.
     return tuple((tuple(t.shape), t.dtype, t.device, t.is_inference()) for t in tensors)
@@ -70,6 +87,7 @@ class CompiledUNet:
         self._keys: set[tuple] = set()
         self.state = "eager"  # "compiling" -> "ready" | "failed"
         self.compile_seconds: float | None = None
+        self.cached_graphs = 0  # compiled graphs loaded from inductor's cache instead of built
         self.compiled_calls = 0  # how many calls the compiled copy served (tests, logs)
         self.last_call_compiled = False
         self.math_attention = False
@@ -126,6 +144,7 @@ class CompiledUNet:
         options = INDUCTOR_OPTIONS if options is None else options
         self.state = "compiling"
         t0 = time.perf_counter()
+        hits_before = _cache_hits()
         gap = 0.0
         try:
             self.math_attention = math_attention and use_math_attention(plain, examples)
@@ -145,6 +164,7 @@ class CompiledUNet:
             self.state = "failed"
             return
         self.compile_seconds = time.perf_counter() - t0
+        self.cached_graphs = _cache_hits() - hits_before
         if not gap <= AGREEMENT:
             log.warning("compiled UNet differs from eager by %.3f (relative); serving eager", gap)
             self.state = "failed"
@@ -153,9 +173,11 @@ class CompiledUNet:
         self._compiled = call
         self.state = "ready"
         log.info(
-            "compiled UNet ready for %d input shapes in %.0f s (relative gap to eager %.4f, %s attention)",
+            "compiled UNet ready for %d input shapes in %.0f s, %d graphs from the cache "
+            "(relative gap to eager %.4f, %s attention)",
             len(examples),
             self.compile_seconds,
+            self.cached_graphs,
             gap,
             "math" if self.math_attention else "SDPA",
         )

@@ -26,6 +26,7 @@ from aigc_demo.config import ImageConfig, model_name
 from aigc_demo.content_filter import check_images, check_text
 from aigc_demo.device import configure_threads, pick_device
 from aigc_demo.imaging import to_pil
+from aigc_demo.pipelines.cpu_compile import use_compile_cache
 from aigc_demo.pipelines.diffusion import SCHEDULER_NAMES, DiffusionGenerator, load_diffusion
 from aigc_demo.pipelines.gan import Z_OFFSET_LIMIT, GanGenerator
 from aigc_demo.pipelines.generator import Drawn, ImageGenerator, Progress
@@ -226,6 +227,7 @@ class ImagePipeline:
         if plain_unet is not None:
             # The default request and the largest batch (an A1111 habit); other batch sizes run eager.
             batches = sorted({1, cfg.max_batch_size})
+            use_compile_cache(cfg.compile_cache)
             diffusion.compile(plain_unet, cfg.compile, batches, pipe.schema.parse(prompt="warm-up"))
         return pipe
 
