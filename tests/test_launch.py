@@ -87,3 +87,29 @@ def test_a_space_binds_every_interface_and_our_variables_win():
         assert _listening(port) == {"127.0.0.1"}
     finally:
         _stop(proc)
+
+
+def test_a_model_that_fails_to_load_disables_only_its_tab(start_app, tmp_path):
+    """A broken exploration VAE (its weights file is not safetensors): the Latent tab says what failed and how to
+    fix it, and loses its endpoints; chat and pictures are served."""
+    import json
+    import urllib.request
+
+    from gradio_client import Client
+
+    broken = tmp_path / "vae"
+    broken.mkdir()
+    (broken / "config.json").write_text(json.dumps({"_class_name": "EmojiVAE", "latent_dim": 32}))
+    (broken / "diffusion_pytorch_model.safetensors").write_bytes(b"\0" * 64)
+    with start_app(AIGC_LATENT_MODEL=str(broken), AIGC_SERVER_WARMUP="false") as url:
+        client = Client(url, verbose=False)
+        names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+        assert {"/chat", "/image_generate"} <= names
+        assert not {n for n in names if n.startswith("/latent_")}, "the broken tab offers nothing"
+        reply = client.predict("Say hi.", max_new_tokens=4, temperature=0.0, api_name="/chat")
+        assert reply["new_tokens"] >= 1
+        _, info = client.predict("red apple", num_inference_steps=2, seed=1, api_name="/image_generate")
+        assert info["seed"] == 1
+        page = urllib.request.urlopen(url + "config", timeout=30).read().decode()
+        assert "Unable to load weights from checkpoint file" in page, "the error is shown"
+        assert "weights/vae-emoji" in page, "and how to fix it"
