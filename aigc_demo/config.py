@@ -144,8 +144,10 @@ class ImageConfig:
     # CPU only: compile a copy of the UNet with inductor (frozen weights) for the default request at batch 1
     # and at max_batch_size, ~1.3-1.7x faster per step (aigc_demo/pipelines/cpu_compile.py). "background"
     # serves eager until it is ready (~2 min after start here), "now" compiles before the pipeline is
-    # returned (benchmarks), "off" never (tests that compare images across calls; huge hub UNets).
-    compile: str = "background"
+    # returned (benchmarks), "auto" is "now" when compile_cache holds this machine's kernels for this UNet
+    # (the first start on a machine compiles in the background, the next ones serve compiled from the
+    # first request), "off" never (tests that compare images across calls; huge hub UNets).
+    compile: str = "auto"
     # Where inductor keeps what compiling makes (its FX-graph cache: keyed by the torch version, the CPU's
     # instruction set and the graph; the weights come from the loaded model), so a restart on this machine
     # loads the compiled kernels instead of building them. "" = inductor's own default, a temp folder.

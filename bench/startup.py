@@ -1,9 +1,11 @@
 """The first minutes after a start, as the first visitor meets them.
 
     python bench/startup.py [--minutes 4] [--env AIGC_IMAGE_COMPILE=off ...]
+    python bench/startup.py --env AIGC_IMAGE_COMPILE_CACHE=/tmp/new    # a first start: nothing cached
+    python bench/startup.py --env AIGC_IMAGE_COMPILE_CACHE=/tmp/new    # again: a restart on this machine
 
-Starts app.py as served (the UNet compiles in the background unless --env says otherwise) and, from the
-moment it answers, alternates a greedy 64-token ``/chat`` and a batch-1 ``/image_generate`` (20 DPM++ 2M
+Starts app.py as served (the UNet compiles before serving when its kernels are in the compile cache, else in
+the background, unless --env says otherwise) and, from the moment it answers, alternates a greedy 64-token ``/chat`` and a batch-1 ``/image_generate`` (20 DPM++ 2M
 steps) for ``--minutes``. Prints each sample (seconds since the app answered, chat first token and tokens/s,
 image seconds and which UNet served it), then the medians of the first minute, of the samples taken while
 the background compile ran, and of the last minute, with their ratios to the last minute (steady state).

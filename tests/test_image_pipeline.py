@@ -259,13 +259,14 @@ def test_math_attention_only_for_small_latents(tiny_sd_dir):
 
 @pytest.mark.slow
 def test_unet_compiles_in_the_background_and_serves_only_its_shape(tiny_image_config, tmp_path):
-    """The app's default on CPU: eager until the compiled copy is ready, then compiled for its one shape; a
-    restart loads the compiled graph from the cache folder instead of building it."""
+    """The app's default on CPU: the first start serves eager until the compiled copy is ready, then compiled
+    for its one shape; a restart finds the kernels in the cache folder and serves compiled from the start."""
     import time
 
-    cfg = tiny_image_config(max_batch_size=1, compile="background", compile_cache=str(tmp_path / "compiled"))
+    cfg = tiny_image_config(max_batch_size=1, compile="auto", compile_cache=str(tmp_path / "compiled"))
     pipe = ImagePipeline.from_config(cfg)
     runner = pipe.diffusion.unet_runner
+    assert runner.state == "compiling", "nothing in the cache yet: compiled in the background"
     while runner.state == "compiling":
         assert run(pipe, seed=1).images, "served eager while compiling"
         time.sleep(0.5)
@@ -279,8 +280,11 @@ def test_unet_compiles_in_the_background_and_serves_only_its_shape(tiny_image_co
     assert runner.compiled_calls == served + 3 and runner.ready
     assert any((tmp_path / "compiled" / "fxgraph").rglob("*")), "the compiled graph is kept"
 
-    again = ImagePipeline.from_config(dataclasses.replace(cfg, compile="now"))  # as after a restart
-    assert again.diffusion.unet_runner.ready and again.diffusion.unet_runner.cached_graphs >= 1
+    assert len(list((tmp_path / "compiled").glob("unet-*.json"))) == 1, "the note for the next start"
+
+    again = ImagePipeline.from_config(cfg)  # as after a restart
+    assert again.diffusion.unet_runner.ready, "compiled before serving: the kernels were in the cache"
+    assert again.diffusion.unet_runner.cached_graphs >= 1
     want = run(pipe, seed=4, num_inference_steps=3, guidance_scale=cfg.guidance_scale)
     got = run(again, seed=4, num_inference_steps=3, guidance_scale=cfg.guidance_scale)
     assert got.unet == "compiled" and np.array_equal(pixels(got), pixels(want))

@@ -16,6 +16,8 @@ minute.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import threading
@@ -64,6 +66,33 @@ def use_compile_cache(folder: str) -> None:
     variable whenever it looks up or stores a compiled graph."""
     if folder:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(folder).resolve())
+
+
+def compile_marker(
+    folder: str, plain: torch.nn.Module, examples: list[tuple[torch.Tensor, ...]]
+) -> Path | None:
+    """Where a successful compile of ``plain`` for ``examples`` on this machine class leaves its note in the cache
+    ``folder``, named by what inductor's cache depends on: torch, the CPU's flags, the options, the input
+    signatures, the thread count and the weights. None without a cache folder."""
+    if not folder:
+        return None
+    key = hashlib.sha256()
+    key.update(f"{torch.__version__} {_cpu_flags()} {sorted(INDUCTOR_OPTIONS.items())}".encode())
+    key.update(f"{[_signature(*e) for e in examples]} {torch.get_num_threads()}".encode())
+    for name, tensor in plain.state_dict().items():
+        key.update(name.encode())
+        key.update(tensor.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return Path(folder) / f"unet-{key.hexdigest()[:20]}.json"
+
+
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((line for line in info if line.startswith("flags")), "")
+    except OSError:
+        import platform
+
+        return platform.processor()
 
 
 def _cache_hits() -> int:
@@ -133,12 +162,15 @@ class CompiledUNet:
         examples: list[tuple[torch.Tensor, ...]],
         options: dict | None = None,
         math_attention: bool = True,
+        marker: Path | None = None,
     ) -> None:
         """Compile ``plain`` (an unpacked copy of the eager UNet) for each example's signature; blocking.
 
         An example is (sample, timestep, encoder_hidden_states). The compiled copy is used only if it agrees
         with the eager UNet on every example. ``options``: inductor settings (default INDUCTOR_OPTIONS);
-        ``math_attention``: allow use_math_attention (the bench turns it off to compare)."""
+        ``math_attention``: allow use_math_attention (the bench turns it off to compare); ``marker``: the note
+        (``compile_marker``) written once the compiled copy is ready, which tells the next start its kernels are
+        in the cache."""
         import torch._inductor.config as inductor_config
 
         options = INDUCTOR_OPTIONS if options is None else options
@@ -172,6 +204,10 @@ class CompiledUNet:
         self._keys = {_signature(*example) for example in examples}
         self._compiled = call
         self.state = "ready"
+        if marker is not None:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            note = {"compile_seconds": round(self.compile_seconds, 1), "cached_graphs": self.cached_graphs}
+            marker.write_text(json.dumps(note) + "\n")
         log.info(
             "compiled UNet ready for %d input shapes in %.0f s, %d graphs from the cache "
             "(relative gap to eager %.4f, %s attention)",
@@ -182,7 +218,7 @@ class CompiledUNet:
             "math" if self.math_attention else "SDPA",
         )
 
-    def compile_in_background(self, plain, examples) -> threading.Thread:
+    def compile_in_background(self, plain, examples, marker: Path | None = None) -> threading.Thread:
         """Compile on a thread at the lowest OS priority: requests served meanwhile (eager) keep the cores, and
         the compile uses what they leave (its C++ compiler processes inherit the priority)."""
         self.state = "compiling"  # at once, before the thread gets going
@@ -192,7 +228,7 @@ class CompiledUNet:
         def compile_politely() -> None:
             lowest_priority()
             torch.set_num_threads(threads)
-            self.compile(plain, examples)
+            self.compile(plain, examples, marker=marker)
 
         thread = threading.Thread(target=compile_politely, name="unet-compile", daemon=True)
         thread.start()

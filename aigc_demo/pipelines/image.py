@@ -179,7 +179,7 @@ class ImagePipeline:
         plan = pick_device()
         dtypes = {"auto": plan.dtype, "float32": torch.float32, "bfloat16": torch.bfloat16}
         dtype = dtypes[validation.choice("AIGC_IMAGE_DTYPE", cfg.dtype, list(dtypes))]
-        validation.choice("AIGC_IMAGE_COMPILE", cfg.compile, ["off", "background", "now"])
+        validation.choice("AIGC_IMAGE_COMPILE", cfg.compile, ["off", "auto", "background", "now"])
         t0 = time.perf_counter()
         gan_folder = bool(cfg.gan) and Path(cfg.gan, "config.json").is_file()
         scorer_folder = bool(cfg.scorer) and Path(cfg.scorer, "config.json").is_file()
@@ -228,7 +228,9 @@ class ImagePipeline:
             # The default request and the largest batch (an A1111 habit); other batch sizes run eager.
             batches = sorted({1, cfg.max_batch_size})
             use_compile_cache(cfg.compile_cache)
-            diffusion.compile(plain_unet, cfg.compile, batches, pipe.schema.parse(prompt="warm-up"))
+            diffusion.compile(
+                plain_unet, cfg.compile, batches, pipe.schema.parse(prompt="warm-up"), cfg.compile_cache
+            )
         return pipe
 
     # -- what is loaded -------------------------------------------------------------------------------
