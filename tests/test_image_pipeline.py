@@ -259,18 +259,25 @@ def test_math_attention_only_for_small_latents(tiny_sd_dir):
 
 @pytest.mark.slow
 def test_unet_compiles_in_the_background_and_serves_only_its_shape(tiny_image_config, tmp_path):
-    """The app's default on CPU: the first start serves eager until the compiled copy is ready, then compiled
-    for its one shape; a restart finds the kernels in the cache folder and serves compiled from the start."""
+    """The app's default on CPU: the first start serves eager while compiling, each shape compiled as soon as
+    it is checked (batch 1 before batch 2), then only those shapes; a restart finds the kernels in the cache
+    folder and serves compiled from the start."""
     import time
 
-    cfg = tiny_image_config(max_batch_size=1, compile="auto", compile_cache=str(tmp_path / "compiled"))
+    cfg = tiny_image_config(max_batch_size=2, compile="auto", compile_cache=str(tmp_path / "compiled"))
     pipe = ImagePipeline.from_config(cfg)
     runner = pipe.diffusion.unet_runner
     assert runner.state == "compiling", "nothing in the cache yet: compiled in the background"
+    served_early = False
     while runner.state == "compiling":
-        assert run(pipe, seed=1).images, "served eager while compiling"
-        time.sleep(0.5)
-    assert runner.ready, runner.state
+        if runner.compiled_shapes == 1:  # batch 1 checked, batch 2 compiling
+            early = run(pipe, seed=1, guidance_scale=cfg.guidance_scale)
+            served_early = served_early or (early.unet == "compiled" and runner.state == "compiling")
+        else:
+            assert run(pipe, seed=1).images, "served eager while compiling"
+        time.sleep(0.2)
+    assert runner.ready and runner.compiled_shapes == 2, runner.state
+    assert served_early, "batch 1 was served compiled while batch 2 compiled"
     served = runner.compiled_calls
     # The default request (guidance on, default scheduler, native size) runs compiled ...
     assert run(pipe, seed=2, num_inference_steps=3, guidance_scale=cfg.guidance_scale).unet == "compiled"

@@ -125,13 +125,16 @@ class CompiledUNet:
         compiled = self._compiled
         if compiled is not None and _signature(sample, timestep, encoder_hidden_states) in self._keys:
             try:
-                with torch.compiler.set_stance("fail_on_recompile"), torch.inference_mode():
+                with torch.inference_mode():
                     out = compiled(sample, timestep, encoder_hidden_states)[0]
                 self.compiled_calls += 1
                 self.last_call_compiled = True
                 return out
-            except Exception as err:  # a guard we did not foresee: never recompile mid-request
-                log.warning("compiled UNet refused these inputs (%s); serving eager from now on", err)
+            except NameError as err:  # the compile of another shape is tracing (see _eager): this call eager
+                if "submodule" not in str(err) or self.state != "compiling":
+                    raise
+            except Exception as err:  # never let the compiled copy fail a request
+                log.warning("compiled UNet failed on these inputs (%s); serving eager from now on", err)
                 self._compiled, self.state = None, "failed"
         self.last_call_compiled = False
         return self._eager(sample, timestep, encoder_hidden_states)
@@ -156,6 +159,11 @@ class CompiledUNet:
     def ready(self) -> bool:
         return self.state == "ready"
 
+    @property
+    def compiled_shapes(self) -> int:
+        """Input signatures served compiled so far (while compiling, the ones already checked)."""
+        return len(self._keys) if self._compiled is not None else 0
+
     def compile(
         self,
         plain: torch.nn.Module,
@@ -166,10 +174,13 @@ class CompiledUNet:
     ) -> None:
         """Compile ``plain`` (an unpacked copy of the eager UNet) for each example's signature; blocking.
 
-        An example is (sample, timestep, encoder_hidden_states). The compiled copy is used only if it agrees
-        with the eager UNet on every example. ``options``: inductor settings (default INDUCTOR_OPTIONS);
+        An example is (sample, timestep, encoder_hidden_states). Each signature is served compiled as soon as
+        its compiled code agrees with the eager UNet, before the next one is compiled (the default request's
+        batch 1 first). Served calls run "run-only" (``torch._dynamo.run``): the compiled code when its
+        guards hold, else eager, never a recompilation in the middle of a request; per thread, so the compile
+        of the next signature goes on meanwhile. ``options``: inductor settings (default INDUCTOR_OPTIONS);
         ``math_attention``: allow use_math_attention (the bench turns it off to compare); ``marker``: the note
-        (``compile_marker``) written once the compiled copy is ready, which tells the next start its kernels are
+        (``compile_marker``) written once every signature is ready, which tells the next start its kernels are
         in the cache."""
         import torch._inductor.config as inductor_config
 
@@ -180,29 +191,31 @@ class CompiledUNet:
         gap = 0.0
         try:
             self.math_attention = math_attention and use_math_attention(plain, examples)
-            with inductor_config.patch(**options), torch.inference_mode():
-                compiled = torch.compile(plain, dynamic=False)
+            compiled, run_only = torch.compile(plain, dynamic=False), torch._dynamo.run(plain)
 
-                def call(sample, timestep, states):
-                    return compiled(sample, timestep, encoder_hidden_states=states, return_dict=False)
+            def serve(sample, timestep, states):
+                return run_only(sample, timestep, encoder_hidden_states=states, return_dict=False)
 
-                for sample, timestep, states in examples:
-                    got = call(sample, timestep, states)[0].float()
+            for sample, timestep, states in examples:
+                with inductor_config.patch(**options), torch.inference_mode():
+                    got = compiled(sample, timestep, encoder_hidden_states=states, return_dict=False)[0]
                     want = self.eager(sample, timestep, encoder_hidden_states=states, return_dict=False)[0]
-                    scale = want.float().abs().max().clamp(min=1e-6)
-                    gap = max(gap, float((got - want.float()).abs().max() / scale))
+                scale = want.float().abs().max().clamp(min=1e-6)
+                gap = max(gap, float((got.float() - want.float()).abs().max() / scale))
+                if not gap <= AGREEMENT:
+                    break
+                self._keys.add(_signature(sample, timestep, states))
+                self._compiled = serve
         except Exception:
             log.exception("compiling the UNet failed; serving eager")
-            self.state = "failed"
+            self._compiled, self.state = None, "failed"
             return
         self.compile_seconds = time.perf_counter() - t0
         self.cached_graphs = _cache_hits() - hits_before
         if not gap <= AGREEMENT:
             log.warning("compiled UNet differs from eager by %.3f (relative); serving eager", gap)
-            self.state = "failed"
+            self._compiled, self.state = None, "failed"
             return
-        self._keys = {_signature(*example) for example in examples}
-        self._compiled = call
         self.state = "ready"
         if marker is not None:
             marker.parent.mkdir(parents=True, exist_ok=True)
