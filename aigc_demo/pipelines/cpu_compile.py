@@ -72,12 +72,18 @@ def compile_marker(
     folder: str, plain: torch.nn.Module, examples: list[tuple[torch.Tensor, ...]]
 ) -> Path | None:
     """Where a successful compile of ``plain`` for ``examples`` on this machine class leaves its note in the cache
-    ``folder``, named by what inductor's cache depends on: torch, the CPU's flags, the options, the input
-    signatures, the thread count and the weights. None without a cache folder."""
+    ``folder``, named by what the compiled kernels depend on: Python, torch and diffusers, the CPU's vector
+    instruction sets, the options, the input signatures, the thread count and the weights. None without a
+    cache folder."""
     if not folder:
         return None
+    import platform
+
+    import diffusers
+
     key = hashlib.sha256()
-    key.update(f"{torch.__version__} {_cpu_flags()} {sorted(INDUCTOR_OPTIONS.items())}".encode())
+    versions = f"{platform.python_version()} {torch.__version__} {diffusers.__version__}"
+    key.update(f"{versions} {_vector_isa()} {sorted(INDUCTOR_OPTIONS.items())}".encode())
     key.update(f"{[_signature(*e) for e in examples]} {torch.get_num_threads()}".encode())
     for name, tensor in plain.state_dict().items():
         key.update(name.encode())
@@ -85,25 +91,33 @@ def compile_marker(
     return Path(folder) / f"unet-{key.hexdigest()[:20]}.json"
 
 
-def _cpu_flags() -> str:
+def _vector_isa() -> str:
+    """The CPU's vector instruction sets (what inductor's C++ kernels are built for), not its whole flag list,
+    which differs between hosts of one machine class."""
+    flags = ""
     try:
         with open("/proc/cpuinfo") as info:
-            return next((line for line in info if line.startswith("flags")), "")
+            flags = next((line for line in info if line.startswith("flags")), "")
     except OSError:
-        import platform
+        pass
+    wanted = sorted({f for f in flags.split() if f.startswith(("avx", "amx", "fma", "f16c", "sse4"))})
+    return f"{torch.backends.cpu.get_cpu_capability()} {' '.join(wanted)}"
 
-        return platform.processor()
 
-
-def _cache_hits() -> int:
+def _cache_counts() -> tuple[int, int]:
+    """Inductor's FX-graph cache so far: (graphs loaded from it, graphs it stored or loaded). A graph it could
+    not store, or any graph while its cache is off, counts in neither."""
     from torch._dynamo.utils import counters
 
-    return int(counters["inductor"]["fxgraph_cache_hit"])
+    hits, misses = counters["inductor"]["fxgraph_cache_hit"], counters["inductor"]["fxgraph_cache_miss"]
+    return int(hits), int(hits + misses)
 
 
 def _signature(*tensors: torch.Tensor) -> tuple:
     # Inference tensors (made under torch.inference_mode) dispatch differently: compiled code guards on it.
-    return tuple((tuple(t.shape), t.dtype, t.device, t.is_inference()) for t in tensors)
+    return tuple(
+        (tuple(t.shape), t.stride(), t.dtype, t.device, t.is_inference(), t.requires_grad) for t in tensors
+    )
 
 
 class CompiledUNet:
@@ -114,6 +128,7 @@ class CompiledUNet:
         self.eager = eager
         self._compiled: Callable | None = None
         self._keys: set[tuple] = set()
+        self._lock = threading.Lock()
         self.state = "eager"  # "compiling" -> "ready" | "failed"
         self.compile_seconds: float | None = None
         self.cached_graphs = 0  # compiled graphs loaded from inductor's cache instead of built
@@ -130,12 +145,13 @@ class CompiledUNet:
                 self.compiled_calls += 1
                 self.last_call_compiled = True
                 return out
-            except NameError as err:  # the compile of another shape is tracing (see _eager): this call eager
-                if "submodule" not in str(err) or self.state != "compiling":
-                    raise
             except Exception as err:  # never let the compiled copy fail a request
-                log.warning("compiled UNet failed on these inputs (%s); serving eager from now on", err)
-                self._compiled, self.state = None, "failed"
+                tracing = isinstance(err, NameError) and "submodule" in str(err) and self.state == "compiling"
+                if (
+                    not tracing
+                ):  # (tracing: the compile of another shape is under way, see _eager; this call eager)
+                    log.warning("compiled UNet failed on these inputs (%s); serving eager from now on", err)
+                    self._disable()
         self.last_call_compiled = False
         return self._eager(sample, timestep, encoder_hidden_states)
 
@@ -154,6 +170,10 @@ class CompiledUNet:
                     raise
                 log.info("eager UNet call hit the background compile's tracing (%s); retrying", err)
                 time.sleep(0.05)
+
+    def _disable(self) -> None:
+        with self._lock:  # the compile thread checks the state under the same lock before publishing
+            self._compiled, self.state = None, "failed"
 
     @property
     def ready(self) -> bool:
@@ -185,9 +205,9 @@ class CompiledUNet:
         import torch._inductor.config as inductor_config
 
         options = INDUCTOR_OPTIONS if options is None else options
-        self.state = "compiling"
+        self._compiled, self._keys, self.state = None, set(), "compiling"
         t0 = time.perf_counter()
-        hits_before = _cache_hits()
+        hits_before, cached_before = _cache_counts()
         gap = 0.0
         try:
             self.math_attention = math_attention and use_math_attention(plain, examples)
@@ -200,27 +220,37 @@ class CompiledUNet:
                 with inductor_config.patch(**options), torch.inference_mode():
                     got = compiled(sample, timestep, encoder_hidden_states=states, return_dict=False)[0]
                     want = self.eager(sample, timestep, encoder_hidden_states=states, return_dict=False)[0]
+                    # Run-only falls back to the uncompiled copy, silently, where the guards do not hold: the
+                    # served call must give the compiled code's very bits, or this shape is not served.
+                    served = serve(sample, timestep, states)[0]
                 scale = want.float().abs().max().clamp(min=1e-6)
                 gap = max(gap, float((got.float() - want.float()).abs().max() / scale))
                 if not gap <= AGREEMENT:
                     break
-                self._keys.add(_signature(sample, timestep, states))
-                self._compiled = serve
+                if not torch.equal(served, got):
+                    raise RuntimeError("the served call did not run the compiled code (its guards failed)")
+                with self._lock:
+                    if self.state != "compiling":  # a served call failed meanwhile: stay off
+                        return
+                    self._keys.add(_signature(sample, timestep, states))
+                    self._compiled = serve
         except Exception:
             log.exception("compiling the UNet failed; serving eager")
-            self._compiled, self.state = None, "failed"
+            self._disable()
             return
         self.compile_seconds = time.perf_counter() - t0
-        self.cached_graphs = _cache_hits() - hits_before
+        hits, cached = _cache_counts()
+        self.cached_graphs = hits - hits_before
         if not gap <= AGREEMENT:
             log.warning("compiled UNet differs from eager by %.3f (relative); serving eager", gap)
-            self._compiled, self.state = None, "failed"
+            self._disable()
             return
-        self.state = "ready"
+        with self._lock:
+            if self.state != "compiling":
+                return
+            self.state = "ready"
         if marker is not None:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            note = {"compile_seconds": round(self.compile_seconds, 1), "cached_graphs": self.cached_graphs}
-            marker.write_text(json.dumps(note) + "\n")
+            self._write_marker(marker, cacheable=cached - cached_before >= len(examples))
         log.info(
             "compiled UNet ready for %d input shapes in %.0f s, %d graphs from the cache "
             "(relative gap to eager %.4f, %s attention)",
@@ -230,6 +260,20 @@ class CompiledUNet:
             gap,
             "math" if self.math_attention else "SDPA",
         )
+
+    def _write_marker(self, marker: Path, cacheable: bool) -> None:
+        """The note for the next start, only where inductor could store every graph; a failure to write it
+        costs the next start a background compile, nothing more."""
+        try:
+            if not cacheable:
+                marker.unlink(missing_ok=True)
+                log.info("inductor could not cache the compiled UNet: the next start compiles it again")
+                return
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            note = {"compile_seconds": round(self.compile_seconds, 1), "cached_graphs": self.cached_graphs}
+            marker.write_text(json.dumps(note) + "\n")
+        except OSError as err:
+            log.warning("could not write the compile note %s (%s)", marker, err)
 
     def compile_in_background(self, plain, examples, marker: Path | None = None) -> threading.Thread:
         """Compile on a thread at the lowest OS priority: requests served meanwhile (eager) keep the cores, and
