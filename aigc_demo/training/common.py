@@ -232,10 +232,19 @@ class LossLog:
         its later rows would otherwise appear twice."""
         with open(self.path, newline="") as fh:
             rows = list(csv.reader(fh))
-        kept = rows[:1] + [r for r in rows[1:] if r and int(float(r[0])) <= step]
+
+        def logged_by_then(row: list[str]) -> bool:  # a row torn by the kill is dropped too
+            try:
+                return int(float(row[0])) <= step
+            except (IndexError, ValueError):
+                return False
+
+        kept = rows[:1] + [r for r in rows[1:] if logged_by_then(r)]
         if len(kept) < len(rows):
-            with open(self.path, "w", newline="") as fh:
+            tmp = self.path.with_suffix(".tmp")
+            with open(tmp, "w", newline="") as fh:
                 csv.writer(fh).writerows(kept)
+            os.replace(tmp, self.path)  # a kill during the rewrite leaves the old log whole
 
     def append(self, values: dict[str, float]) -> None:
         with open(self.path, "a", newline="") as fh:

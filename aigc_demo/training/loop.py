@@ -107,9 +107,9 @@ def resume(
 def save_checkpoint(run_dir: Path, models: Models, optimizers: Mapping, state: TrainState) -> None:
     """fp32 models (one diffusers folder each), optimizer state and step count in runs/ only.
 
-    Written to ``checkpoint.tmp``, then swapped in by renames, so a process killed at any moment (SIGKILL,
-    power loss) leaves a whole checkpoint behind: ``checkpoint``, or between the two renames
-    ``checkpoint.old``. ``last_checkpoint`` finds it.
+    Written to ``checkpoint.tmp``, then swapped in by renames, so a process killed at any moment (SIGKILL)
+    leaves a whole checkpoint behind: ``checkpoint``, or between the two renames ``checkpoint.old``.
+    ``last_checkpoint`` finds it. (Nothing is fsynced: a power cut may lose the newest files.)
     """
     tmp, final, old = run_dir / "checkpoint.tmp", run_dir / "checkpoint", run_dir / "checkpoint.old"
     for stale in (tmp, old):
