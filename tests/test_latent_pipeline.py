@@ -86,7 +86,7 @@ def write_atlas(folder: Path, latent_dim: int = LATENT_DIM) -> None:
     styles = sorted(STYLES)
     tensors = {
         "mean": mean.astype(np.float16),
-        "logvar": np.zeros_like(mean, dtype=np.float16),
+        "logvar": rng.uniform(-3.0, 0.0, size=mean.shape).astype(np.float16),  # each row its own spread
         "pca_coords": ((mean - centre) @ vh[:2].T).astype(np.float16),
         "style_means": np.stack([mean[[r[3] == s for r in rows]].mean(0) for s in styles]).astype(np.float32),
         "pca_mean": centre.astype(np.float32),
