@@ -455,7 +455,8 @@ posterior picks a random corpus row and adds noise at that row's own posterior s
 `latents.safetensors`), so its samples are variations of real emoji.
 
 Held-out reconstructions (odd rows: input, even rows: reconstruction), interpolations between held-out pairs,
-and the training loss:
+and the training curves (pixel MSE, KL, the perceptual distance and the discriminator's hinge loss) of the
+VAE-GAN runs:
 
 ![reconstructions](reconstructions.png)
 
@@ -493,7 +494,9 @@ def publish(model: EmojiVAE, corpus: Corpus, metrics: dict, args: argparse.Names
     metrics.update(sample_sharpness(shipped, corpus, out, args.seed))
     write_grids(shipped, corpus, out, args.seed)
     card = model_card(metrics, corpus)
-    loop.write_record(out, args.run_dir, metrics, card, ["loss", "kl", "sigma"], "vae-emoji training")
+    loop.write_record(
+        out, args.run_dir, metrics, card, ["mse", "kl", "perceptual", "loss_d"], "vae-emoji training"
+    )
 
 
 def sharper_than_committed(weights_dir: Path, metrics: dict, heldout: np.ndarray) -> bool:
