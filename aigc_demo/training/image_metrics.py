@@ -1,9 +1,10 @@
 """Quality numbers for generated images, measured with the project's own models.
 
-Fréchet distance (the FID formula) on the posterior means of the project's exploration VAE
-(``weights/vae-emoji``, 32-d), generated images vs real held-out images: no Inception network can be
-downloaded here, and a VAE trained on this very corpus knows what emoji look like. Lower is better;
-real-vs-real (train vs held-out) is printed beside it as the floor.
+Fréchet distance (the FID formula) on the posterior means of a VAE trained on this corpus
+(``weights/vae-emoji-32d``, the 32-d sigma-VAE the exploration VAE grew from, kept fixed so that the
+distances in every model card stay comparable), generated images vs real held-out images: no Inception
+network can be downloaded here, and a VAE trained on this very corpus knows what emoji look like. Lower is
+better; real-vs-real (train vs held-out) is printed beside it as the floor.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import numpy as np
 import torch
 from scipy import linalg
 
-from aigc_demo.config import DEFAULT_LATENT_MODEL
+from aigc_demo.config import WEIGHTS_DIR
 from aigc_demo.models import EmojiVAE
+
+FD_FEATURES = WEIGHTS_DIR / "vae-emoji-32d"
 
 
 class VAEFeatures:
-    def __init__(self, folder: str = DEFAULT_LATENT_MODEL) -> None:
+    def __init__(self, folder: str | Path = FD_FEATURES) -> None:
         self.vae = EmojiVAE.from_pretrained(folder)
 
     @torch.inference_mode()

@@ -396,7 +396,7 @@ image = pipe("grinning face, in OpenMoji style", height=64, width=64, num_infere
 
 | metric | value |
 |---|---|
-| Fréchet distance on the exploration VAE's 32-d features: generated from held-out captions vs real held-out images | {metrics["heldout_fd_vae"]:.2f} |
+| Fréchet distance on the fixed 32-d VAE's features (`weights/vae-emoji-32d`): generated from held-out captions vs real held-out images | {metrics["heldout_fd_vae"]:.2f} |
 | same, generated from training captions vs those real images | {metrics["train_captions_fd_vae"]:.2f} |
 | same, real training vs real held-out images (the floor) | {metrics["real_train_vs_heldout_fd_vae"]:.2f} |
 {retrieval_rows(metrics)}

@@ -217,7 +217,7 @@ image = gen(z, sentence_embedding) * 0.5 + 0.5   # z: (B, {metrics["z_dim"]}) ~ 
 
 | metric | value |
 |---|---|
-| Fréchet distance on the exploration VAE's 32-d features, generated vs real held-out | {metrics["heldout_fd_vae"]:.2f} |
+| Fréchet distance on the fixed 32-d VAE's features (`weights/vae-emoji-32d`), generated vs real held-out | {metrics["heldout_fd_vae"]:.2f} |
 | same, real training images vs real held-out (the floor) | {metrics["real_train_vs_heldout_fd_vae"]:.2f} |
 {retrieval_rows(metrics)}
 Odd rows: real corpus images; even rows: the GAN's image for the same caption (seed 0). Then the losses of G and D
