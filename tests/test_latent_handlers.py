@@ -96,7 +96,11 @@ def test_sample_controls_come_from_the_schema(tab, pipe):
     c = tab.sample_controls
     assert (c["n"].minimum, c["n"].maximum, c["n"].value) == (1, pipe.cfg.max_samples, 16)
     assert c["temperature"].maximum == pipe.cfg.max_temperature
-    assert c["source"].value == "corpus" and [v for _, v in c["source"].choices] == ["corpus", "posterior", "prior"]
+    assert c["source"].value == "corpus" and [v for _, v in c["source"].choices] == [
+        "corpus",
+        "posterior",
+        "prior",
+    ]
     assert tab.attribute_controls["strength"].minimum == -pipe.cfg.max_strength
 
 
