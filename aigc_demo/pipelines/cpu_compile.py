@@ -40,7 +40,7 @@ EAGER_RETRY_S = 30.0
 # cpp_wrapper: the graph's kernels are called from C++ instead of Python, ~2 ms less per call: it matters
 # at batch 1 (bench/unet_compile.py) and costs ~20 s more compile per shape.
 # No weight prepacking: oneDNN's packed weights are tensors inductor's FX-graph cache cannot store, so with them
-# every start compiled from scratch; without them the kernels are cached and were no slower (bench/unet_compile.py).
+# every start compiled from scratch; without them the kernels are cached, for ~3% per call (bench/unet_compile.py).
 INDUCTOR_OPTIONS = {"freezing": True, "cpp_wrapper": True, "cpp.weight_prepack": False}
 
 # Attention as plain matmul-softmax-matmul instead of the fused SDPA kernel, for latents up to this many
