@@ -275,6 +275,17 @@ def test_channels_of_a_vector_is_a_bar_chart(pipe):
     assert chart.mode == "RGB" and chart.width == pipe.cfg.display_size
 
 
+@pytest.mark.parametrize("dim", [8, 128, 300])  # bars wider than, as wide as, narrower than 2 px at 256 px
+def test_a_bar_chart_draws_every_latent_size(dim):
+    from aigc_demo.pipelines.latent import _bar_chart
+
+    vector = np.where(np.arange(dim) % 2, 1.5, -1.5)
+    pixels = np.asarray(_bar_chart(vector, 256, 128))
+    blue = (pixels == (31, 119, 180)).all(-1)
+    red = (pixels == (214, 39, 40)).all(-1)
+    assert blue[:64].any() and red[64:].any(), "positive bars above the line, negative below"
+
+
 # ----------------------------------------------------------------------------------------------------
 # Atlas: directions, attributes, search, map
 # ----------------------------------------------------------------------------------------------------

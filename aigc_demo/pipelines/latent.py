@@ -264,10 +264,12 @@ def _bar_chart(vector: np.ndarray, width: int, height: int) -> Image.Image:
     mid = height // 2
     top = max(3.0, float(np.abs(vector).max(initial=0.0)))
     bar = width / max(1, len(vector))
+    gap = 1 if bar >= 4 else 0  # narrow bars (a 128-d latent in 256 px) touch: a gap would leave no bar
     for i, v in enumerate(vector):
         y = mid - v / top * (mid - 2)
         colour = (31, 119, 180) if v >= 0 else (214, 39, 40)
-        draw.rectangle((i * bar + 1, min(mid, y), (i + 1) * bar - 2, max(mid, y)), fill=colour)
+        x0 = i * bar + gap
+        draw.rectangle((x0, min(mid, y), max(x0, (i + 1) * bar - 1 - gap), max(mid, y)), fill=colour)
     draw.line((0, mid, width, mid), fill=(0, 0, 0))
     return img
 
