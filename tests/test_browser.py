@@ -431,3 +431,57 @@ def test_tune_pictures_teaches_a_word_and_the_image_tab_draws_it(
     page.click("#image-generate")
     page.wait_for_selector("#image-info:has-text('adapter blip-browser')", timeout=60_000)
     page.screenshot(path=str(artifacts_dir / "image-tab-adapter.png"), full_page=True)
+
+
+def test_a_full_queue_tells_the_page_it_is_busy_in_the_products_words(browser, artifacts_dir):
+    """Gradio's page shows its own fixed English sentence for a full queue; the guard gets ours shown."""
+    import socket
+    import threading
+    import time
+
+    import gradio as gr
+    from gradio_client import Client
+    from gradio_client.utils import Status
+    from starlette.middleware import Middleware
+
+    from aigc_demo.ui.guard import BUSY, RequestGuard
+
+    release = threading.Event()
+
+    def slow(text: str) -> str:
+        release.wait(60)
+        return text
+
+    with gr.Blocks() as demo:
+        box = gr.Textbox(elem_id="in")
+        out = gr.Textbox()
+        gr.Button("Go", elem_id="go").click(slow, box, out, api_name="slow", concurrency_limit=1)
+    demo.queue(max_size=1)  # one running, one waiting: the next is refused
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(
+        server_port=port, prevent_thread_lock=True, app_kwargs={"middleware": [Middleware(RequestGuard)]}
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        client = Client(url, verbose=False)
+        jobs = [client.submit("a", api_name="/slow"), client.submit("b", api_name="/slow")]
+        full = {Status.PROCESSING, Status.IN_QUEUE}  # one running, one waiting (in either order)
+        deadline = time.time() + 30
+        while {job.status().code for job in jobs} != full and time.time() < deadline:
+            time.sleep(0.1)
+        assert {job.status().code for job in jobs} == full, [job.status() for job in jobs]
+        page = browser.new_page(viewport={"width": 900, "height": 500})
+        page.goto(url)
+        page.click("#go")
+        page.get_by_text("AIGC Studio is busy").first.wait_for(timeout=15_000)  # an error toast
+        page.wait_for_timeout(600)  # its fade-in
+        page.screenshot(path=str(artifacts_dir / "queue-full.png"))
+        assert "正忙" in page.content() and "currently busy" not in page.content()
+        release.set()
+        assert [job.result(timeout=30) for job in jobs] == ["a", "b"]  # both still served
+        assert BUSY.startswith("AIGC Studio is busy")
+    finally:
+        release.set()
+        demo.close()

@@ -2,9 +2,10 @@
 
 - A request to join the queue with an empty ``session_hash`` made Gradio 6.31 fail with HTTP 500 (a KeyError
   inside its queue, with a traceback in the log): it gets a 422 that says what to send.
-- A full queue answers plain REST callers with Gradio's own "Queue is full. Max size is 16 ..."; they get the
-  product's "busy, try again" in English and Chinese (the page shows Gradio's "This application is currently
-  busy"; gradio_client raises its QueueError).
+- A full queue answers with Gradio's own "Queue is full. Max size is 16 ..." (HTTP 503); callers get the
+  product's "busy, try again" in English and Chinese instead. The page replaces a 503's text with its own fixed
+  English sentence but shows a 422's, so the page's own requests (those without gradio_client's ``x-gradio-user:
+  api`` header) get a 422; gradio_client and plain REST keep the 503 (gradio_client raises its QueueError).
 """
 
 from __future__ import annotations
@@ -38,11 +39,18 @@ class RequestGuard:
         if not more and _empty_session_hash(body):
             await _answer(send, 422, EMPTY_SESSION)
             return
-        await self.app(scope, _replaying(body, more, receive), _busy_worded(send))
+        busy_status = 422 if _from_page(scope) else 503
+        await self.app(scope, _replaying(body, more, receive), _busy_worded(send, busy_status))
 
 
 def _joins(path: str) -> bool:
     return any(part in path for part in JOIN_PATHS)
+
+
+def _from_page(scope) -> bool:
+    """The page's own join (gradio_client marks its requests ``x-gradio-user: api``; REST calls use /call/)."""
+    api = (b"x-gradio-user", b"api") in [(k.lower(), v) for k, v in scope.get("headers", [])]
+    return scope["path"].endswith("/queue/join") and not api
 
 
 def _empty_session_hash(body: bytes) -> bool:
@@ -67,8 +75,8 @@ def _replaying(body: bytes, more: bool, receive):
     return replay
 
 
-def _busy_worded(send):
-    """``send`` with a 503 (queue full) answer's body replaced by BUSY."""
+def _busy_worded(send, status: int):
+    """``send`` with a 503 (queue full) answer replaced by BUSY with ``status``."""
     held: dict | None = None
 
     async def wrapped(message):
@@ -78,7 +86,7 @@ def _busy_worded(send):
             return
         if held is not None and message["type"] == "http.response.body":
             if not message.get("more_body", False):
-                await _answer(send, 503, BUSY, held)
+                await _answer(send, status, BUSY, held)
             return
         await send(message)
 
