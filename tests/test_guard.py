@@ -38,6 +38,39 @@ def test_ordinary_requests_pass_through_with_their_body(client):
 
 
 def test_a_full_queue_answers_in_the_products_words(client):
-    r = client.post("/gradio_api/queue/join", json={"fn_index": 99, "session_hash": "abc", "data": []})
+    full = {"fn_index": 99, "session_hash": "abc", "data": []}
+    api = {"x-gradio-user": "api"}  # gradio_client's mark
+    r = client.post("/gradio_api/queue/join", json=full, headers=api)
+    assert r.status_code == 503 and r.json()["detail"] == BUSY  # gradio_client raises QueueError on a 503
+    r = client.post("/gradio_api/call/chat", json={"fn_index": 99, "data": []})
     assert r.status_code == 503 and r.json()["detail"] == BUSY
     assert "busy" in BUSY and "正忙" in BUSY
+
+
+def test_the_page_is_told_busy_in_a_status_it_shows():
+    """The page shows a 422's detail but replaces a 503's with a fixed English sentence."""
+    routes = [Route("/gradio_api/queue/join", join, methods=["POST"])]
+    page = TestClient(Starlette(routes=routes, middleware=[Middleware(RequestGuard)]))
+    r = page.post("/gradio_api/queue/join", json={"fn_index": 99, "session_hash": "abc", "data": []})
+    assert r.status_code == 422 and r.json()["detail"] == BUSY
+    r = page.post("/gradio_api/queue/join", json={"fn_index": 1, "session_hash": "abc", "data": []})
+    assert r.status_code == 200
+
+
+def test_the_queue_polls_at_the_configured_interval():
+    """calm_queue sets the intervals Gradio's queue loops actually read; a Gradio that renamed them fails here."""
+    import inspect
+
+    import gradio as gr
+    from gradio.queueing import Queue
+
+    from aigc_demo.ui.layout import calm_queue
+
+    assert "self.sleep_when_free" in inspect.getsource(Queue.start_processing)
+    assert "self.progress_update_sleep_when_free" in inspect.getsource(Queue.start_progress_updates)
+    with gr.Blocks() as demo:
+        gr.Textbox()
+    demo.queue()
+    calm_queue(demo, 0.005)
+    assert demo._queue.sleep_when_free == 0.005
+    assert demo._queue.progress_update_sleep_when_free == 0.05

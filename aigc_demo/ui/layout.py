@@ -63,4 +63,13 @@ def build_demo(registry: PipelineRegistry, cfg: AppConfig) -> gr.Blocks:
         max_size=cfg.server.queue_max_size,
         default_concurrency_limit=cfg.server.heavy_concurrency,
     )
+    calm_queue(demo, cfg.server.queue_poll_s)
     return demo
+
+
+def calm_queue(demo: gr.Blocks, poll_s: float) -> None:
+    """Gradio's queue polls for work to start (every 1 ms) and for progress to send (10 ms); both wake the
+    server whether or not anything happens. Poll at ``poll_s`` and send progress at most 20 times a second."""
+    queue = demo._queue  # no public setting for either interval (Gradio 6.31)
+    queue.sleep_when_free = max(poll_s, 0.0)
+    queue.progress_update_sleep_when_free = max(poll_s, 0.05)
