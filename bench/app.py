@@ -1,13 +1,14 @@
 """End-to-end speed through the running app's API: what a user (or a script) actually waits for.
 
-    python bench/app.py [--rounds 3] [--text-only]
+    python bench/app.py [--rounds 3] [--text-only] [--env AIGC_SERVER_QUEUE_POLL_S=0.001 ...]
 
 Starts app.py on a free port (its UNet compiled before it answers, as it does in the background when serving)
 and, in each round, calls /chat (greedy, 128 new tokens), /image_generate at batch 1 twice and at batch 8 once
 (20 DPM++ 2M steps, guidance 5), then /chat again: text and images served by one process, one after the other,
-as users mix them. Each round also streams the same chat from llama-cpp-python itself in this process (the
-same GGUF, threads and system prompt; the app idle meanwhile), timed as the client sees it, and prints the
-API's tokens/s and first token against it. ``--text-only`` skips the images (and the UNet compile). Prints the
+as users mix them. Each round also streams the same chat through the plain REST API (``/call/chat`` read with
+httpx: the serving path without gradio_client's own polling) and from llama-cpp-python itself in this process
+(the same GGUF, threads and system prompt; the app idle meanwhile), each timed as its reader sees it, and prints
+the API's and REST's tokens/s and first token against llama-cpp-python's. ``--text-only`` skips the images (and the UNet compile). Prints the
 app's own numbers (time to first token, tokens/s, seconds per image, the image dtype). Compare with
 bench/image.py and bench/text.py, which time each pipeline alone. Idle machine only.
 """
@@ -15,6 +16,7 @@ bench/image.py and bench/text.py, which time each pipeline alone. Idle machine o
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -48,6 +50,32 @@ class Stream:
             self.first,
             tps,
         )
+
+
+def rest_chat(url: str, data: list):
+    """The same chat through Gradio's plain REST API (``/call/chat``, server-sent events) with httpx: the app's
+    serving path without gradio_client, whose receiving thread looks for new messages every 50 ms."""
+    import httpx
+
+    def chat() -> tuple[str, float, float]:
+        stream = Stream()
+        with httpx.Client(base_url=url, timeout=120) as http:
+            event_id = http.post("gradio_api/call/chat", json={"data": data}).json()["event_id"]
+            with http.stream("GET", f"gradio_api/call/chat/{event_id}") as events:
+                for line in events.iter_lines():
+                    if line.startswith("data:"):
+                        payload = json.loads(line[5:])
+                        if isinstance(payload, list) and payload and isinstance(payload[0], dict):
+                            stream.saw(payload[0]["new_tokens"])
+        return stream.line("REST /call/chat")
+
+    return chat
+
+
+def chat_arguments(client, **values) -> list:
+    """Every argument of /chat in order: ``values`` by name, the rest the endpoint's defaults."""
+    params = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/chat"]["parameters"]
+    return [values.get(p["parameter_name"], p.get("parameter_default")) for p in params]
 
 
 def plain_llama_cpp():
@@ -86,14 +114,26 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--text-only", action="store_true")
+    ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the app")
     args = ap.parse_args()
     from gradio_client import Client
 
-    env = {"AIGC_IMAGE_COMPILE": "off" if args.text_only else "now"}
+    env = {
+        "AIGC_IMAGE_COMPILE": "off" if args.text_only else "now",
+        **dict(e.split("=", 1) for e in args.env),
+    }
     with running_app(env, start_timeout_s=600) as url:
         client = Client(url, verbose=False)
         plain = plain_llama_cpp()
         ratios: list[tuple[float, float]] = []
+        rest_ratios: list[tuple[float, float]] = []
+
+        rest = rest_chat(
+            url,
+            chat_arguments(
+                client, message=MESSAGE, history=[], max_new_tokens=NEW_TOKENS, temperature=0.0, seed=0
+            ),
+        )
 
         def chat() -> str:
             stream = Stream()
@@ -103,9 +143,14 @@ def main() -> int:
             out = job.result()
             line, first, tps = stream.line("API /chat")
             server = f"(server: first {out['time_to_first_token_s'] * 1e3:.0f} ms, {out['tokens_per_s']:.1f} tok/s)"
+            rest_line, rest_first, rest_tps = rest()
             reference, ref_first, ref_tps = plain()
             ratios.append((tps / ref_tps, first / ref_first))
-            return f"{line} {server} | {reference} | API/plain: tok/s {tps / ref_tps:.2f}x, first token {first / ref_first:.2f}x"
+            rest_ratios.append((rest_tps / ref_tps, rest_first / ref_first))
+            return (
+                f"{line} {server} | {rest_line} | {reference} | API/plain: tok/s {tps / ref_tps:.2f}x, first token "
+                f"{first / ref_first:.2f}x; REST/plain: {rest_tps / ref_tps:.2f}x, {rest_first / ref_first:.2f}x"
+            )
 
         def image(batch: int, seed: int) -> str:
             _, info = client.predict(
@@ -130,11 +175,13 @@ def main() -> int:
                 chat(),
                 flush=True,
             )
-        tps_ratio = statistics.median(r[0] for r in ratios)
-        first_ratio = statistics.median(r[1] for r in ratios)
-        print(
-            f"median over {len(ratios)} chats, API against llama-cpp-python: tokens/s {tps_ratio:.2f}x, first token {first_ratio:.2f}x"
-        )
+        for name, rows in (("API (gradio_client)", ratios), ("REST (httpx)", rest_ratios)):
+            tps_ratio = statistics.median(r[0] for r in rows)
+            first_ratio = statistics.median(r[1] for r in rows)
+            print(
+                f"median over {len(rows)} chats, {name} against llama-cpp-python: tokens/s {tps_ratio:.2f}x, "
+                f"first token {first_ratio:.2f}x"
+            )
     return 0
 
 
