@@ -61,24 +61,3 @@ def test_concepts_from_a_file(tmp_path, content_filter):
     path.write_text("{broken")
     with pytest.raises(ValueError, match="is not a list of concepts"):
         load_concepts(path)
-
-
-def test_the_sentence_encoder_runs_on_the_compute_thread(monkeypatch):
-    """Checks run on Gradio's threads; the model must not, or each such thread grows an OpenMP team."""
-    import threading
-
-    import aigc_demo.models as models
-    from aigc_demo.compute import compute_thread
-    from aigc_demo.pipelines.grounding import minilm_encoder
-
-    ran_on = []
-    real = models.sentence_embeddings
-
-    def recording(*args, **kwargs):
-        ran_on.append(threading.get_ident())
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(models, "sentence_embeddings", recording)
-    encode = minilm_encoder.__wrapped__(SafetyConfig().text_encoder)  # a fresh one, not the process's
-    assert encode(["a red apple", "a yellow star"]).shape == (2, 384)
-    assert ran_on and set(ran_on) == {compute_thread().run(threading.get_ident)} != {threading.get_ident()}

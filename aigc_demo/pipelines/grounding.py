@@ -15,8 +15,6 @@ from pathlib import Path
 
 import torch
 
-from aigc_demo.compute import compute_thread
-
 STYLE_LABELS = {"noto": "Noto Color Emoji", "openmoji": "OpenMoji", "twemoji": "Twemoji"}
 
 
@@ -66,22 +64,15 @@ class Grounding:
 @functools.cache
 def minilm_encoder(spec: str):
     """A batched ``encode(texts) -> (N, 384)`` on the MiniLM sentence encoder (``models.text_encoder``); one
-    per process, shared by the filter, the grounding index and Evaluate.
-
-    Whoever calls it (a request's checks run on Gradio's threads), the model runs on the compute thread, ahead
-    of queued steps (milliseconds someone waits for): a PyTorch call on any other thread would give that thread
-    an OpenMP team of its own (aigc_demo/compute.py)."""
+    per process, shared by the filter, the grounding index and Evaluate."""
     from aigc_demo.models import load_text_encoder, sentence_embeddings
 
     tokenizer, model = load_text_encoder(spec)
 
     @torch.inference_mode()
-    def embed(texts: list[str]) -> torch.Tensor:
+    def encode(texts: list[str]) -> torch.Tensor:
         return torch.cat(
             [sentence_embeddings(tokenizer, model, texts[i : i + 256]) for i in range(0, len(texts), 256)]
         )
-
-    def encode(texts: list[str]) -> torch.Tensor:
-        return compute_thread().run_first(embed, texts)
 
     return encode
