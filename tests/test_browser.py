@@ -441,7 +441,7 @@ def test_a_full_queue_tells_the_page_it_is_busy_in_the_products_words(browser, a
 
     import gradio as gr
     from gradio_client import Client
-    from gradio_client.utils import Status
+    from gradio_client.utils import QueueError, Status
     from starlette.middleware import Middleware
 
     from aigc_demo.ui.guard import BUSY, RequestGuard
@@ -479,6 +479,8 @@ def test_a_full_queue_tells_the_page_it_is_busy_in_the_products_words(browser, a
         page.wait_for_timeout(600)  # its fade-in
         page.screenshot(path=str(artifacts_dir / "queue-full.png"))
         assert "正忙" in page.content() and "currently busy" not in page.content()
+        with pytest.raises(QueueError):  # gradio_client still gets its 503
+            client.submit("c", api_name="/slow").result(timeout=30)
         release.set()
         assert [job.result(timeout=30) for job in jobs] == ["a", "b"]  # both still served
         assert BUSY.startswith("AIGC Studio is busy")

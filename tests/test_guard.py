@@ -51,10 +51,13 @@ def test_the_page_is_told_busy_in_a_status_it_shows():
     """The page shows a 422's detail but replaces a 503's with a fixed English sentence."""
     routes = [Route("/gradio_api/queue/join", join, methods=["POST"])]
     page = TestClient(Starlette(routes=routes, middleware=[Middleware(RequestGuard)]))
-    r = page.post("/gradio_api/queue/join", json={"fn_index": 99, "session_hash": "abc", "data": []})
+    full = {"fn_index": 99, "session_hash": "abc", "data": []}
+    r = page.post("/gradio_api/queue/join", json=full, headers={"x-gradio-user": "app"})  # the page's mark
     assert r.status_code == 422 and r.json()["detail"] == BUSY
-    r = page.post("/gradio_api/queue/join", json={"fn_index": 1, "session_hash": "abc", "data": []})
+    r = page.post("/gradio_api/queue/join", json={**full, "fn_index": 1}, headers={"x-gradio-user": "app"})
     assert r.status_code == 200
+    r = page.post("/gradio_api/queue/join", json=full)  # unmarked (curl, other clients): the usual 503
+    assert r.status_code == 503 and r.json()["detail"] == BUSY
 
 
 def test_the_queue_polls_at_the_configured_interval():
@@ -74,3 +77,6 @@ def test_the_queue_polls_at_the_configured_interval():
     calm_queue(demo, 0.005)
     assert demo._queue.sleep_when_free == 0.005
     assert demo._queue.progress_update_sleep_when_free == 0.05
+    for bad, kept in ((0.0, 0.001), (5.0, 0.1), (float("nan"), 0.005), (float("inf"), 0.005)):
+        calm_queue(demo, bad)  # 0 would spin the loop at 100% CPU
+        assert demo._queue.sleep_when_free == kept

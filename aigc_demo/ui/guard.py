@@ -4,8 +4,8 @@
   inside its queue, with a traceback in the log): it gets a 422 that says what to send.
 - A full queue answers with Gradio's own "Queue is full. Max size is 16 ..." (HTTP 503); callers get the
   product's "busy, try again" in English and Chinese instead. The page replaces a 503's text with its own fixed
-  English sentence but shows a 422's, so the page's own requests (those without gradio_client's ``x-gradio-user:
-  api`` header) get a 422; gradio_client and plain REST keep the 503 (gradio_client raises its QueueError).
+  English sentence but shows a 422's, so the page's own requests (marked ``x-gradio-user: app``) get a 422;
+  everyone else keeps the 503 (gradio_client, which marks its requests ``api``, raises its QueueError on it).
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ def _joins(path: str) -> bool:
 
 
 def _from_page(scope) -> bool:
-    """The page's own join (gradio_client marks its requests ``x-gradio-user: api``; REST calls use /call/)."""
-    api = (b"x-gradio-user", b"api") in [(k.lower(), v) for k, v in scope.get("headers", [])]
-    return scope["path"].endswith("/queue/join") and not api
+    """The page's own join: Gradio's front end marks its events ``x-gradio-user: app``."""
+    page = (b"x-gradio-user", b"app") in [(k.lower(), v) for k, v in scope.get("headers", [])]
+    return scope["path"].endswith("/queue/join") and page
 
 
 def _empty_session_hash(body: bytes) -> bool:
