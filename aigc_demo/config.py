@@ -240,7 +240,8 @@ class ServerConfig:
     heavy_concurrency: int = 4
     # How often Gradio's queue looks for an event to start while none can (its own default is 1 ms). Each look
     # wakes the server, and on two cores a wake-up pre-empts a model's compute thread: 1 ms costs an idle
-    # server ~10% of a core; 5 ms ~3%, for at most 5 ms more before an event starts.
+    # server ~10% of a core; 5 ms ~3%, for at most 5 ms more before an event starts. Kept within 1-100 ms.
+    # (Progress events go out at most every 50 ms.)
     queue_poll_s: float = 0.005
     # Skip the warm-up generation (tests that start many apps set this).
     warmup: bool = True

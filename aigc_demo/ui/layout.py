@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import gradio as gr
 
 from aigc_demo.config import AppConfig
@@ -69,7 +71,8 @@ def build_demo(registry: PipelineRegistry, cfg: AppConfig) -> gr.Blocks:
 
 def calm_queue(demo: gr.Blocks, poll_s: float) -> None:
     """Gradio's queue polls for work to start (every 1 ms) and for progress to send (10 ms); both wake the
-    server whether or not anything happens. Poll at ``poll_s`` and send progress at most 20 times a second."""
+    server whether or not anything happens. Poll at ``poll_s`` (kept within 1-100 ms: 0 would spin, a long
+    poll delays every event) and send progress at most 20 times a second."""
     queue = demo._queue  # no public setting for either interval (Gradio 6.31)
-    queue.sleep_when_free = max(poll_s, 0.0)
-    queue.progress_update_sleep_when_free = max(poll_s, 0.05)
+    queue.sleep_when_free = min(max(poll_s, 0.001), 0.1) if math.isfinite(poll_s) else 0.005
+    queue.progress_update_sleep_when_free = max(queue.sleep_when_free, 0.05)
