@@ -63,6 +63,8 @@ def rest_chat(url: str, data: list):
             event_id = http.post("gradio_api/call/chat", json={"data": data}).json()["event_id"]
             with http.stream("GET", f"gradio_api/call/chat/{event_id}") as events:
                 for line in events.iter_lines():
+                    if line.startswith("event: error"):
+                        raise RuntimeError(f"/call/chat failed: {events.read()[:300]!r}")
                     if line.startswith("data:"):
                         payload = json.loads(line[5:])
                         if isinstance(payload, list) and payload and isinstance(payload[0], dict):
@@ -75,6 +77,8 @@ def rest_chat(url: str, data: list):
 def chat_arguments(client, **values) -> list:
     """Every argument of /chat in order: ``values`` by name, the rest the endpoint's defaults."""
     params = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/chat"]["parameters"]
+    unknown = set(values) - {p["parameter_name"] for p in params}
+    assert not unknown, f"/chat has no parameter {unknown}"
     return [values.get(p["parameter_name"], p.get("parameter_default")) for p in params]
 
 
@@ -128,16 +132,15 @@ def main() -> int:
         ratios: list[tuple[float, float]] = []
         rest_ratios: list[tuple[float, float]] = []
 
-        rest = rest_chat(
-            url,
-            chat_arguments(
-                client, message=MESSAGE, history=[], max_new_tokens=NEW_TOKENS, temperature=0.0, seed=0
-            ),
+        # The same request for every reader: the app's default system prompt, as llama-cpp-python gets it.
+        arguments = chat_arguments(
+            client, message=MESSAGE, history=[], max_new_tokens=NEW_TOKENS, temperature=0.0, seed=0
         )
+        rest = rest_chat(url, arguments)
 
         def chat() -> str:
             stream = Stream()
-            job = client.submit(MESSAGE, [], "", NEW_TOKENS, 0.0, api_name="/chat")
+            job = client.submit(*arguments, api_name="/chat")
             for update in job:
                 stream.saw(update["new_tokens"])
             out = job.result()
