@@ -6,7 +6,7 @@ import math
 
 import gradio as gr
 
-from aigc_demo.config import AppConfig
+from aigc_demo.config import AppConfig, ServerConfig
 from aigc_demo.registry import PipelineRegistry
 from aigc_demo.ui.evaluate_tab import build_evaluate_tab
 from aigc_demo.ui.image_tab import build_image_tab
@@ -74,5 +74,6 @@ def calm_queue(demo: gr.Blocks, poll_s: float) -> None:
     server whether or not anything happens. Poll at ``poll_s`` (kept within 1-100 ms: 0 would spin, a long
     poll delays every event) and send progress at most 20 times a second."""
     queue = demo._queue  # no public setting for either interval (Gradio 6.31)
-    queue.sleep_when_free = min(max(poll_s, 0.001), 0.1) if math.isfinite(poll_s) else 0.005
+    poll_s = poll_s if math.isfinite(poll_s) else ServerConfig.queue_poll_s
+    queue.sleep_when_free = min(max(poll_s, 0.001), 0.1)
     queue.progress_update_sleep_when_free = max(queue.sleep_when_free, 0.05)
