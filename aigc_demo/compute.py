@@ -27,6 +27,7 @@ next step instead of after the image, and neither fights the other for the cores
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -51,24 +52,40 @@ class Turns:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._waiting: deque[object] = deque()
-        self._held = False
+        self._holder: int | None = None  # the thread whose turn it is
 
     def acquire(self, timeout: float) -> bool:
         ticket = object()
         with self._changed:
             self._waiting.append(ticket)
-            got = self._changed.wait_for(lambda: not self._held and self._waiting[0] is ticket, timeout)
+            got = self._changed.wait_for(lambda: self._holder is None and self._waiting[0] is ticket, timeout)
             self._waiting.remove(ticket)
             if got:
-                self._held = True
+                self._holder = threading.get_ident()
             else:
                 self._changed.notify_all()  # the next in line may be free to go now
             return got
 
     def release(self) -> None:
+        """End this thread's turn (nothing if it is not this thread's: a job that ran without one)."""
         with self._changed:
-            self._held = False
-            self._changed.notify_all()
+            if self._holder == threading.get_ident():
+                self._holder = None
+                self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def stepped_aside(self) -> Iterator[None]:
+        """Give up this thread's turn for the block, then queue for it again: for a job that waits on work of
+        the other compute thread (a fine-tune waiting for a reply to end), which would otherwise wait for it."""
+        with self._changed:
+            held = self._holder == threading.get_ident()
+        if held:
+            self.release()
+        try:
+            yield
+        finally:
+            if held:
+                self.acquire(TURN_WAIT_S)
 
 
 TURNS = Turns()

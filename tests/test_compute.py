@@ -204,3 +204,25 @@ def test_first_jobs_cannot_starve_the_others():
     for step in steps:
         step.result(5)
     assert order == ["slider", "step", "slider", "step", "slider", "step"], order
+
+
+def test_a_fine_tune_waiting_for_a_reply_lets_the_reply_have_the_cores():
+    """A fine-tune's step waits (``pause_while``) while a reply is written on the other compute thread: the
+    reply's slices must get their turn during that wait, not queue behind it for TURN_WAIT_S each."""
+    import time
+
+    from aigc_demo.compute import TURN_WAIT_S
+    from aigc_demo.training.fine_tune import pause_while
+
+    trainer, chat = ComputeThread("test-trainer"), ComputeThread("test-chat")
+    replying = threading.Event()
+    replying.set()
+    paused = trainer.submit(pause_while, replying.is_set, None)
+    time.sleep(0.1)  # the trainer's job holds its turn and waits for the reply to end
+    start = time.perf_counter()
+    for _ in range(3):  # three slices of a reply, one after another as a generation requeues them
+        chat.run(time.sleep, 0.01)
+    waited = time.perf_counter() - start
+    replying.clear()
+    paused.result(timeout=15)
+    assert waited < TURN_WAIT_S / 2, f"three 10 ms slices took {waited:.1f} s while the fine-tune waited"

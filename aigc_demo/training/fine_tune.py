@@ -18,19 +18,25 @@ from dataclasses import dataclass, field
 
 import torch
 
-from aigc_demo.compute import StopFlag
+from aigc_demo.compute import TURNS, StopFlag
 from aigc_demo.training.loop import cosine_lr
 
 MAX_PAUSE_S = 10.0  # a fine-tune waits at most this long per step, so a stream of requests cannot starve it
 
 
 def pause_while(wait_while: Callable[[], bool], stop: StopFlag | None) -> float:
-    """Sleep while ``wait_while()`` holds (at most MAX_PAUSE_S, or until ``stop``); the seconds waited."""
+    """Sleep while ``wait_while()`` holds (at most MAX_PAUSE_S, or until ``stop``); the seconds waited.
+    The cores are the other compute thread's meanwhile: what is waited for runs there."""
     t0 = time.perf_counter()
-    while (
-        wait_while() and time.perf_counter() - t0 < MAX_PAUSE_S and not (stop is not None and stop.is_set())
-    ):
-        time.sleep(0.02)
+    if not wait_while():
+        return 0.0
+    with TURNS.stepped_aside():
+        while (
+            wait_while()
+            and time.perf_counter() - t0 < MAX_PAUSE_S
+            and not (stop is not None and stop.is_set())
+        ):
+            time.sleep(0.02)
     return time.perf_counter() - t0
 
 
