@@ -41,6 +41,33 @@ def test_llama_cpp_sampling_is_reproducible_by_seed(llama_pipe):
     )
 
 
+def test_turns_the_context_already_holds_are_reused_and_the_reply_is_the_same(llama_pipe):
+    """The system prompt and a conversation's earlier turns are not read again, and a reply never depends on
+    what was asked before: the same as from a fresh context, token for token."""
+    engine = llama_pipe.engine
+    history = [
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "The capital of France is Paris."},
+    ]
+    question = "And what river runs through it?"
+
+    fresh = {}
+    for name, hist in (("second", []), ("follow-up", history)):
+        engine._held = ([], [])  # as if nothing had been asked before
+        fresh[name] = final(llama_pipe.chat(question, history=hist, params=GREEDY)).text
+        assert engine.reused_tokens == 0
+
+    final(llama_pipe.chat("What is the capital of France?", params=GREEDY))  # holds the system prompt
+    reply = final(llama_pipe.chat(question, params=GREEDY))
+    system_only = engine.reused_tokens
+    assert system_only > 0 and reply.text == fresh["second"]
+
+    final(llama_pipe.chat("What is the capital of France?", params=GREEDY))
+    follow_up = final(llama_pipe.chat(question, history=history, params=GREEDY))
+    assert engine.reused_tokens > system_only, "the first question's turn should be reused too"
+    assert follow_up.text == fresh["follow-up"]
+
+
 def test_a_long_prompt_is_read_even_when_it_takes_longer_than_the_stream_timeout(llama_pipe):
     """Reading a prompt is slow, not stuck: the first token is waited for in proportion to the prompt."""
     import dataclasses

@@ -159,6 +159,9 @@ class LlamaCppEngine:
             ids = llama.tokenize(marker.encode(), add_bos=False, special=True)
             if len(ids) == 1:
                 self._eot_ids.add(ids[0])
+        # The prompt the context holds and the turn ends up to which its keys and values are reusable.
+        self._held: tuple[list[int], list[int]] = ([], [])
+        self.reused_tokens = 0  # of the last prompt
 
     @classmethod
     def from_config(cls, cfg: TextConfig, lora: tuple[str, Path] | None = None) -> LlamaCppEngine:
@@ -197,16 +200,41 @@ class LlamaCppEngine:
         run = self._generate_here(prompt_ids, params, grammar, logprobs)
         return compute_thread(self.thread_name).iterate(run)
 
+    def _turn_ends(self, prompt_ids: Sequence[int]) -> list[int]:
+        """Where the prompt's turns end (after each end-of-turn token), short of its last token."""
+        return [i + 1 for i, t in enumerate(prompt_ids[:-1]) if t in self._eot_ids]
+
+    def _prefill(self, prompt_ids: Sequence[int]) -> list[int]:
+        """Evaluate the prompt turn by turn, up to its last turn end, reusing the turns the context already
+        holds (the system prompt, a conversation's earlier turns); returns the rest, for ``generate``.
+
+        Every prompt is evaluated in the same pieces whether or not it is reused, so a reply never depends on
+        the previous request. (llama-cpp-python's own prefix reuse evaluates whatever tail is left: a short
+        tail takes another ggml kernel whose last bits differ, and greedy text then changed with the previous
+        request, e.g. "Paris, France." against "France (The woman ...)".)"""
+        prompt_ids = list(prompt_ids)
+        ends = self._turn_ends(prompt_ids)
+        held_ids, held_ends = self._held
+        kept = max((e for e in ends if e in held_ends and held_ids[:e] == prompt_ids[:e]), default=0)
+        self._held = ([], [])  # nothing is claimed while the context changes
+        self._llm.reset()
+        self._llm.n_tokens = kept  # the next eval drops the context's keys and values past this
+        start = kept
+        for end in ends:
+            if end > kept:
+                self._llm.eval(prompt_ids[start:end])
+                start = end
+        self._held = (prompt_ids, ends)
+        self.reused_tokens = kept
+        return prompt_ids[start:]
+
     def _generate_here(self, prompt_ids, params, grammar=None, logprobs=None):
         self._llm.set_seed(params.seed)
-        # Re-evaluate the whole prompt. llama-cpp-python's prefix reuse would evaluate only the tail, but a
-        # one-token tail takes another ggml kernel whose last bits differ, and greedy text then depends on
-        # the previous request (seen: "Paris, France." vs "France (The woman ...)"). Same seed, same text
-        # wins over ~2.3 ms per cached prompt token.
-        self._llm.reset()
+        tail = self._prefill(prompt_ids)
         # min_p/top_k/top_p are llama.cpp's own samplers; temperature 0 switches it to greedy.
         yield from self._llm.generate(
-            prompt_ids,
+            tail,
+            reset=False,
             top_k=params.top_k,
             top_p=params.top_p,
             min_p=params.min_p,
