@@ -9,7 +9,12 @@ Starts app.py on a free port (its UNet compiled before it answers) unless --url 
 (batch 1, 12 DPM++ 2M steps), the rest move latent sliders (``/latent_steer``, a few milliseconds of work),
 each with a pause of 0.2-1 s between requests. Prints, per endpoint: calls, p50/p95/max latency (for chat,
 also the first token), errors, and the "busy" answers of a full queue; and the images each drawing user got,
-so a starved user shows. Idle machine only; the load generator shares the app's cores, as on loopback.
+so a starved user shows. Where the time goes on the server: an app started here runs with Gradio's own
+profiling (``GRADIO_PROFILING=1``), and the bench prints, per endpoint, how long events waited in Gradio's
+queue, how long their handlers ran and how long Gradio's own pre- and postprocessing took (for a stream,
+summed over its updates), beside what the clients saw; the rest is the event stream, file downloads and the
+clients themselves. Idle machine only; the load generator shares
+the app's cores, as on loopback.
 
 ``--drawers N`` measures shared UNet calls instead: N users who only draw (batch 1, the default 20 steps, no
 pause), once against an app that batches their steps and once against one that draws one picture at a time
@@ -41,6 +46,34 @@ def own_cpu_seconds() -> float:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def server_side(url: str) -> str:
+    """Gradio's per-event traces as a table per endpoint (milliseconds): queue wait, handler, and Gradio's
+    own pre- and postprocessing (file moves included); a stream's are summed over its updates."""
+    import httpx
+
+    answer = httpx.get(f"{url.rstrip('/')}/gradio_api/profiling/traces", timeout=30)
+    if answer.status_code != 200:
+        return "server-side times: not available (start the app with GRADIO_PROFILING=1)"
+    by_fn: dict[str, list[dict]] = defaultdict(list)
+    for trace in answer.json():
+        if trace["fn_name"] != "gradio_file_upload":
+            by_fn[trace["fn_name"]].append(trace)
+    rows = [
+        "| endpoint (server side) | events | queue wait p50 / p95 ms | handler p50 / p95 ms "
+        "| Gradio's own p50 / p95 ms |",
+        "|---|---|---|---|---|",
+    ]
+    for name, traces in sorted(by_fn.items()):
+        phases = (
+            [t["queue_wait_ms"] for t in traces],
+            [t["fn_call_ms"] for t in traces],
+            [t["total_ms"] - t["fn_call_ms"] for t in traces],  # pre/postprocessing, file moves
+        )
+        cells = [f"{statistics.median(v):.0f} / {percentile(v, 0.95):.0f}" for v in phases]
+        rows.append(f"| /{name} | {len(traces)} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 class Recorder:
@@ -172,7 +205,8 @@ def main() -> int:
     if args.drawers:
         return compare_drawing(args.drawers, args.seconds)
 
-    started = nullcontext(args.url) if args.url else running_app({"AIGC_IMAGE_COMPILE": "now"}, 600)
+    env = {"AIGC_IMAGE_COMPILE": "now", "GRADIO_PROFILING": "1"}
+    started = nullcontext(args.url) if args.url else running_app(env, 600)
     with started as url:
         rec = Recorder()
         cpu_before, wall_before = own_cpu_seconds(), time.time()
@@ -185,6 +219,7 @@ def main() -> int:
         for t in users:
             t.join(timeout=args.seconds + 300)
         cpu, wall = own_cpu_seconds() - cpu_before, time.time() - wall_before
+        server = server_side(url)
 
     print(f"{args.users} users for {args.seconds:.0f} s")
     # On loopback the clients take cores the server would have: say how much.
@@ -198,6 +233,7 @@ def main() -> int:
     drawers = sorted(rec.per_user.items())
     print("images per drawing user:", ", ".join(f"user {u}: {n}" for u, n in drawers) or "none")
     print("queue full (busy) answers:", dict(rec.busy) or 0)
+    print(server)
     errors = sum(len(v) for v in rec.errors.values())
     print("errors:", errors)
     for name, messages in rec.errors.items():
