@@ -23,6 +23,10 @@ does. Two busy thread teams on 2 cores would each run at a fraction of their spe
 2 cores decodes over 10x slower than with 2). Jobs are short (a slice of tokens, a denoising step, a
 training step) and turns are first come, first served, so a chat that arrives during a long image starts at the
 next step instead of after the image, and neither fights the other for the cores.
+
+Light work (a latent slider's picture, one GAN draw: milliseconds someone is watching) runs on a third thread,
+``LIGHT``, which takes no turns and computes with one OpenMP thread, itself (the count is per thread). It never
+waits for a denoising step or a slice of tokens, and takes at most one core from them, for those milliseconds.
 """
 
 from __future__ import annotations
@@ -95,31 +99,27 @@ TURN_WAIT_S = 5.0
 
 
 class ComputeThread:
-    """One thread that runs jobs in order, each in its turn (``TURNS``). A ``first`` job (a slider's decode:
-    milliseconds someone is watching) goes ahead of this thread's queued jobs (an image's next steps), but
-    never twice in a row while others wait: a stream of slider moves slows an image down, it cannot stop it."""
+    """One thread that runs jobs in order, each in its turn (``TURNS``) unless ``takes_turns`` is off."""
 
-    def __init__(self, name: str = "aigc-compute"):
-        self._first: deque[tuple] = deque()
-        self._rest: deque[tuple] = deque()
+    def __init__(self, name: str = "aigc-compute", takes_turns: bool = True):
+        self._jobs: deque[tuple] = deque()
         self._queued = threading.Condition()
+        self._takes_turns = takes_turns
         thread = threading.Thread(target=self._serve, name=name, daemon=True)
         thread.start()
         self._ident = thread.ident
 
-    def _next_job(self, last_was_first: bool) -> tuple[bool, tuple]:
+    def _next_job(self) -> tuple:
         with self._queued:
-            self._queued.wait_for(lambda: self._first or self._rest)
-            first = bool(self._first) and not (last_was_first and self._rest)
-            return first, (self._first if first else self._rest).popleft()
+            self._queued.wait_for(lambda: self._jobs)
+            return self._jobs.popleft()
 
     def _serve(self) -> None:
-        last_was_first = False
         while True:
-            last_was_first, (future, fn, args, kwargs) = self._next_job(last_was_first)
+            future, fn, args, kwargs = self._next_job()
             if not future.set_running_or_notify_cancel():
                 continue
-            got = TURNS.acquire(TURN_WAIT_S)
+            got = self._takes_turns and TURNS.acquire(TURN_WAIT_S)
             try:
                 future.set_result(fn(*args, **kwargs))
             except BaseException as err:
@@ -129,10 +129,10 @@ class ComputeThread:
                     TURNS.release()
             del future, fn, args, kwargs  # nothing of a finished job stays alive while the thread waits
 
-    def _queue(self, first: bool, fn: Callable[..., T], args, kwargs) -> Future[T]:
+    def _queue(self, fn: Callable[..., T], args, kwargs) -> Future[T]:
         future: Future[T] = Future()
         with self._queued:
-            (self._first if first else self._rest).append((future, fn, args, kwargs))
+            self._jobs.append((future, fn, args, kwargs))
             self._queued.notify()
         return future
 
@@ -154,28 +154,21 @@ class ComputeThread:
 
             threading.Thread(target=helper, name="aigc-compute-nested", daemon=True).start()
             return future  # runs in its caller's turn
-        return self._queue(False, fn, args, kwargs)
+        return self._queue(fn, args, kwargs)
 
     def requeue(self, fn: Callable[..., T], *args, **kwargs) -> Future[T]:
         """Queue ``fn`` behind the jobs already waiting, even from the compute thread: how a long job
         (a text generation) continues in slices without starving short ones."""
-        return self._queue(False, fn, args, kwargs)
+        return self._queue(fn, args, kwargs)
 
     def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
         """Call ``fn`` on the compute thread and return its result (or raise its exception).
 
         It runs in the caller's context, so context variables (Gradio's request-local state) still apply."""
-        return self._call(False, fn, args, kwargs)
-
-    def run_first(self, fn: Callable[..., T], *args, **kwargs) -> T:
-        """``run``, ahead of the jobs already queued (after the running one)."""
-        return self._call(True, fn, args, kwargs)
-
-    def _call(self, first: bool, fn: Callable[..., T], args, kwargs) -> T:
         if self.on_thread():
             return fn(*args, **kwargs)
         context = contextvars.copy_context()
-        return self._queue(first, context.run, (fn, *args), kwargs).result()
+        return self._queue(context.run, (fn, *args), kwargs).result()
 
     def iterate(self, items: Iterable[T], ahead: bool = False) -> Iterator[T]:
         """Advance an iterator on the compute thread, one item per job; closing this closes it there too.
@@ -240,6 +233,7 @@ class ComputeThread:
 
 SHARED = "aigc-compute"
 LLAMA_CPP = "aigc-llama.cpp"
+LIGHT = "aigc-light"
 
 _threads: dict[str, ComputeThread] = {}
 _lock = threading.Lock()
@@ -249,8 +243,22 @@ def compute_thread(name: str = SHARED) -> ComputeThread:
     """The process's compute thread of that name (started on first use): SHARED for PyTorch models."""
     with _lock:
         if name not in _threads:
-            _threads[name] = ComputeThread(name)
+            _threads[name] = ComputeThread(name, takes_turns=name != LIGHT)
+            if name == LIGHT:
+                _threads[name].submit(_one_torch_thread)
         return _threads[name]
+
+
+def _one_torch_thread() -> None:
+    """This thread's PyTorch work runs on this thread alone (OpenMP keeps the count per thread); the
+    process-wide count new threads start from is put back from a thread of its own."""
+    import torch
+
+    count = torch.get_num_threads()
+    torch.set_num_threads(1)
+    restore = threading.Thread(target=torch.set_num_threads, args=(count,), name="aigc-thread-count")
+    restore.start()
+    restore.join()
 
 
 class StopFlag(Protocol):
@@ -260,13 +268,14 @@ class StopFlag(Protocol):
     def is_set(self) -> bool: ...
 
 
-def on_worker(method=None, *, first: bool = False, ahead: bool = False):
+def on_worker(method=None, *, light: bool = False, ahead: bool = False):
     """Decorator for pipeline methods: the call runs on ``self.worker`` (plain methods and generators alike),
-    so which thread a model runs on is decided by its pipeline alone, whoever calls it. ``first=True`` (plain
-    methods) puts the call ahead of queued work: for what takes milliseconds while someone watches.
-    ``ahead=True`` (generators) makes items ahead of the consumer (``ComputeThread.iterate``)."""
+    so which thread a model runs on is decided by its pipeline alone, whoever calls it. ``light=True`` (plain
+    methods that take milliseconds while someone watches) runs it on the LIGHT thread instead, unless it is
+    called from the worker itself. ``ahead=True`` (generators) makes items ahead of the consumer
+    (``ComputeThread.iterate``)."""
     if method is None:
-        return functools.partial(on_worker, first=first, ahead=ahead)
+        return functools.partial(on_worker, light=light, ahead=ahead)
     if inspect.isgeneratorfunction(method):
 
         @functools.wraps(method)
@@ -277,7 +286,7 @@ def on_worker(method=None, *, first: bool = False, ahead: bool = False):
 
     @functools.wraps(method)
     def call(self, *args, **kwargs):
-        run = self.worker.run_first if first else self.worker.run
-        return run(method, self, *args, **kwargs)
+        worker = compute_thread(LIGHT) if light and not self.worker.on_thread() else self.worker
+        return worker.run(method, self, *args, **kwargs)
 
     return call

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from aigc_demo.compute import ComputeThread, on_worker
+from aigc_demo.compute import LIGHT, LLAMA_CPP, SHARED, ComputeThread, compute_thread, on_worker
 
 
 @pytest.fixture()
@@ -95,7 +95,6 @@ def test_a_pipeline_method_runs_on_its_pipelines_worker(compute):
 
 
 def test_named_threads_are_distinct_and_reused():
-    from aigc_demo.compute import LLAMA_CPP, SHARED, compute_thread
 
     assert compute_thread() is compute_thread(SHARED)
     shared, llama = (
@@ -168,42 +167,44 @@ def hold_the_worker(worker: ComputeThread) -> threading.Event:
     return gate
 
 
-def test_a_first_job_goes_ahead_of_the_queued_ones():
-    """A slider's decode does not wait for an image's queued steps, only for the one running."""
-    import time
+def test_a_light_job_waits_neither_for_the_running_job_nor_for_the_turns():
+    """A slider's picture is drawn while an image's step holds its worker and the cores."""
+    worker = ComputeThread("test-heavy")
 
-    worker = ComputeThread("test-first")
-    order: list[str] = []
-    gate = hold_the_worker(worker)  # the running job
-    steps = [worker.submit(order.append, f"step {i}") for i in range(3)]
-    slider = threading.Thread(target=worker.run_first, args=(order.append, "slider"))
-    slider.start()
-    time.sleep(0.1)
-    gate.set()
-    slider.join(5)
-    for step in steps:
-        step.result(5)
-    assert order == ["slider", "step 0", "step 1", "step 2"]
+    class Pipeline:
+        def __init__(self):
+            self.worker = worker
+
+        @on_worker(light=True)
+        def where(self):
+            return threading.current_thread().name
+
+        @on_worker
+        def nested(self):
+            return self.where()
+
+    gate = hold_the_worker(worker)  # the running job, in its turn
+    try:
+        assert Pipeline().where() == LIGHT
+        assert not gate.is_set()
+    finally:
+        gate.set()
+    assert Pipeline().nested() == "test-heavy", "called from its worker, a light method runs right there"
 
 
-def test_first_jobs_cannot_starve_the_others():
-    """Slider moves and an image's steps alternate while both keep coming."""
-    import time
+def test_the_light_thread_computes_alone_and_leaves_the_others_their_thread_count():
+    import torch
 
-    worker = ComputeThread("test-alternate")
-    order: list[str] = []
-    gate = hold_the_worker(worker)
-    steps = [worker.submit(order.append, "step") for _ in range(3)]
-    sliders = [threading.Thread(target=worker.run_first, args=(order.append, "slider")) for _ in range(3)]
-    for t in sliders:
-        t.start()
-    time.sleep(0.1)
-    gate.set()
-    for t in sliders:
-        t.join(5)
-    for step in steps:
-        step.result(5)
-    assert order == ["slider", "step", "slider", "step", "slider", "step"], order
+    from aigc_demo.compute import _one_torch_thread
+
+    assert compute_thread(LIGHT).run(torch.get_num_threads) == 1
+    heavy = ComputeThread("test-heavy-count")
+    before = heavy.run(torch.get_num_threads)
+    light = ComputeThread("test-light", takes_turns=False)
+    light.run(_one_torch_thread)
+    assert light.run(torch.get_num_threads) == 1
+    assert heavy.run(torch.get_num_threads) == before
+    assert ComputeThread("test-started-after").run(torch.get_num_threads) == before
 
 
 def test_a_fine_tune_waiting_for_a_reply_lets_the_reply_have_the_cores():

@@ -427,7 +427,7 @@ class ImagePipeline:
             raise ValueError("the copy check needs the scorer and weights/copy-index (AIGC_IMAGE_COPY_INDEX)")
         return self.copy_index.check(image)
 
-    @on_worker(first=True)  # one GAN step per z slider move
+    @on_worker(light=True)  # one GAN step per z slider move
     def gan_explore(self, params: ImageParams | dict, z_offset) -> GeneratedImage:
         """One GAN image with its first len(z_offset) noise dimensions moved (the z sliders)."""
         params, _ = self.check({**_as_dict(params), "generator": "gan", "batch_size": 1})

@@ -421,7 +421,7 @@ class LatentPipeline:
         cfg = self.cfg
         return load_image(image, cfg.min_image_side, cfg.max_image_pixels, self.image_size)
 
-    @on_worker(first=True)
+    @on_worker(light=True)
     def reconstruct(self, image) -> Reconstruction:
         # 1. Normalise the input exactly as the corpus was (RGB on white, square, model size).
         original = self.prepare_image(image)
@@ -431,7 +431,7 @@ class LatentPipeline:
         recon = self._decode(latent[None])[0]
         return Reconstruction(original, recon, latent, psnr(original, recon))
 
-    @on_worker(first=True)  # a slider's picture: milliseconds, watched
+    @on_worker(light=True)  # a slider's picture: milliseconds, watched
     def decode(self, latent: np.ndarray) -> Image.Image:
         return self._decode(self._latent(latent)[None])[0]
 
@@ -501,7 +501,7 @@ class LatentPipeline:
             offset += c * math.sqrt(atlas.variance[i]) * atlas.components[i]
         return (z.astype(np.float64) + offset.reshape(z.shape)).astype(np.float32)
 
-    @on_worker(first=True)
+    @on_worker(light=True)
     def steer(self, latent: np.ndarray, coefficients: Sequence[float]) -> Image.Image:
         return self.decode(self.steer_latent(latent, coefficients))
 
