@@ -49,9 +49,11 @@ class TextConfig:
     base_url: str = ""
     # The "openai" engine's bearer token, if the server wants one: set AIGC_TEXT_API_KEY (kept out of reprs).
     api_key: str | None = field(default=None, repr=False)
-    # Replies one app process streams from an "openai" engine at once; the server batches them (a local
-    # engine serves one at a time).
+    # Replies one app process streams from an "openai" engine at once; the server batches them.
     remote_streams: int = 8
+    # Replies llama.cpp writes at once, one context each (a KV cache of context_length, ~100 MB for SmolLM2),
+    # taking turns slice by slice: a new question starts within a slice instead of after the replies ahead.
+    parallel: int = 4
     # Converted GGUF -> safetensors copies live here, so transformers starts in <1 s after the first time.
     cache_dir: Path = WEIGHTS_DIR / "cache"
     # Context window we allocate. SmolLM2 was trained on 8k; 4k keeps llama.cpp's KV cache small.

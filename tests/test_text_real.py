@@ -41,6 +41,10 @@ def test_llama_cpp_sampling_is_reproducible_by_seed(llama_pipe):
     )
 
 
+def fresh_pipe(parallel: int = 1) -> TextPipeline:
+    return TextPipeline.from_config(TextConfig(engine="llama.cpp", threads=2, parallel=parallel))
+
+
 def test_turns_the_context_already_holds_are_reused_and_the_reply_is_the_same(llama_pipe):
     """The system prompt and a conversation's earlier turns are not read again, and a reply never depends on
     what was asked before: the same as from a fresh context, token for token."""
@@ -53,9 +57,9 @@ def test_turns_the_context_already_holds_are_reused_and_the_reply_is_the_same(ll
 
     fresh = {}
     for name, hist in (("second", []), ("follow-up", history)):
-        engine._held = ([], [])  # as if nothing had been asked before
-        fresh[name] = final(llama_pipe.chat(question, history=hist, params=GREEDY)).text
-        assert engine.reused_tokens == 0
+        pipe = fresh_pipe()
+        fresh[name] = final(pipe.chat(question, history=hist, params=GREEDY)).text
+        assert pipe.engine.reused_tokens == 0
 
     final(llama_pipe.chat("What is the capital of France?", params=GREEDY))  # holds the system prompt
     reply = final(llama_pipe.chat(question, params=GREEDY))
@@ -66,6 +70,34 @@ def test_turns_the_context_already_holds_are_reused_and_the_reply_is_the_same(ll
     follow_up = final(llama_pipe.chat(question, history=history, params=GREEDY))
     assert engine.reused_tokens > system_only, "the first question's turn should be reused too"
     assert follow_up.text == fresh["follow-up"]
+
+
+def test_replies_written_at_once_take_turns_and_are_each_what_they_would_be_alone():
+    import threading
+    import time
+
+    pipe = fresh_pipe(parallel=2)
+    long, short = "Write a detailed essay about the history of the printing press.", "Name three colours."
+    params = GenerationParams(max_new_tokens=96, temperature=0.0, seed=0)
+    alone = {m: final(pipe.chat(m, params=params)).text for m in (long, short)}
+
+    seen: dict[str, list[float]] = {long: [], short: []}
+    texts = {}
+
+    def ask(message: str) -> None:
+        for update in pipe.chat(message, params=params):
+            seen[message].append(time.perf_counter())
+            texts[message] = update.text
+
+    first = threading.Thread(target=ask, args=(long,))
+    first.start()
+    while not seen[long]:
+        time.sleep(0.01)
+    ask(short)
+    first.join(60)
+    assert texts == alone
+    assert seen[short][0] < seen[long][-1], "the second question waited for the first reply to end"
+    assert pipe.engine.parallel == 2 and not pipe.busy
 
 
 def test_a_long_prompt_is_read_even_when_it_takes_longer_than_the_stream_timeout(llama_pipe):

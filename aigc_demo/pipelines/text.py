@@ -138,6 +138,25 @@ PREFILL_FLOOR_TOKENS_PER_S = 20.0
 _DONE = object()
 
 
+class _Replies:
+    """Admits at most ``limit`` replies at once, and counts those being written."""
+
+    def __init__(self, limit: int):
+        self._free = threading.Semaphore(limit)
+        self._count_lock = threading.Lock()
+        self.count = 0
+
+    def __enter__(self) -> None:
+        self._free.acquire()
+        with self._count_lock:
+            self.count += 1
+
+    def __exit__(self, *exc) -> None:
+        with self._count_lock:
+            self.count -= 1
+        self._free.release()
+
+
 class TextPipeline:
     """Chat and completion on one resident engine, shared by every user."""
 
@@ -149,8 +168,9 @@ class TextPipeline:
         # A remote engine computes on its server, which batches concurrent replies; each reply's stream is read
         # on a thread of its own (_stream).
         self.remote = isinstance(engine, OpenAIEngine)
-        # One model, one generation at a time; the UI queue serialises too, this guards direct callers.
-        self._lock = threading.Lock()
+        # As many generations at once as the engine writes (llama.cpp: one per context); the UI queue limits
+        # too, this guards direct callers.
+        self._writing = _Replies(1 if self.remote else engine.parallel)
         self.worker: ComputeThread = compute_thread(SHARED if self.remote else engine.thread_name)
 
     @classmethod
@@ -193,7 +213,7 @@ class TextPipeline:
     @property
     def busy(self) -> bool:
         """A reply is being generated (a fine-tune waits for it between its steps)."""
-        return self._lock.locked()
+        return self._writing.count > 0
 
     def parse_params(self, values=None, **more) -> GenerationParams:
         """Checked settings from loose values (UI, API); missing ones take their defaults, seed -1 stays."""
@@ -338,7 +358,7 @@ class TextPipeline:
             )
             return TextUpdate(text=text, stats=stats, params=params)
 
-        with contextlib.nullcontext() if reply is not None else self._lock:
+        with contextlib.nullcontext() if reply is not None else self._writing:
             if reply is not None:
                 threading.Thread(
                     target=self._produce, args=(run, reply), name="aigc-text-remote", daemon=True

@@ -20,12 +20,15 @@ import functools
 import importlib.util
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from aigc_demo import validation
 from aigc_demo.compute import LLAMA_CPP, SHARED, compute_thread
 from aigc_demo.config import TextConfig
 from aigc_demo.device import configure_threads, usable_cores
@@ -88,12 +91,14 @@ class _IncrementalDetokenizer:
 
 
 class TextEngine(Protocol):
-    """What the pipeline needs from a model runtime. Engines are not thread-safe; the pipeline locks."""
+    """What the pipeline needs from a model runtime. Engines are not thread-safe; the pipeline admits at most
+    ``parallel`` generations at once."""
 
     name: str
     model_id: str
     context_length: int
     thread_name: str  # the compute thread it runs on (aigc_demo/compute.py)
+    parallel: int  # replies it writes at once
 
     def render_chat(self, messages: Sequence[dict[str, str]]) -> str: ...
     def tokenize(self, text: str, add_special: bool) -> list[int]: ...
@@ -129,18 +134,36 @@ class TokenLogprobs:
         return scores
 
 
+class _Context:
+    """One llama.cpp context (a ``Llama``) and what its keys and values hold: the last prompt, and the turn
+    ends up to which they are reusable."""
+
+    def __init__(self, llama):
+        self.llm = llama
+        self.held: tuple[list[int], list[int]] = ([], [])
+        self.in_use = False
+        self.last_used = 0.0
+
+
 class LlamaCppEngine:
     """GGUF through llama.cpp (llama-cpp-python). Chat template read from the GGUF itself.
 
     Generation always runs on llama.cpp's own thread, never on one that runs PyTorch: ggml's AMX kernels
     configure the tiles once per thread and oneDNN's bf16 kernels release them, so sharing a thread ends in
-    SIGILL on AMX CPUs (aigc_demo/compute.py)."""
+    SIGILL on AMX CPUs (aigc_demo/compute.py).
+
+    With several contexts (``more``: further ``Llama`` objects of the same file) it writes that many replies
+    at once, slice by slice on the one thread: a new question starts within a slice of the replies already
+    being written instead of after them. Each reply takes the free context that holds most of its prompt."""
 
     name = "llama.cpp"
     thread_name = LLAMA_CPP
 
-    def __init__(self, llama, model_id: str):
-        self._llm = llama
+    def __init__(self, llama, model_id: str, more: Sequence = ()):
+        self._llm = llama  # tokenizer, template and vocabulary: the same in every context
+        self._contexts = [_Context(c) for c in (llama, *more)]
+        self._contexts_lock = threading.Lock()
+        self.parallel = len(self._contexts)
         self.model_id = model_id
         self.context_length = llama.n_ctx()
         template = llama.metadata.get("tokenizer.chat_template")
@@ -159,28 +182,34 @@ class LlamaCppEngine:
             ids = llama.tokenize(marker.encode(), add_bos=False, special=True)
             if len(ids) == 1:
                 self._eot_ids.add(ids[0])
-        # The prompt the context holds and the turn ends up to which its keys and values are reusable.
-        self._held: tuple[list[int], list[int]] = ([], [])
-        self.reused_tokens = 0  # of the last prompt
+        self.reused_tokens = 0  # of the last prompt: tokens whose keys and values a context already held
 
     @classmethod
     def from_config(cls, cfg: TextConfig, lora: tuple[str, Path] | None = None) -> LlamaCppEngine:
-        """The configured GGUF; with ``lora`` (a name and a GGUF adapter file) llama.cpp adds the adapter to
-        every layer it covers, without merging (the quantised weights stay as they are)."""
+        """The configured GGUF in ``cfg.parallel`` contexts; with ``lora`` (a name and a GGUF adapter file),
+        in one context, with llama.cpp adding the adapter to every layer it covers, without merging (the
+        quantised weights stay as they are)."""
         import llama_cpp
 
         folder, gguf = resolve_model_path(cfg.model)
         path = Path(folder) / (gguf or "")
         threads = cfg.threads or usable_cores()
-        llama = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=cfg.context_length,
-            n_threads=threads,
-            n_threads_batch=threads,
-            lora_path=None if lora is None else str(lora[1]),
-            verbose=False,
+
+        def context():
+            return llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=cfg.context_length,
+                n_threads=threads,
+                n_threads_batch=threads,
+                lora_path=None if lora is None else str(lora[1]),
+                verbose=False,
+            )
+
+        count = 1 if lora is not None else validation.in_range("AIGC_TEXT_PARALLEL", cfg.parallel, 1, 16)
+        contexts = [context() for _ in range(count)]
+        return cls(
+            contexts[0], model_id=cfg.model if lora is None else f"{cfg.model} + {lora[0]}", more=contexts[1:]
         )
-        return cls(llama, model_id=cfg.model if lora is None else f"{cfg.model} + {lora[0]}")
 
     def render_chat(self, messages):
         return self._formatter(messages=list(messages)).prompt
@@ -204,7 +233,27 @@ class LlamaCppEngine:
         """Where the prompt's turns end (after each end-of-turn token), short of its last token."""
         return [i + 1 for i, t in enumerate(prompt_ids[:-1]) if t in self._eot_ids]
 
-    def _prefill(self, prompt_ids: Sequence[int]) -> list[int]:
+    @staticmethod
+    def _reusable(context: _Context, prompt_ids: list[int], ends: list[int]) -> int:
+        """How much of the prompt the context holds: the last turn end both share."""
+        held_ids, held_ends = context.held
+        return max((e for e in ends if e in held_ends and held_ids[:e] == prompt_ids[:e]), default=0)
+
+    def _take(self, prompt_ids: list[int], ends: list[int]) -> _Context:
+        """The free context that holds most of the prompt (else the one idle longest), marked in use."""
+        with self._contexts_lock:
+            free = [c for c in self._contexts if not c.in_use]
+            if not free:
+                raise RuntimeError(f"all {self.parallel} llama.cpp contexts are busy")
+            context = max(free, key=lambda c: (self._reusable(c, prompt_ids, ends), -c.last_used))
+            context.in_use = True
+            return context
+
+    def _give_back(self, context: _Context) -> None:
+        with self._contexts_lock:
+            context.in_use, context.last_used = False, time.monotonic()
+
+    def _prefill(self, context: _Context, prompt_ids: list[int], ends: list[int]) -> list[int]:
         """Evaluate the prompt turn by turn, up to its last turn end, reusing the turns the context already
         holds (the system prompt, a conversation's earlier turns); returns the rest, for ``generate``.
 
@@ -212,41 +261,45 @@ class LlamaCppEngine:
         the previous request. (llama-cpp-python's own prefix reuse evaluates whatever tail is left: a short
         tail takes another ggml kernel whose last bits differ, and greedy text then changed with the previous
         request, e.g. "Paris, France." against "France (The woman ...)".)"""
-        prompt_ids = list(prompt_ids)
-        ends = self._turn_ends(prompt_ids)
-        held_ids, held_ends = self._held
-        kept = max((e for e in ends if e in held_ends and held_ids[:e] == prompt_ids[:e]), default=0)
-        self._held = ([], [])  # nothing is claimed while the context changes
-        self._llm.reset()
-        self._llm.n_tokens = kept  # the next eval drops the context's keys and values past this
+        kept = self._reusable(context, prompt_ids, ends)
+        context.held = ([], [])  # nothing is claimed while the context changes
+        llm = context.llm
+        llm.reset()
+        llm.n_tokens = kept  # the next eval drops the context's keys and values past this
         start = kept
         for end in ends:
             if end > kept:
-                self._llm.eval(prompt_ids[start:end])
+                llm.eval(prompt_ids[start:end])
                 start = end
-        self._held = (prompt_ids, ends)
+        context.held = (prompt_ids, ends)
         self.reused_tokens = kept
         return prompt_ids[start:]
 
     def _generate_here(self, prompt_ids, params, grammar=None, logprobs=None):
-        self._llm.set_seed(params.seed)
-        tail = self._prefill(prompt_ids)
-        # min_p/top_k/top_p are llama.cpp's own samplers; temperature 0 switches it to greedy.
-        yield from self._llm.generate(
-            tail,
-            reset=False,
-            top_k=params.top_k,
-            top_p=params.top_p,
-            min_p=params.min_p,
-            temp=params.temperature,
-            repeat_penalty=params.repetition_penalty,
-            grammar=grammar,
-            logits_processor=[
-                *([logprobs] if logprobs is not None else []),  # first: it must see the raw logits
-                *([GreenListBias(self._llm.n_vocab())] if params.watermark else []),
-            ]
-            or None,
-        )
+        prompt_ids = list(prompt_ids)
+        ends = self._turn_ends(prompt_ids)
+        context = self._take(prompt_ids, ends)
+        try:
+            context.llm.set_seed(params.seed)
+            tail = self._prefill(context, prompt_ids, ends)
+            # min_p/top_k/top_p are llama.cpp's own samplers; temperature 0 switches it to greedy.
+            yield from context.llm.generate(
+                tail,
+                reset=False,
+                top_k=params.top_k,
+                top_p=params.top_p,
+                min_p=params.min_p,
+                temp=params.temperature,
+                repeat_penalty=params.repetition_penalty,
+                grammar=grammar,
+                logits_processor=[
+                    *([logprobs] if logprobs is not None else []),  # first: it must see the raw logits
+                    *([GreenListBias(self._llm.n_vocab())] if params.watermark else []),
+                ]
+                or None,
+            )
+        finally:
+            self._give_back(context)
 
 
 class TransformersEngine:
@@ -256,6 +309,7 @@ class TransformersEngine:
 
     name = "transformers"
     thread_name = SHARED  # one OpenMP team with the image and latent models (aigc_demo/compute.py)
+    parallel = 1
 
     def __init__(self, model, tokenizer, model_id: str, context_length: int):
         import torch
