@@ -1,6 +1,6 @@
 """Many users at once through the running app's API: what each waits for when the app is shared.
 
-    python bench/load.py [--users 16] [--seconds 120] [--url http://...]
+    python bench/load.py [--users 16] [--seconds 120] [--url http://...] [--env AIGC_TEXT_PARALLEL=1 ...]
     python bench/load.py --drawers 8 [--seconds 90]
 
 Starts app.py on a free port (its UNet compiled before it answers) unless --url names a running app, then runs
@@ -201,11 +201,12 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=120)
     ap.add_argument("--url", help="a running app (default: start one)")
     ap.add_argument("--drawers", type=int, help="only this many drawing users, with and without shared steps")
+    ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the app this starts")
     args = ap.parse_args()
     if args.drawers:
         return compare_drawing(args.drawers, args.seconds)
 
-    env = {"AIGC_IMAGE_COMPILE": "now", "GRADIO_PROFILING": "1"}
+    env = {"AIGC_IMAGE_COMPILE": "now", "GRADIO_PROFILING": "1", **dict(e.split("=", 1) for e in args.env)}
     started = nullcontext(args.url) if args.url else running_app(env, 600)
     with started as url:
         rec = Recorder()
