@@ -129,10 +129,10 @@ class ComputeThread:
                     TURNS.release()
             del future, fn, args, kwargs  # nothing of a finished job stays alive while the thread waits
 
-    def _queue(self, fn: Callable[..., T], args, kwargs) -> Future[T]:
+    def _queue(self, fn: Callable[..., T], args, kwargs, front: bool = False) -> Future[T]:
         future: Future[T] = Future()
         with self._queued:
-            self._jobs.append((future, fn, args, kwargs))
+            (self._jobs.appendleft if front else self._jobs.append)((future, fn, args, kwargs))
             self._queued.notify()
         return future
 
@@ -155,6 +155,14 @@ class ComputeThread:
             threading.Thread(target=helper, name="aigc-compute-nested", daemon=True).start()
             return future  # runs in its caller's turn
         return self._queue(fn, args, kwargs)
+
+    def submit_next(self, fn: Callable[..., T], *args, **kwargs) -> Future[T]:
+        """Queue ``fn`` ahead of the jobs waiting, after the running one: a reply's first slice, which someone
+        is waiting for, goes before the next slices of replies already streaming. (From the compute thread
+        itself, as ``submit``.)"""
+        if self.on_thread():
+            return self.submit(fn, *args, **kwargs)
+        return self._queue(fn, args, kwargs, front=True)
 
     def requeue(self, fn: Callable[..., T], *args, **kwargs) -> Future[T]:
         """Queue ``fn`` behind the jobs already waiting, even from the compute thread: how a long job

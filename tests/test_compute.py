@@ -227,3 +227,15 @@ def test_a_fine_tune_waiting_for_a_reply_lets_the_reply_have_the_cores():
     replying.clear()
     paused.result(timeout=15)
     assert waited < TURN_WAIT_S / 2, f"three 10 ms slices took {waited:.1f} s while the fine-tune waited"
+
+
+def test_a_next_job_goes_before_the_queued_ones_after_the_running_one(compute):
+    """A reply's first slice goes ahead of the slices of replies already streaming."""
+    order: list[str] = []
+    gate = hold_the_worker(compute)
+    queued = [compute.submit(order.append, f"slice {i}") for i in range(2)]
+    first = compute.submit_next(order.append, "first slice")
+    gate.set()
+    for future in (*queued, first):
+        future.result(5)
+    assert order == ["first slice", "slice 0", "slice 1"]

@@ -365,7 +365,8 @@ class TextPipeline:
                 ).start()
             else:
                 # The model runs on its engine's compute thread (aigc_demo/compute.py); this one only streams text.
-                self.worker.submit(
+                # Ahead of the replies already streaming: their next slices wait for this one's first.
+                self.worker.submit_next(
                     self._produce, run, self.engine.generate_ids(prompt, params, json_schema, logprobs)
                 )
             try:
