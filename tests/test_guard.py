@@ -71,12 +71,52 @@ def test_the_queue_polls_at_the_configured_interval():
 
     assert "self.sleep_when_free" in inspect.getsource(Queue.start_processing)
     assert "self.progress_update_sleep_when_free" in inspect.getsource(Queue.start_progress_updates)
+    assert "self.ANAYLTICS_CACHE_FREQUENCY" in inspect.getsource(Queue.compute_analytics_summary)
     with gr.Blocks() as demo:
         gr.Textbox()
     demo.queue()
     calm_queue(demo, 0.005)
     assert demo._queue.sleep_when_free == 0.005
     assert demo._queue.progress_update_sleep_when_free == 0.05
+    assert demo._queue.ANAYLTICS_CACHE_FREQUENCY == 1000
     for bad, kept in ((0.0, 0.001), (5.0, 0.1), (float("nan"), 0.005), (float("inf"), 0.005)):
         calm_queue(demo, bad)  # 0 would spin the loop at 100% CPU
         assert demo._queue.sleep_when_free == kept
+
+
+@pytest.fixture(scope="module")
+def small_app():
+    import gradio as gr
+
+    def add(a: int, b: int = 2, c: int = 3) -> int:
+        return a + b + c
+
+    with gr.Blocks() as demo:
+        gr.api(add, api_name="add")
+    from starlette.middleware import Middleware as Mw
+
+    demo.queue().launch(prevent_thread_lock=True, app_kwargs={"middleware": [Mw(RequestGuard)]})
+    yield demo.local_url.rstrip("/")
+    demo.close()
+
+
+def rest(url: str, name: str, data: list):
+    import httpx
+
+    joined = httpx.post(f"{url}/gradio_api/call/{name}", json={"data": data}, timeout=30)
+    if joined.status_code != 200:
+        return joined.status_code, joined.json()["detail"]
+    events = httpx.get(f"{url}/gradio_api/call/{name}/{joined.json()['event_id']}", timeout=30).text
+    return 200, events
+
+
+def test_a_rest_call_gets_the_defaults_gradio_client_would_send(small_app):
+    assert rest(small_app, "add", [1]) == (200, "event: complete\ndata: [6]\n\n")
+    assert rest(small_app, "add", [1, 10]) == (200, "event: complete\ndata: [14]\n\n")
+
+
+def test_a_rest_call_missing_a_required_value_or_with_too_many_is_told_which(small_app):
+    status, detail = rest(small_app, "add", [])
+    assert status == 422 and "/add needs a value for a" in detail and "a, b, c" in detail
+    status, detail = rest(small_app, "add", [1, 2, 3, 4])
+    assert status == 422 and "at most 3 values" in detail and "4 were sent" in detail

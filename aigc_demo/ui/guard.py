@@ -6,11 +6,16 @@
   product's "busy, try again" in English and Chinese instead. The page replaces a 503's text with its own fixed
   English sentence but shows a 422's, so the page's own requests (marked ``x-gradio-user: app``) get a 422;
   everyone else keeps the 503 (gradio_client, which marks its requests ``api``, raises its QueueError on it).
+- A plain REST call (``POST /call/<name>``) with fewer values than the endpoint takes failed inside Gradio,
+  with a traceback in the log and a message listing internal object addresses. gradio_client fills in the
+  endpoint's defaults itself; here they are filled in the same way, and a call that leaves out a value without
+  a default, or sends too many, gets a 422 that names the parameters.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 
 # The requests that put an event in the queue: the page and gradio_client, and plain REST.
 JOIN_PATHS = ("/queue/join", "/call/")
@@ -39,8 +44,68 @@ class RequestGuard:
         if not more and _empty_session_hash(body):
             await _answer(send, 422, EMPTY_SESSION)
             return
+        if not more and "/call/" in scope["path"]:
+            try:
+                filled = _with_defaults(body, scope)
+            except ValueError as err:
+                await _answer(send, 422, str(err))
+                return
+            if filled is not body:
+                body, scope = filled, _with_length(scope, len(filled))
         busy_status = 422 if _from_page(scope) else 503
         await self.app(scope, _replaying(body, more, receive), _busy_worded(send, busy_status))
+
+
+class _Endpoints:
+    """Each named endpoint's parameters, as its API page lists them (read once per Blocks)."""
+
+    _lock = threading.Lock()
+    _by_blocks: dict[int, dict[str, list[dict]]] = {}
+
+    @classmethod
+    def parameters(cls, scope, api_name: str) -> list[dict] | None:
+        get_blocks = getattr(scope.get("app"), "get_blocks", None)
+        if get_blocks is None:
+            return None
+        blocks = get_blocks()
+        with cls._lock:
+            if id(blocks) not in cls._by_blocks:
+                named = blocks.get_api_info().get("named_endpoints", {})
+                cls._by_blocks[id(blocks)] = {k.lstrip("/"): v["parameters"] for k, v in named.items()}
+            return cls._by_blocks[id(blocks)].get(api_name)
+
+
+def _with_defaults(body: bytes, scope) -> bytes:
+    """A REST call's values with the endpoint's defaults after those sent, as gradio_client fills them."""
+    try:
+        call = json.loads(body)
+    except ValueError:
+        return body
+    api_name = scope["path"].split("/call/", 1)[1].strip("/")
+    if not isinstance(call, dict) or not isinstance(call.get("data"), list):
+        return body
+    parameters = _Endpoints.parameters(scope, api_name)
+    if parameters is None:
+        return body
+    sent, names = call["data"], [p["parameter_name"] for p in parameters]
+    if len(sent) > len(parameters):
+        raise ValueError(
+            f"/{api_name} takes at most {len(parameters)} values in data ({', '.join(names)}); "
+            f"{len(sent)} were sent"
+        )
+    missing = [p["parameter_name"] for p in parameters[len(sent) :] if not p["parameter_has_default"]]
+    if missing:
+        raise ValueError(
+            f"/{api_name} needs a value for {', '.join(missing)}: data lists values in the order "
+            f"{', '.join(names)}, and only those after the last one without a default may be left out"
+        )
+    call["data"] = sent + [p["parameter_default"] for p in parameters[len(sent) :]]
+    return json.dumps(call).encode()
+
+
+def _with_length(scope, length: int):
+    headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-length"]
+    return {**scope, "headers": [*headers, (b"content-length", str(length).encode())]}
 
 
 def _joins(path: str) -> bool:

@@ -11,6 +11,7 @@ from aigc_demo.registry import PipelineRegistry
 from aigc_demo.ui.evaluate_tab import build_evaluate_tab
 from aigc_demo.ui.image_tab import build_image_tab
 from aigc_demo.ui.latent_tab import build_latent_tab
+from aigc_demo.ui.session_state import lazy_session_configs
 from aigc_demo.ui.story_tab import build_story_tab
 from aigc_demo.ui.strings import t
 from aigc_demo.ui.text_tab import build_text_tab
@@ -66,14 +67,20 @@ def build_demo(registry: PipelineRegistry, cfg: AppConfig) -> gr.Blocks:
         default_concurrency_limit=cfg.server.heavy_concurrency,
     )
     calm_queue(demo, cfg.server.queue_poll_s)
+    lazy_session_configs()
     return demo
 
 
 def calm_queue(demo: gr.Blocks, poll_s: float) -> None:
     """Gradio's queue polls for work to start (every 1 ms) and for progress to send (10 ms); both wake the
     server whether or not anything happens. Poll at ``poll_s`` (kept within 1-100 ms: 0 would spin, a long
-    poll delays every event) and send progress at most 20 times a second."""
-    queue = demo._queue  # no public setting for either interval (Gradio 6.31)
+    poll delays every event) and send progress at most 20 times a second.
+
+    After every event Gradio also rebuilds the summary behind its monitoring page, a pandas table of the last
+    10,000 events (5-16 ms of Python each time, measured on a 2-core Xeon, 2026-12-02), more than a slider's
+    whole picture; the app does not enable that page, so the summary is rebuilt every 1,000 events."""
+    queue = demo._queue  # no public setting for any of these (Gradio 6.31)
     poll_s = poll_s if math.isfinite(poll_s) else ServerConfig.queue_poll_s
     queue.sleep_when_free = min(max(poll_s, 0.001), 0.1)
     queue.progress_update_sleep_when_free = max(queue.sleep_when_free, 0.05)
+    queue.ANAYLTICS_CACHE_FREQUENCY = 1000  # sic: Gradio's spelling
