@@ -172,8 +172,10 @@ class ComputeThread:
     def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
         """Call ``fn`` on the compute thread and return its result (or raise its exception).
 
-        It runs in the caller's context, so context variables (Gradio's request-local state) still apply."""
-        if self.on_thread():
+        It runs in the caller's context, so context variables (Gradio's request-local state) still apply.
+        Called from the light thread, it runs right there: a light job never waits for another compute thread,
+        which may itself be waiting for the light thread (an image's prompt check)."""
+        if self.on_thread() or _on_light_thread():
             return fn(*args, **kwargs)
         context = contextvars.copy_context()
         return self._queue(context.run, (fn, *args), kwargs).result()
@@ -186,7 +188,7 @@ class ComputeThread:
         as they come, so the compute thread never waits while the consumer hands one on (through Gradio's
         event loop and the network: on 2 cores that took longer than a denoising step). A stop then lands
         within one item of the last one the consumer saw."""
-        if self.on_thread():
+        if self.on_thread() or _on_light_thread():  # (from the light thread: see ``run``)
             yield from items
             return
         if not ahead:
@@ -255,6 +257,11 @@ def compute_thread(name: str = SHARED) -> ComputeThread:
             if name == LIGHT:
                 _threads[name].submit(_one_torch_thread)
         return _threads[name]
+
+
+def _on_light_thread() -> bool:
+    light = _threads.get(LIGHT)
+    return light is not None and light.on_thread()
 
 
 def _one_torch_thread() -> None:

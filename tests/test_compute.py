@@ -239,3 +239,32 @@ def test_a_next_job_goes_before_the_queued_ones_after_the_running_one(compute):
     for future in (*queued, first):
         future.result(5)
     assert order == ["first slice", "slice 0", "slice 1"]
+
+
+def test_a_light_job_never_waits_for_another_compute_thread():
+    """A GAN draw on the light thread scores its picture with a model of the shared thread, while an image on
+    the shared thread waits for its prompt check on the light thread: what a light job calls runs right there,
+    or each would wait for the other forever."""
+    heavy = ComputeThread("test-heavy-cross")
+
+    class Pipeline:
+        worker = heavy
+
+        @on_worker(light=True)
+        def draw(self):
+            return self.score()
+
+        @on_worker
+        def score(self):
+            return threading.current_thread().name
+
+        @on_worker
+        def steps(self):
+            yield threading.current_thread().name
+
+    gate = hold_the_worker(heavy)  # the shared thread is busy (and could be waiting for the light one)
+    try:
+        assert Pipeline().draw() == LIGHT
+        assert compute_thread(LIGHT).run(lambda: list(Pipeline().steps())) == [LIGHT]
+    finally:
+        gate.set()

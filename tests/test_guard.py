@@ -115,8 +115,7 @@ def test_a_rest_call_gets_the_defaults_gradio_client_would_send(small_app):
     assert rest(small_app, "add", [1, 10]) == (200, "event: complete\ndata: [14]\n\n")
 
 
-def test_a_rest_call_missing_a_required_value_or_with_too_many_is_told_which(small_app):
+def test_a_rest_call_missing_a_required_value_is_told_which(small_app):
     status, detail = rest(small_app, "add", [])
     assert status == 422 and "/add needs a value for a" in detail and "a, b, c" in detail
-    status, detail = rest(small_app, "add", [1, 2, 3, 4])
-    assert status == 422 and "at most 3 values" in detail and "4 were sent" in detail
+    assert rest(small_app, "add", [1, 1, 1]) == (200, "event: complete\ndata: [3]\n\n")

@@ -354,3 +354,53 @@ def test_two_text_settings_compared_with_their_figures(pipe):
     assert figures["length"].value > 0 and figures["similarity"].n == 3
     with pytest.raises(ValueError, match="replies"):
         next(iter(evaluate.compare_text("x", settings, replies=100)))
+
+
+def test_a_reply_keeps_its_place_until_the_engine_is_done_with_it():
+    """A reader that gives up on a slow prompt leaves; the engine is still reading it, so its place (the
+    engine's context) stays taken, and a fine-tune still waits, until the engine is done."""
+    import time
+
+    from aigc_demo.compute import compute_thread
+    from aigc_demo.config import TextConfig
+    from aigc_demo.pipelines.text import GenerationTimeout, TextPipeline
+
+    class Detokenizer:
+        def add(self, token_id):
+            return "x"
+
+        def flush(self):
+            return ""
+
+    class SlowEngine:
+        name = model_id = "slow"
+        context_length, thread_name, parallel = 64, "test-slow-engine", 1
+
+        def render_chat(self, messages):
+            return " ".join(m["content"] for m in messages)
+
+        def tokenize(self, text, add_special):
+            return [1, 2, 3]
+
+        def new_detokenizer(self):
+            return Detokenizer()
+
+        def is_end_of_turn(self, token_id):
+            return token_id == 0
+
+        def generate_ids(self, prompt_ids, params, json_schema=None, logprobs=None):
+            def reading():
+                time.sleep(1.5)  # a long prompt
+                yield 0
+
+            return compute_thread(self.thread_name).iterate(reading())
+
+    pipe = TextPipeline(SlowEngine(), TextConfig(stream_timeout_s=0.2))
+    params = pipe.parse_params(max_new_tokens=4, temperature=0.0, seed=0)
+    with pytest.raises(GenerationTimeout):
+        run(pipe.complete("Once upon a time", params=params))
+    assert pipe.busy, "the engine is still reading the prompt"
+    deadline = time.monotonic() + 10
+    while pipe.busy and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pipe.busy

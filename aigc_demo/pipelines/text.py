@@ -146,12 +146,24 @@ class _Replies:
         self._count_lock = threading.Lock()
         self.count = 0
 
-    def __enter__(self) -> None:
+    @contextlib.contextmanager
+    def place(self, run: _Run) -> Iterator[None]:
+        """A place for ``run`` until it has finished on the compute thread, not only until its reader stops
+        (a reader gives up on a prompt still being read; the engine's context is in use until that ends)."""
         self._free.acquire()
         with self._count_lock:
             self.count += 1
+        try:
+            yield
+        finally:
+            if run.finished.is_set():
+                self._leave()
+            else:
+                threading.Thread(
+                    target=lambda: (run.finished.wait(), self._leave()), name="aigc-text-place", daemon=True
+                ).start()
 
-    def __exit__(self, *exc) -> None:
+    def _leave(self) -> None:
         with self._count_lock:
             self.count -= 1
         self._free.release()
@@ -358,7 +370,7 @@ class TextPipeline:
             )
             return TextUpdate(text=text, stats=stats, params=params)
 
-        with contextlib.nullcontext() if reply is not None else self._writing:
+        with contextlib.nullcontext() if reply is not None else self._writing.place(run):
             if reply is not None:
                 threading.Thread(
                     target=self._produce, args=(run, reply), name="aigc-text-remote", daemon=True

@@ -9,7 +9,7 @@
 - A plain REST call (``POST /call/<name>``) with fewer values than the endpoint takes failed inside Gradio,
   with a traceback in the log and a message listing internal object addresses. gradio_client fills in the
   endpoint's defaults itself; here they are filled in the same way, and a call that leaves out a value without
-  a default, or sends too many, gets a 422 that names the parameters.
+  a default gets a 422 that names the parameters.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ class RequestGuard:
 
 
 class _Endpoints:
-    """Each named endpoint's parameters, as its API page lists them (read once per Blocks)."""
+    """Each named endpoint's parameters, as its API page lists them: read once per Blocks, the first REST call
+    (a development reload that changes an endpoint needs a restart for this to see it)."""
 
     _lock = threading.Lock()
     _by_blocks: dict[int, dict[str, list[dict]]] = {}
@@ -88,11 +89,8 @@ def _with_defaults(body: bytes, scope) -> bytes:
     if parameters is None:
         return body
     sent, names = call["data"], [p["parameter_name"] for p in parameters]
-    if len(sent) > len(parameters):
-        raise ValueError(
-            f"/{api_name} takes at most {len(parameters)} values in data ({', '.join(names)}); "
-            f"{len(sent)} were sent"
-        )
+    if len(sent) >= len(parameters):  # nothing to fill (Gradio itself checks a call that sends more)
+        return body
     missing = [p["parameter_name"] for p in parameters[len(sent) :] if not p["parameter_has_default"]]
     if missing:
         raise ValueError(
