@@ -8,13 +8,13 @@ Starts app.py on a free port (its UNet compiled before it answers) unless --url 
 *i* mostly does one thing, as people do: users 0, 4, 8, ... chat (a 32-token greedy reply), 1, 5, 9, ... draw
 (batch 1, 12 DPM++ 2M steps), the rest move latent sliders (``/latent_steer``, a few milliseconds of work),
 each with a pause of 0.2-1 s between requests. Prints, per endpoint: calls, p50/p95/max latency (for chat,
-also the first token), errors, and the "busy" answers of a full queue; and the images each drawing user got,
-so a starved user shows. Where the time goes on the server: an app started here runs with Gradio's own
-profiling (``GRADIO_PROFILING=1``), and the bench prints, per endpoint, how long events waited in Gradio's
-queue, how long their handlers ran and how long Gradio's own pre- and postprocessing took (for a stream,
-summed over its updates), beside what the clients saw; the rest is the event stream, file downloads and the
-clients themselves. Idle machine only; the load generator shares
-the app's cores, as on loopback.
+also the first token, and the first token as the server's stats report it, from the reply's start), errors,
+and the "busy" answers of a full queue; and the images each drawing user got, so a starved user shows. Where
+the time goes on the server: an app started here runs with Gradio's own profiling (``GRADIO_PROFILING=1``),
+and the bench prints, per endpoint, how long events waited in Gradio's queue, how long their handlers ran and
+how long Gradio's own pre- and postprocessing took (for a stream, summed over its updates), beside what the
+clients saw; the rest is the event stream, file downloads and the clients themselves. Idle machine only; the
+load generator shares the app's cores, as on loopback.
 
 ``--drawers N`` measures shared UNet calls instead: N users who only draw (batch 1, the default 20 steps, no
 pause), once against an app that batches their steps and once against one that draws one picture at a time
@@ -118,8 +118,10 @@ def user(index: int, url: str, until: float, rec: Recorder) -> None:
                 first = None
                 for _ in job:
                     first = first or time.perf_counter() - t0
-                job.result()
+                out = job.result()
                 rec.ok("/chat first token", first if first is not None else time.perf_counter() - t0)
+                if out.get("time_to_first_token_s") is not None:  # from the reply's start in the server
+                    rec.ok("/chat first token, in the server", out["time_to_first_token_s"])
                 rec.ok("/chat whole reply", time.perf_counter() - t0)
             elif role == "image":
                 client.predict(
