@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
 import functools
 import inspect
 import queue
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -103,6 +105,7 @@ class ComputeThread:
 
     def __init__(self, name: str = "aigc-compute", takes_turns: bool = True):
         self._jobs: deque[tuple] = deque()
+        self._first = 0  # jobs at the head of the queue that came by ``submit_next``, in arrival order
         self._queued = threading.Condition()
         self._takes_turns = takes_turns
         thread = threading.Thread(target=self._serve, name=name, daemon=True)
@@ -112,9 +115,11 @@ class ComputeThread:
     def _next_job(self) -> tuple:
         with self._queued:
             self._queued.wait_for(lambda: self._jobs)
+            self._first = max(0, self._first - 1)
             return self._jobs.popleft()
 
     def _serve(self) -> None:
+        _name_os_thread(threading.current_thread().name)
         while True:
             future, fn, args, kwargs = self._next_job()
             if not future.set_running_or_notify_cancel():
@@ -132,7 +137,12 @@ class ComputeThread:
     def _queue(self, fn: Callable[..., T], args, kwargs, front: bool = False) -> Future[T]:
         future: Future[T] = Future()
         with self._queued:
-            (self._jobs.appendleft if front else self._jobs.append)((future, fn, args, kwargs))
+            job = (future, fn, args, kwargs)
+            if front:  # behind the other jobs that came this way, ahead of the rest
+                self._jobs.insert(self._first, job)
+                self._first += 1
+            else:
+                self._jobs.append(job)
             self._queued.notify()
         return future
 
@@ -157,9 +167,10 @@ class ComputeThread:
         return self._queue(fn, args, kwargs)
 
     def submit_next(self, fn: Callable[..., T], *args, **kwargs) -> Future[T]:
-        """Queue ``fn`` ahead of the jobs waiting, after the running one: a reply's first slice, which someone
-        is waiting for, goes before the next slices of replies already streaming. (From the compute thread
-        itself, as ``submit``.)"""
+        """Queue ``fn`` ahead of the jobs waiting, after the running one and after earlier ``submit_next``
+        jobs: a reply's first slice, which someone is waiting for, goes before the next slices of replies
+        already streaming, and new replies start in the order they came. (From the compute thread itself, as
+        ``submit``.)"""
         if self.on_thread():
             return self.submit(fn, *args, **kwargs)
         return self._queue(fn, args, kwargs, front=True)
@@ -239,6 +250,14 @@ class ComputeThread:
                 yield item
         finally:
             self.run(finish, it)
+
+
+def _name_os_thread(name: str) -> None:
+    """Give the calling thread its name in the OS (``top -H``, ``/proc/<pid>/task/*/comm``): the OpenMP
+    workers it starts inherit it, so a thread listing shows which team spends the CPU."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # 15 = PR_SET_NAME
 
 
 SHARED = "aigc-compute"
