@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from running_app import running_app
+from running_app import PIDS, cpu_by_thread_name, running_app
 
 PROMPT = "grinning face, in Noto Color Emoji style"
 MESSAGE = "Write a detailed essay about the history of the printing press."
@@ -50,6 +50,24 @@ class Stream:
             self.first,
             tps,
         )
+
+
+class CoresUsed:
+    """Cores busy while a reply streams, split into llama.cpp's thread team, the app's other threads and this
+    process (the client): on 2 cores, what the serving path and its reader take from the team decoding."""
+
+    def __init__(self, app_pid: int) -> None:
+        self.pid = app_pid
+        self.t0, self.app0, self.me0 = time.perf_counter(), cpu_by_thread_name(app_pid), time.process_time()
+
+    def line(self) -> str:
+        wall = time.perf_counter() - self.t0
+        app = cpu_by_thread_name(self.pid)
+        used = {name: app[name] - self.app0.get(name, 0.0) for name in app}
+        llama = used.pop("aigc-llama.cpp", 0.0)
+        others = sum(used.values())
+        client = time.process_time() - self.me0
+        return f"cores: llama.cpp {llama / wall:.2f}, app's other threads {others / wall:.2f}, client {client / wall:.2f}"
 
 
 def rest_chat(url: str, data: list):
@@ -139,15 +157,22 @@ def main() -> int:
         rest = rest_chat(url, arguments)
 
         def chat() -> str:
-            stream = Stream()
+            stream, cores = Stream(), CoresUsed(PIDS[url])
             job = client.submit(*arguments, api_name="/chat")
             for update in job:
                 stream.saw(update["new_tokens"])
             out = job.result()
             line, first, tps = stream.line("API /chat")
-            server = f"(server: first {out['time_to_first_token_s'] * 1e3:.0f} ms, {out['tokens_per_s']:.1f} tok/s)"
+            server = (
+                f"(server: first {out['time_to_first_token_s'] * 1e3:.0f} ms, {out['tokens_per_s']:.1f} tok/s; "
+                f"{cores.line()})"
+            )
+            cores = CoresUsed(PIDS[url])
             rest_line, rest_first, rest_tps = rest()
+            rest_line += f" ({cores.line()})"
+            cores = CoresUsed(PIDS[url])
             reference, ref_first, ref_tps = plain()
+            reference += f" ({cores.line().replace('client', 'llama-cpp-python')})"
             ratios.append((tps / ref_tps, first / ref_first))
             rest_ratios.append((rest_tps / ref_tps, rest_first / ref_first))
             return (

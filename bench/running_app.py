@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PIDS: dict[str, int] = {}  # url -> the process serving it
 
 
 def free_port() -> int:
@@ -43,7 +44,24 @@ def running_app(env: dict[str, str] | None = None, start_timeout_s: float = 180)
                 if time.time() > deadline or app.poll() is not None:
                     raise SystemExit("the app did not start") from None
                 time.sleep(0.5)
+        PIDS[url] = app.pid
         yield url
     finally:
+        PIDS.pop(url, None)
         app.terminate()
         app.wait()
+
+
+def cpu_by_thread_name(pid: int) -> dict[str, float]:
+    """CPU seconds each thread name of process ``pid`` has used so far (Linux). The app names its compute
+    threads, and their OpenMP workers inherit the name: "aigc-llama.cpp" is llama.cpp's whole team."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return used
