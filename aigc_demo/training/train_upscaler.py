@@ -132,8 +132,10 @@ def train(args, pairs: Pairs, features: common.PerceptualFeatures) -> tuple[Emoj
         low, high = pairs.crops(rows, rng.random(len(rows)) < args.degraded_fraction, rng)
         out = net(low)
         pixel = F.l1_loss(out, high)
-        perceptual = features.distance(out, high)
-        loss = pixel + args.perceptual_weight * perceptual
+        loss, perceptual = pixel, torch.zeros(())
+        if args.perceptual_weight > 0:  # the feature pass costs ~4x the network's own step
+            perceptual = features.distance(out, high)
+            loss = loss + args.perceptual_weight * perceptual
         adversarial = torch.zeros(())
         if state.step >= args.adversarial_after:
             adversarial = -disc(out).mean()
