@@ -53,12 +53,15 @@ def _fp16_rounded(model: torch.nn.Module) -> torch.nn.Module:
 TINY = [
     lambda: EmojiVAE(image_size=32, latent_dim=8, channels=(8, 16), groups=4),
     lambda: GANGenerator(z_dim=8, text_dim=16, cond_dim=8, width=8),
+    lambda: GANGenerator(z_dim=8, text_dim=16, cond_dim=8, width=8, conditional_norm=True),
     lambda: GANDiscriminator(text_dim=16, width=8),
     lambda: PromptMatch(text_dim=16, channels=(8, 8, 8, 8)),
 ]
 
 
-@pytest.mark.parametrize("build", TINY, ids=["vae", "gan-generator", "gan-discriminator", "prompt-match"])
+@pytest.mark.parametrize(
+    "build", TINY, ids=["vae", "gan-generator", "gan-generator-cbn", "gan-discriminator", "prompt-match"]
+)
 def test_save_fp16_then_from_pretrained_round_trips(build, tmp_path):
     torch.manual_seed(0)
     model = build().eval()

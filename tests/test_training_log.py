@@ -74,3 +74,33 @@ def test_gan_publishes_on_better_retrieval_unless_fd_gets_clearly_worse(tmp_path
     assert not verdict(0.42, 8.5)  # FD worse beyond FD_SLACK
     assert not verdict(0.39, 7.0)  # a better FD alone does not publish
     assert should_publish({"heldout_generated_top5": 0.1, "heldout_fd_vae": 9.0}, tmp_path / "none")[0]
+
+
+def test_diff_augment_moves_and_cuts_each_image_and_passes_gradients():
+    import torch
+
+    from aigc_demo.training.train_gan import diff_augment
+
+    images = (torch.rand(6, 3, 64, 64) * 2 - 1).requires_grad_()
+    out = diff_augment(images, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape
+    cut = (out == 0).all(dim=1).flatten(1).sum(1)  # pixels zeroed in all channels: the cut-out square
+    assert (cut >= 32 * 32).all()
+    kept = out[out != 0]
+    assert set(kept.detach().unique().tolist()) <= set(images.detach().unique().tolist()), (
+        "pixels move, unchanged"
+    )
+    out.sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+
+
+def test_a_gan_run_tells_the_committed_architecture_from_the_one_asked_for():
+    from aigc_demo.models import GANGenerator
+    from aigc_demo.training.train_gan import parse_args, same_architecture
+
+    plain = GANGenerator(z_dim=8, text_dim=16, cond_dim=8, width=8)
+    args = parse_args(["--width", "8", "--conditional-norm"])
+    assert not same_architecture(plain, args)
+    assert same_architecture(
+        GANGenerator(z_dim=8, text_dim=16, cond_dim=8, width=8, conditional_norm=True), args
+    )

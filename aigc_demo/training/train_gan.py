@@ -9,6 +9,12 @@ what makes it care about the caption. Adam(2e-4, beta1 0.5) as in DCGAN. What sh
 average of the generator's weights (``--ema``), smoother than the last step's. Resumes from
 runs/emoji-gan/checkpoint, else from the committed generator; publishes to weights/emoji-gan/ only when
 held-out caption retrieval improves without the Fréchet distance getting worse by more than ``FD_SLACK``.
+
+    python -m aigc_demo.training.train_gan --minutes 100 --threads 1 --conditional-norm --diff-augment \
+        --run-dir runs/emoji-gan-cbn
+
+starts another architecture (conditional BatchNorm in every generator stage; DiffAugment for the
+discriminator) from scratch in its own run folder; it publishes by the same rule.
 """
 
 from __future__ import annotations
@@ -46,6 +52,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=True,
         help="add hue-rotated copies of single-colour images, captioned with their new colour",
     )
+    p.add_argument("--width", type=int, default=32, help="channels of the last generator stage (new runs)")
+    p.add_argument(
+        "--conditional-norm",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="BigGAN's conditional BatchNorm in the generator (new runs)",
+    )
+    p.add_argument(
+        "--diff-augment",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="shift and cut out every image the discriminator sees, real or generated (DiffAugment)",
+    )
     p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids in runs/")
     p.add_argument(
         "--ema", type=float, default=0.999, help="decay of the generator's moving average (shipped)"
@@ -64,11 +83,22 @@ def discriminator_for(gen: GANGenerator) -> GANDiscriminator:
     )
 
 
-def published(folder: Path) -> dict | None:
-    """The committed generator and a new discriminator (the discriminator only lives in runs/)."""
+def architecture(args) -> dict:
+    return {"width": args.width, "conditional_norm": args.conditional_norm}
+
+
+def same_architecture(gen: GANGenerator, args) -> bool:
+    return all(gen.config[k] == v for k, v in architecture(args).items())
+
+
+def published(folder: Path, args) -> dict | None:
+    """The committed generator and a new discriminator (the discriminator only lives in runs/); None when the
+    run asks for another architecture, which starts from scratch."""
     if not (folder / "config.json").is_file():
         return None
     gen = GANGenerator.from_pretrained(folder)
+    if not same_architecture(gen, args):
+        return None
     return {
         "generator": gen,
         "discriminator": discriminator_for(gen),
@@ -76,8 +106,8 @@ def published(folder: Path) -> dict | None:
     }
 
 
-def scratch() -> dict:
-    gen = GANGenerator()
+def scratch(args) -> dict:
+    gen = GANGenerator(**architecture(args))
     init_dcgan(gen)
     return {"generator": gen, "discriminator": discriminator_for(gen), "ema": copy.deepcopy(gen)}
 
@@ -87,7 +117,7 @@ def init_dcgan(module: torch.nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
             torch.nn.init.normal_(m.weight, 0.0, 0.02)
-        elif isinstance(m, torch.nn.BatchNorm2d):
+        elif isinstance(m, torch.nn.BatchNorm2d) and m.affine:
             torch.nn.init.normal_(m.weight, 1.0, 0.02)
             torch.nn.init.zeros_(m.bias)
 
@@ -96,10 +126,16 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[GANGenerator, TrainStat
     start = loop.resume(
         args,
         {"generator": GANGenerator, "discriminator": GANDiscriminator, "ema": GANGenerator},
-        published,
-        scratch,
+        lambda folder: published(folder, args),
+        lambda: scratch(args),
     )
     gen, disc = start.models["generator"].train(), start.models["discriminator"].train()
+    if not same_architecture(gen, args):
+        raise SystemExit(
+            f"{args.run_dir} holds a generator with {dict(gen.config)}, not {architecture(args)}: "
+            "give a new architecture its own --run-dir"
+        )
+    seen = diff_augment if args.diff_augment else lambda x, _rng: x
     ema = start.models["ema"].eval().requires_grad_(False)
     opt_g = torch.optim.Adam(gen.parameters(), lr=args.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.999))
@@ -124,9 +160,9 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[GANGenerator, TrainStat
         # 1. Discriminator (hinge): real-and-matching above 1; generated and real-but-mismatched below -1.
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             fake = gen(z, text)
-            d_real = disc(real, text).float()
-            d_fake = disc(fake.detach(), text).float()
-            d_wrong = disc(real, wrong).float()
+            d_real = disc(seen(real, rng), text).float()
+            d_fake = disc(seen(fake.detach(), rng), text).float()
+            d_wrong = disc(seen(real, rng), wrong).float()
         loss_d = F.relu(1 - d_real).mean() + 0.5 * (F.relu(1 + d_fake).mean() + F.relu(1 + d_wrong).mean())
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -134,7 +170,7 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[GANGenerator, TrainStat
 
         # 2. Generator: raise the discriminator's score of its images.
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            loss_g = -disc(fake, text).float().mean()
+            loss_g = -disc(seen(fake, rng), text).float().mean()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
@@ -169,6 +205,24 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[GANGenerator, TrainStat
     return ema, state
 
 
+def diff_augment(images: torch.Tensor, rng: torch.Generator, shift: int = 8, cut: int = 32) -> torch.Tensor:
+    """DiffAugment's translation and cutout (Zhao et al. 2020), differentiable, for images in [-1, 1]: each
+    image moves by up to ``shift`` pixels (the border, white for emoji, fills in) and loses a random
+    ``cut``-pixel square (set to 0). The discriminator sees every image this way, real or generated, so it
+    cannot memorise the few thousand real ones. Colour is left alone: the captions name colours."""
+    b, _, h, w = images.shape
+    offsets = torch.randint(-shift, shift + 1, (2, b, 1, 1), generator=rng)
+    ys = (torch.arange(h).view(1, h, 1) + offsets[0]).clamp(0, h - 1).expand(b, h, w)
+    xs = (torch.arange(w).view(1, 1, w) + offsets[1]).clamp(0, w - 1).expand(b, h, w)
+    flat = (ys * w + xs).view(b, 1, h * w).expand(-1, images.shape[1], -1)
+    moved = images.flatten(2).gather(2, flat).view_as(images)
+    top = torch.randint(0, h - cut + 1, (b, 1, 1), generator=rng)
+    left = torch.randint(0, w - cut + 1, (b, 1, 1), generator=rng)
+    rows, cols = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    inside = (rows >= top) & (rows < top + cut) & (cols >= left) & (cols < left + cut)
+    return moved * (~inside).unsqueeze(1).to(moved.dtype)
+
+
 @torch.inference_mode()
 def evaluate(
     gen: GANGenerator, corpus: Corpus, captions: dict, features: VAEFeatures, data_dir: Path | None = None
@@ -193,13 +247,25 @@ def evaluate(
 
 
 def model_card(metrics: dict, corpus: Corpus) -> str:
+    conditional_norm = metrics.get("conditional_norm", False)
+    norm = (
+        " whose every BatchNorm takes its gain and bias from z and the caption (BigGAN's conditional BatchNorm)"
+        if conditional_norm
+        else ""
+    )
+    augment = (
+        " The discriminator sees every image, real or generated, shifted by up to 8 pixels and with a 32-pixel"
+        " square cut out (DiffAugment, Zhao et al. 2020), so it cannot memorise the training pictures."
+        if metrics.get("diff_augment", False)
+        else ""
+    )
     return f"""# emoji-gan: a caption-conditional DCGAN for 64x64 emoji
 
-A DCGAN (Radford et al. 2015) generator, {metrics["params_g_m"]:.2f} M parameters (fp16 safetensors),
+A DCGAN (Radford et al. 2015) generator{norm}, {metrics["params_g_m"]:.2f} M parameters (fp16 safetensors),
 conditioned on the all-MiniLM-L6-v2 sentence embedding of the caption; trained with the hinge loss and
 GAN-CLS mismatched-caption negatives against a spectral-norm projection discriminator (kept in `runs/`, not
-shipped); the weights that ship are an exponential moving average of the generator's. It makes a 64x64 image
-in one step.
+shipped); the weights that ship are an exponential moving average of the generator's.{augment} It makes a
+64x64 image in one step.
 
 ```python
 from aigc_demo.models import GANGenerator
@@ -274,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     metrics.update(
         params_g_m=sum(p.numel() for p in gen.parameters()) / 1e6,
         z_dim=gen.config.z_dim,
+        width=gen.config.width,
+        conditional_norm=gen.config.conditional_norm,
+        diff_augment=args.diff_augment,
         **loop.run_metrics(args, state, command),
     )
     publish(gen, corpus, captions, metrics, args)
