@@ -53,8 +53,9 @@ class Stream:
 
 
 class CoresUsed:
-    """Cores busy while a reply streams, split into llama.cpp's thread team, the app's other threads and this
-    process (the client): on 2 cores, what the serving path and its reader take from the team decoding."""
+    """Cores busy while a reply streams, split into the app's compute threads (with their OpenMP workers: the
+    team decoding), its other threads and this process (the client): on 2 cores, what the serving path and
+    its reader take from the team decoding."""
 
     def __init__(self, app_pid: int) -> None:
         self.pid = app_pid
@@ -64,10 +65,10 @@ class CoresUsed:
         wall = time.perf_counter() - self.t0
         app = cpu_by_thread_name(self.pid)
         used = {name: app[name] - self.app0.get(name, 0.0) for name in app}
-        llama = used.pop("aigc-llama.cpp", 0.0)
+        compute = used.pop("aigc-compute", 0.0) + used.pop("aigc-llama.cpp", 0.0)
         others = sum(used.values())
         client = time.process_time() - self.me0
-        return f"cores: llama.cpp {llama / wall:.2f}, app's other threads {others / wall:.2f}, client {client / wall:.2f}"
+        return f"cores: compute {compute / wall:.2f}, app's other threads {others / wall:.2f}, client {client / wall:.2f}"
 
 
 def rest_chat(url: str, data: list):

@@ -54,7 +54,7 @@ def running_app(env: dict[str, str] | None = None, start_timeout_s: float = 180)
 
 def cpu_by_thread_name(pid: int) -> dict[str, float]:
     """CPU seconds each thread name of process ``pid`` has used so far (Linux). The app names its compute
-    threads, and their OpenMP workers inherit the name: "aigc-llama.cpp" is llama.cpp's whole team."""
+    threads, and their OpenMP workers inherit the name: "aigc-compute" is that thread's whole team."""
     tick = os.sysconf("SC_CLK_TCK")
     used: dict[str, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():

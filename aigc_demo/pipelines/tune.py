@@ -396,6 +396,7 @@ class TextTuner:
                 settings,
                 stop,
                 wait_while=self._serving_busy,
+                serve_waiting=self._serve_reply_slice,
             ):
                 yield progress
             model.eval()
@@ -502,9 +503,12 @@ class TextTuner:
     def _serving_busy(self) -> bool:
         """A chat reply is being written by the base or a tuned model: training waits, so replies keep their
         speed (llama.cpp and a training step would share the two cores)."""
-        # Only replies on another thread (llama.cpp's): one on this compute thread waits for this job to end.
-        pipes = [self.text, *list(self._serving.values())]
-        return any(pipe.busy and pipe.worker is not self.worker for pipe in pipes)
+        return any(pipe.busy for pipe in [self.text, *list(self._serving.values())])
+
+    def _serve_reply_slice(self) -> bool:
+        """While training waits: a slice of a reply queued on this compute thread, run in the training job
+        (llama.cpp shares PyTorch's thread on most CPUs; a reply on another thread runs there)."""
+        return self.worker.run_waiting(TextPipeline._produce)
 
     # -- using an adapter --------------------------------------------------------------------------------
     def serving(self, name: str) -> TextPipeline:

@@ -24,9 +24,12 @@ from aigc_demo.training.loop import cosine_lr
 MAX_PAUSE_S = 10.0  # a fine-tune waits at most this long per step, so a stream of requests cannot starve it
 
 
-def pause_while(wait_while: Callable[[], bool], stop: StopFlag | None) -> float:
-    """Sleep while ``wait_while()`` holds (at most MAX_PAUSE_S, or until ``stop``); the seconds waited.
-    The cores are the other compute thread's meanwhile: what is waited for runs there."""
+def pause_while(
+    wait_while: Callable[[], bool], stop: StopFlag | None, serve: Callable[[], bool] | None = None
+) -> float:
+    """Wait while ``wait_while()`` holds (at most MAX_PAUSE_S, or until ``stop``); the seconds waited. What
+    is waited for runs meanwhile: on the other compute thread, whose turn it is while this job steps aside,
+    or on this one through ``serve()``, which runs one job waiting there and says whether there was one."""
     t0 = time.perf_counter()
     if not wait_while():
         return 0.0
@@ -36,7 +39,8 @@ def pause_while(wait_while: Callable[[], bool], stop: StopFlag | None) -> float:
             and time.perf_counter() - t0 < MAX_PAUSE_S
             and not (stop is not None and stop.is_set())
         ):
-            time.sleep(0.02)
+            if serve is None or not serve():
+                time.sleep(0.02)
     return time.perf_counter() - t0
 
 
@@ -98,6 +102,7 @@ def fit(
     settings: FitSettings,
     stop: StopFlag | None = None,
     wait_while: Callable[[], bool] | None = None,
+    serve_waiting: Callable[[], bool] | None = None,
 ) -> Iterator[FitProgress]:
     """Train ``parameters`` on ``batches(epoch)`` (a list per epoch, shuffled by the caller) with AdamW.
 
@@ -105,7 +110,8 @@ def fit(
     add up weighted by them) and the tokens it read (the speed counts those); ``held_out_loss()`` is
     called (under no_grad) a few times per epoch. The first progress (step 0) carries the held-out loss
     before training. Before each forward pass the loop waits (up to MAX_PAUSE_S) while ``wait_while()`` is
-    true: how a fine-tune gives the cores to a reply being served."""
+    true, running ``serve_waiting()`` meanwhile (see ``pause_while``): how a fine-tune gives the cores to a
+    reply being served."""
     parameters = list(parameters)
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     per_epoch = len(batches(0))
@@ -142,7 +148,7 @@ def fit(
             loss, weight, tokens = 0.0, 0, 0
             for k in range(0, len(batch), settings.micro_batch):
                 if wait_while is not None:
-                    progress.paused_s += pause_while(wait_while, stop)
+                    progress.paused_s += pause_while(wait_while, stop, serve_waiting)
                 part_loss, part_weight, part_tokens = loss_of(batch[k : k + settings.micro_batch])
                 if not torch.isfinite(part_loss):
                     raise ValueError(
