@@ -13,16 +13,12 @@ Streaming work runs one item per job (a denoising step, a slice of tokens), so s
 advance in turn, and short jobs slot in between the steps of long ones. Image requests served at once share
 their UNet calls (``pipelines/step_batcher.py``).
 
-llama.cpp runs on the same thread where it can (``llama_cpp_thread``): one thread keeps one OpenMP team for
-both libraries, and a second team would make libgomp stop spinning between parallel regions (more threads than
-cores), which slowed the UNet 1.5-2.3x. On CPUs with AMX it gets a thread of its own (``LLAMA_CPP``): ggml's
-AMX kernels load the tile configuration once per thread and oneDNN's bf16 kernels release it after each call,
-so the two on one thread die with SIGILL (``bench/llama_amx_threads.py`` reproduces it);
-``aigc_demo/__init__.py`` lets libgomp spin a little longer in that case.
-
-A reply's token slices share a thread with image and training steps by time: a slice runs as long as the
-longest other job lately (``recent_job_s``, or the other thread's turn, ``Turns.others_turn_s``), unless
-another reply waits for the thread.
+llama.cpp gets a thread of its own (``compute_thread(LLAMA_CPP)``): ggml's AMX kernels load the tile configuration
+once per thread and oneDNN's bf16 kernels release it after each call, so the two on one thread die with SIGILL
+(``bench/llama_amx_threads.py`` reproduces it). Two threads make two OpenMP teams, more threads than cores;
+``aigc_demo/__init__.py`` lets libgomp spin a little longer in that case, which keeps both fast. On CPUs
+without AMX, sharing PyTorch's thread (one team) measured faster for one user at a time but served 16
+concurrent users 1.7-2x slower (docs/serving.md), so llama.cpp keeps its own thread everywhere.
 
 The compute threads take turns with the cores (``TURNS``): a job runs only while no job of the other thread
 does. Two busy thread teams on 2 cores would each run at a fraction of their speed (llama.cpp given 4 threads on
@@ -45,7 +41,6 @@ import inspect
 import queue
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -66,8 +61,6 @@ class Turns:
         self._changed = threading.Condition()
         self._waiting: deque[object] = deque()
         self._holder: int | None = None  # the thread whose turn it is
-        self._since = 0.0  # when the holder's turn began
-        self._last: dict[int, tuple[float, float]] = {}  # thread -> (its last turn's length, when it ended)
 
     def acquire(self, timeout: float) -> bool:
         ticket = object()
@@ -76,7 +69,7 @@ class Turns:
             got = self._changed.wait_for(lambda: self._holder is None and self._waiting[0] is ticket, timeout)
             self._waiting.remove(ticket)
             if got:
-                self._holder, self._since = threading.get_ident(), time.monotonic()
+                self._holder = threading.get_ident()
             else:
                 self._changed.notify_all()  # the next in line may be free to go now
             return got
@@ -85,20 +78,8 @@ class Turns:
         """End this thread's turn (nothing if it is not this thread's: a job that ran without one)."""
         with self._changed:
             if self._holder == threading.get_ident():
-                now = time.monotonic()
-                self._last[self._holder] = (now - self._since, now)
                 self._holder = None
                 self._changed.notify_all()
-
-    def others_turn_s(self, recent_s: float = 1.0) -> float:
-        """The longest turn another thread took that ended in the last ``recent_s`` seconds (0 if none): a
-        job made of slices (a reply's tokens) may run this long, so two busy threads share the cores by time,
-        not by turns (an image step can last ten of a reply's 50 ms slices)."""
-        me, now = threading.get_ident(), time.monotonic()
-        with self._changed:
-            return max(
-                (s for t, (s, end) in self._last.items() if t != me and now - end < recent_s), default=0.0
-            )
 
     @contextlib.contextmanager
     def stepped_aside(self) -> Iterator[None]:
@@ -129,7 +110,6 @@ class ComputeThread:
         self._first = 0  # jobs at the head of the queue that came by ``submit_next``, in arrival order
         self._queued = threading.Condition()
         self._takes_turns = takes_turns
-        self._ran: dict[str, tuple[float, float]] = {}  # job kind -> (its last run's length, when it ended)
         thread = threading.Thread(target=self._serve, name=name, daemon=True)
         thread.start()
         self._ident = thread.ident
@@ -148,36 +128,11 @@ class ComputeThread:
                 continue
             got = self._takes_turns and TURNS.acquire(TURN_WAIT_S)
             try:
-                self._run_job(job)
+                _run_job(job)
             finally:
                 if got:
                     TURNS.release()
             del job  # nothing of a finished job stays alive while the thread waits
-
-    def _run_job(self, job: tuple) -> None:
-        future, fn, args, kwargs = job
-        start = time.monotonic()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as err:
-            future.set_exception(err)
-        end = time.monotonic()
-        self._ran[_job_kind(job)] = (end - start, end)
-
-    def recent_job_s(self, other_than: Callable, recent_s: float = 1.0) -> float:
-        """The longest job of another kind than ``other_than`` that ended here in the last ``recent_s`` seconds
-        (0 if none): how long a job made of slices (a reply) may run so it shares the thread with the others
-        (an image step, a training step) by time, not by turns."""
-        mine, now = _kind(other_than), time.monotonic()
-        return max(
-            (s for k, (s, end) in list(self._ran.items()) if k != mine and now - end < recent_s), default=0.0
-        )
-
-    def has_waiting(self, like: Callable) -> bool:
-        """Whether a job of the same kind as ``like`` waits in the queue (another reply's slice)."""
-        kind = _kind(like)
-        with self._queued:
-            return any(_job_kind(job) == kind for job in self._jobs)
 
     def run_waiting(self, like: Callable) -> bool:
         """From a job on this thread: run the first queued job of the same kind as ``like`` right here, in this
@@ -193,7 +148,7 @@ class ComputeThread:
             if index < self._first:
                 self._first -= 1
         if job[0].set_running_or_notify_cancel():
-            self._run_job(job)
+            _run_job(job)
         return True
 
     def _queue(self, fn: Callable[..., T], args, kwargs, front: bool = False) -> Future[T]:
@@ -314,6 +269,14 @@ class ComputeThread:
             self.run(finish, it)
 
 
+def _run_job(job: tuple) -> None:
+    future, fn, args, kwargs = job
+    try:
+        future.set_result(fn(*args, **kwargs))
+    except BaseException as err:
+        future.set_exception(err)
+
+
 def _kind(fn: Callable) -> str:
     """What kind of job ``fn`` makes: its qualified name (every reply's slices are one kind)."""
     return getattr(fn, "__qualname__", type(fn).__qualname__)
@@ -337,20 +300,6 @@ def _name_os_thread(name: str) -> None:
 SHARED = "aigc-compute"
 LLAMA_CPP = "aigc-llama.cpp"
 LIGHT = "aigc-light"
-
-
-def llama_cpp_thread() -> str:
-    """The compute thread llama.cpp runs on: PyTorch's (SHARED) unless the CPU has AMX.
-
-    One thread means one OpenMP team. Two teams alive in one libgomp outnumber 2 cores, and libgomp then spins
-    only briefly between parallel regions: on a 2-core Xeon without AMX (2026-12-02) a UNet call took 1.5-2.3x
-    as long once llama.cpp had decoded on a thread of its own, and decoding ran 12-15% slower, against no
-    change with both on one thread. On AMX CPUs they cannot share: ggml's AMX kernels and oneDNN's bf16 kernels
-    on one thread end in SIGILL (module docstring)."""
-    from aigc_demo.device import cpu_flags
-
-    return LLAMA_CPP if "amx_tile" in cpu_flags() else SHARED
-
 
 _threads: dict[str, ComputeThread] = {}
 _lock = threading.Lock()

@@ -154,20 +154,6 @@ def test_two_compute_threads_take_turns_and_neither_waits_for_the_other_to_finis
     assert last_text < 12, f"the chat waited for the image to finish: {order}"
 
 
-def test_a_thread_knows_how_long_the_other_threads_last_turn_lasted():
-    """What a reply's slices measure themselves against, so a reply and an image share the cores by time."""
-    import time
-
-    from aigc_demo.compute import TURNS
-
-    image, text = ComputeThread("test-image-turn"), ComputeThread("test-text-turn")
-    image.run(time.sleep, 0.2)  # one image step
-    assert 0.2 <= text.run(TURNS.others_turn_s) < 1.0
-    assert image.run(TURNS.others_turn_s, recent_s=0.15) < 0.1, "its own turns do not count"
-    time.sleep(0.5)
-    assert text.run(TURNS.others_turn_s, recent_s=0.3) == 0.0, "a turn long past does not count"
-
-
 def hold_the_worker(worker: ComputeThread) -> threading.Event:
     """A running job that lasts until the returned event is set."""
     started, gate = threading.Event(), threading.Event()
@@ -179,29 +165,6 @@ def hold_the_worker(worker: ComputeThread) -> threading.Event:
     worker.submit(hold)
     assert started.wait(5)
     return gate
-
-
-def test_a_thread_knows_how_long_its_other_kinds_of_jobs_last_and_what_waits():
-    """A reply's slices measure themselves against the image or training steps on their own thread, and end
-    early when another reply waits."""
-    import time
-
-    def step() -> None:  # an image step
-        time.sleep(0.2)
-
-    def reply_slice() -> None:
-        pass
-
-    worker = ComputeThread("test-kinds")
-    worker.run(step)
-    assert 0.2 <= worker.recent_job_s(other_than=reply_slice) < 1.0
-    assert worker.recent_job_s(other_than=step) < 0.1, "jobs of its own kind do not count"
-    gate = hold_the_worker(worker)
-    queued = worker.submit(reply_slice)
-    assert worker.has_waiting(reply_slice) and not worker.has_waiting(step)
-    gate.set()
-    queued.result(5)
-    assert not worker.has_waiting(reply_slice)
 
 
 def test_a_waiting_job_runs_inside_a_job_that_lets_it_through():
@@ -229,16 +192,6 @@ def test_a_waiting_job_runs_inside_a_job_that_lets_it_through():
     training.result(5), image.result(5)
     assert [f.result(5) for f in slices] == [0, 1]
     assert order == ["slice 0", "slice 1", "training resumes", "image step"]
-
-
-def test_llama_cpp_shares_pytorchs_thread_unless_the_cpu_has_amx(monkeypatch):
-    from aigc_demo import device
-    from aigc_demo.compute import llama_cpp_thread
-
-    monkeypatch.setattr(device, "cpu_flags", lambda: "flags : fpu avx512f avx512_bf16")
-    assert llama_cpp_thread() == SHARED
-    monkeypatch.setattr(device, "cpu_flags", lambda: "flags : fpu avx512f amx_bf16 amx_tile amx_int8")
-    assert llama_cpp_thread() == LLAMA_CPP
 
 
 def test_a_light_job_waits_neither_for_the_running_job_nor_for_the_turns():

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from aigc_demo import validation
-from aigc_demo.compute import SHARED, TURNS, ComputeThread, StopFlag, compute_thread
+from aigc_demo.compute import SHARED, ComputeThread, StopFlag, compute_thread
 from aigc_demo.config import TextConfig
 from aigc_demo.content_filter import check_text, flagged
 from aigc_demo.pipelines.text_engines import TextEngine, TokenLogprobs, build_engine
@@ -124,10 +124,8 @@ class _Run:
     finished: threading.Event = field(default_factory=threading.Event)
 
 
-# A generation holds the compute thread for this long before queueing its next slice, so short jobs (a new
-# reply's first token, a latent slider) are not held up by a long reply. While no other reply waits, a slice
-# runs as long as the longest other job lately (an image or training step; compute.py): a reply and an image
-# drawn at once then share the cores by time, not one 50 ms slice per step.
+# A generation holds the compute thread for at most this long before queueing its next slice, so short jobs
+# (a latent slider, an image step) are not held up by a long reply.
 SLICE_S = 0.05
 # How often a stream waiting for its next token checks its stop flag (a long prompt can take seconds).
 STOP_POLL_S = 0.1
@@ -450,20 +448,14 @@ class TextPipeline:
     def _produce(self, run: _Run, tokens: Iterator[int] | RemoteReply) -> None:
         """One slice of a generation, on the compute thread: tokens for up to SLICE_S, then requeue. (A remote
         reply, on its own thread, is read to the end in one go.)"""
-        start = time.perf_counter()
-        fair_s = max(TURNS.others_turn_s(), self.worker.recent_job_s(other_than=self._produce))
+        deadline = time.perf_counter() + SLICE_S
         try:
             while not run.stop.is_set():
                 token_id = next(tokens, _DONE)
                 if token_id is _DONE:
                     break
                 run.pieces.put(token_id)
-                ran = time.perf_counter() - start
-                if (
-                    ran > SLICE_S
-                    and self.worker.on_thread()
-                    and (ran > fair_s or self.worker.has_waiting(self._produce))
-                ):
+                if time.perf_counter() > deadline and self.worker.on_thread():
                     self.worker.requeue(self._produce, run, tokens)  # let queued jobs run first
                     return
             tokens.close()  # stopped or done: ends the engine's loop (and llama.cpp's) right here

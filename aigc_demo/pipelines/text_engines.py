@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from aigc_demo import validation
-from aigc_demo.compute import SHARED, compute_thread, llama_cpp_thread
+from aigc_demo.compute import LLAMA_CPP, SHARED, compute_thread
 from aigc_demo.config import TextConfig
 from aigc_demo.device import configure_threads, usable_cores
 from aigc_demo.models import resolve_model_path
@@ -148,18 +148,18 @@ class _Context:
 class LlamaCppEngine:
     """GGUF through llama.cpp (llama-cpp-python). Chat template read from the GGUF itself.
 
-    Generation runs on PyTorch's compute thread (one OpenMP team for both), except on AMX CPUs, where it gets
-    a thread of its own: ggml's AMX kernels configure the tiles once per thread and oneDNN's bf16 kernels
-    release them, so sharing a thread ends in SIGILL there (``compute.llama_cpp_thread``).
+    Generation always runs on llama.cpp's own thread, never on one that runs PyTorch: ggml's AMX kernels
+    configure the tiles once per thread and oneDNN's bf16 kernels release them, so sharing a thread ends in
+    SIGILL on AMX CPUs (aigc_demo/compute.py).
 
     With several contexts (``more``: further ``Llama`` objects of the same file) it writes that many replies
     at once, slice by slice on the one thread: a new question starts within a slice of the replies already
     being written instead of after them. Each reply takes the free context that holds most of its prompt."""
 
     name = "llama.cpp"
+    thread_name = LLAMA_CPP
 
     def __init__(self, llama, model_id: str, more: Sequence = ()):
-        self.thread_name = llama_cpp_thread()
         self._llm = llama  # tokenizer, template and vocabulary: the same in every context
         self._contexts = [_Context(c) for c in (llama, *more)]
         self._contexts_lock = threading.Lock()

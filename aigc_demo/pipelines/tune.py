@@ -506,8 +506,8 @@ class TextTuner:
         return any(pipe.busy for pipe in [self.text, *list(self._serving.values())])
 
     def _serve_reply_slice(self) -> bool:
-        """While training waits: a slice of a reply queued on this compute thread, run in the training job
-        (llama.cpp shares PyTorch's thread on most CPUs; a reply on another thread runs there)."""
+        """While training waits: a slice of a reply queued on this compute thread (a transformers engine's),
+        run inside the training job; llama.cpp's replies run on their own thread meanwhile."""
         return self.worker.run_waiting(TextPipeline._produce)
 
     # -- using an adapter --------------------------------------------------------------------------------
