@@ -194,6 +194,19 @@ def evaluate(net: EmojiUpscaler, pairs: Pairs) -> dict:
     return metrics
 
 
+def loss_line(metrics: dict) -> str:
+    if metrics["perceptual_weight"] == 0 and metrics["adversarial_after"] >= metrics["steps"]:
+        return (
+            "- **Loss** (last run): L1 on pixels only, ESRGAN's PSNR-oriented objective, continuing a network\n"
+            "  trained first with pixel, perceptual and adversarial terms (the curves in `loss.csv`)."
+        )
+    return (
+        f"- **Loss**: L1 on pixels + {metrics['perceptual_weight']} × L1 on the autoencoder encoder's first two\n"
+        f"  stages (perceptual) + {metrics['adversarial_weight']} × hinge loss against a spectral-norm PatchGAN\n"
+        f"  (kept in `runs/`), the last from step {metrics['adversarial_after']}."
+    )
+
+
 def model_card(metrics: dict) -> str:
     def row(input_name: str) -> str:
         cells = []
@@ -219,9 +232,7 @@ big = net(small)   # (B, 3, 64, 64) in [0, 1] -> (B, 3, 256, 256)
   (`python -m aigc_demo.data.build_corpus --sizes 64 256`); half of the inputs pass through the LDM's
   autoencoder first, as the app's generated pictures do. Random 128-px crops, horizontal flips. Held-out
   subjects are never trained on.
-- **Loss**: L1 on pixels + {metrics["perceptual_weight"]} × L1 on the autoencoder encoder's first two stages
-  (perceptual) + {metrics["adversarial_weight"]} × hinge loss against a spectral-norm PatchGAN (kept in
-  `runs/`), the last from step {metrics["adversarial_after"]}.
+{loss_line(metrics)}
 - **Command** (last run): `{metrics["command"]}`
 - **Training**: {metrics["steps"]} steps of batch {metrics["batch_size"]} over {metrics["runs"]} run(s);
   cumulative wall time {common.format_minutes(metrics["cumulative_train_seconds"])} ({common.trained_on(metrics)}).
