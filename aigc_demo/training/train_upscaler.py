@@ -207,6 +207,19 @@ def loss_line(metrics: dict) -> str:
     )
 
 
+def blind_line(metrics: dict) -> str:
+    """The blind comparison of these weights, once a judge has made one (``bench/blind_pairs.py``)."""
+    blind = metrics.get("blind_pairs")
+    if not blind:
+        return ""
+    return (
+        f"\n**Blind comparison** (`{blind['command']}`, {blind['date']}): {blind['pairs']} sheets, each a held-out\n"
+        "autoencoded emoji enlarged by the upscaler and by nearest-neighbour or bicubic, sides shuffled; a judge\n"
+        f"who did not see the key preferred the upscaler in **{blind['preferred']} of {blind['pairs']}** "
+        f"({blind['detail']}).\n"
+    )
+
+
 def model_card(metrics: dict) -> str:
     def row(input_name: str) -> str:
         cells = []
@@ -248,7 +261,7 @@ real artwork). "autoencoded" inputs went through the LDM's autoencoder first, li
 {row("autoencoded")}
 
 Speed: `python bench/upscale.py` (docs/performance.md).
-
+{blind_line(metrics)}
 Each row: the 64-px input (nearest), bicubic, the upscaler, the real 256-px rendering; held-out items,
 autoencoded inputs.
 
