@@ -20,11 +20,13 @@ import threading
 import time
 from pathlib import Path
 
+import aigc_demo  # noqa: F401  (the app's libgomp settings: imported before torch loads libgomp)
+
+# isort: split
 import llama_cpp
 import torch
 from diffusers import UNet2DConditionModel
 
-import aigc_demo  # noqa: F401  (libgomp's settings, before torch)
 from aigc_demo.config import ImageConfig, TextConfig
 from aigc_demo.models import resolve_model_path
 

@@ -404,3 +404,19 @@ def test_a_reply_keeps_its_place_until_the_engine_is_done_with_it():
     while pipe.busy and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not pipe.busy
+
+
+def test_a_reply_leaves_its_thread_out_of_inference_mode_between_tokens(pipe):
+    """Between a reply's tokens the compute thread runs other jobs, a fine-tune's backward pass among them:
+    the reply's inference mode must not outlive each token."""
+    from aigc_demo.compute import compute_thread
+
+    prompt = pipe.engine.tokenize("Hello world", add_special=True)
+    worker = compute_thread(pipe.engine.thread_name)
+    params = GenerationParams(max_new_tokens=4, temperature=0, seed=0)
+    tokens = worker.iterate(pipe.engine.generate_ids(prompt, params))  # a token per job, as replies run
+    next(tokens)
+    assert not worker.run(torch.is_inference_mode_enabled)
+    next(tokens)
+    assert not worker.run(torch.is_inference_mode_enabled)
+    tokens.close()

@@ -388,8 +388,10 @@ class TransformersEngine:
         ids = torch.tensor([prompt_ids], device=self.device)
         cache = DynamicCache()
         step_input = ids
-        with torch.inference_mode():
-            while True:
+        while True:
+            # Inference mode per token, not around the yield: the mode belongs to the thread, and between
+            # tokens the thread runs other jobs (a fine-tune's backward pass among them).
+            with torch.inference_mode():
                 out = self.model(
                     input_ids=step_input,
                     past_key_values=cache,
@@ -406,7 +408,7 @@ class TransformersEngine:
                     next_id = torch.multinomial(probs, 1, generator=generator).to(self.device)
                 ids = torch.cat([ids, next_id], dim=-1)
                 step_input = next_id
-                yield int(next_id)
+            yield int(next_id)
 
     @functools.cached_property
     def _enforcer_data(self):

@@ -503,7 +503,8 @@ class TextTuner:
     def _serving_busy(self) -> bool:
         """A chat reply is being written by the base or a tuned model: training waits, so replies keep their
         speed (llama.cpp and a training step would share the two cores)."""
-        return any(pipe.busy for pipe in [self.text, *list(self._serving.values())])
+        # A remote engine's replies use no cores here.
+        return any(pipe.busy and not pipe.remote for pipe in [self.text, *list(self._serving.values())])
 
     def _serve_reply_slice(self) -> bool:
         """While training waits: a slice of a reply queued on this compute thread (a transformers engine's),

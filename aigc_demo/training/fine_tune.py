@@ -33,14 +33,13 @@ def pause_while(
     t0 = time.perf_counter()
     if not wait_while():
         return 0.0
-    with TURNS.stepped_aside():
-        while (
-            wait_while()
-            and time.perf_counter() - t0 < MAX_PAUSE_S
-            and not (stop is not None and stop.is_set())
-        ):
-            if serve is None or not serve():
-                time.sleep(0.02)
+    while (
+        wait_while() and time.perf_counter() - t0 < MAX_PAUSE_S and not (stop is not None and stop.is_set())
+    ):
+        if serve is not None and serve():
+            continue  # it ran here, in this job's turn
+        with TURNS.stepped_aside():
+            time.sleep(0.02)
     return time.perf_counter() - t0
 
 

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from aigc_demo.data.colour import colour_note, with_colour_variants
 from aigc_demo.data.corpus import Corpus, load_corpus
 from aigc_demo.models import GANDiscriminator, GANGenerator, save_fp16
+from aigc_demo.models.gan import ConditionalBatchNorm
 from aigc_demo.training import common, loop
 from aigc_demo.training.common import TrainState
 from aigc_demo.training.image_metrics import VAEFeatures, frechet_distance, retrieval_metrics, retrieval_rows
@@ -113,8 +114,17 @@ def scratch(args) -> dict:
 
 
 def init_dcgan(module: torch.nn.Module) -> None:
-    """DCGAN's initialisation: N(0, 0.02) weights, BatchNorm gamma N(1, 0.02)."""
+    """DCGAN's initialisation: N(0, 0.02) weights, BatchNorm gamma N(1, 0.02); a conditional BatchNorm keeps
+    its zero start (plain BatchNorm until training moves it)."""
+    conditional = {
+        id(layer)
+        for m in module.modules()
+        if isinstance(m, ConditionalBatchNorm)
+        for layer in (m.gain, m.bias)
+    }
     for m in module.modules():
+        if id(m) in conditional:
+            continue
         if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
             torch.nn.init.normal_(m.weight, 0.0, 0.02)
         elif isinstance(m, torch.nn.BatchNorm2d) and m.affine:
