@@ -1,6 +1,7 @@
 """A blind test of the exploration VAE's samples: does a judge see specific emoji, or blobs?
 
-    python bench/blind_vae.py --out /tmp/vae-blind [--source corpus] [--seed 0] [--model weights/vae-emoji]
+    python bench/blind_vae.py --out /tmp/vae-blind [--source corpus] [--temperature 1] [--seed 0]
+        [--model weights/vae-emoji]
     python bench/blind_vae.py --out /tmp/vae-blind --score answers.json
 
 Draws 16 samples through the Latent tab's own pipeline from one of its sources (``corpus``: the Gaussian
@@ -23,7 +24,7 @@ CELL = 160
 SAMPLES = 16
 
 
-def make_sheet(out: Path, source: str, seed: int, model: str) -> None:
+def make_sheet(out: Path, source: str, temperature: float, seed: int, model: str) -> None:
     import numpy as np
     from PIL import Image, ImageDraw
 
@@ -31,7 +32,7 @@ def make_sheet(out: Path, source: str, seed: int, model: str) -> None:
     from aigc_demo.pipelines.latent import LatentPipeline
 
     pipe = LatentPipeline.from_config(LatentConfig(model=model))
-    samples = pipe.sample(n=SAMPLES, seed=seed, source=source)
+    samples = pipe.sample(n=SAMPLES, seed=seed, source=source, temperature=temperature)
     atlas = pipe.atlas
     sheet = Image.new("RGB", (4 * CELL, 4 * (CELL + 24)), "white")
     draw = ImageDraw.Draw(sheet)
@@ -49,9 +50,11 @@ def make_sheet(out: Path, source: str, seed: int, model: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     sheet.save(out / "sheet.png")
     (out / "key.json").write_text(
-        json.dumps({"model": model, "source": source, "seed": seed, "key": key}, indent=1)
+        json.dumps(
+            {"model": model, "source": source, "temperature": temperature, "seed": seed, "key": key}, indent=1
+        )
     )
-    print(f"{out / 'sheet.png'}: {SAMPLES} samples from {source} (seed {seed})")
+    print(f"{out / 'sheet.png'}: {SAMPLES} samples from {source} at temperature {temperature} (seed {seed})")
 
 
 def score(out: Path, answers_path: Path) -> None:
@@ -62,7 +65,8 @@ def score(out: Path, answers_path: Path) -> None:
         reference = ", ".join(f"{k}: {v}" for k, v in entry.items())
         print(f"{n:>2}  judged: {answers.get(n, '-'):<28} key: {reference}")
     print(
-        f"named as a specific emoji: {len(named)} of {len(key['key'])} ({key['source']}, seed {key['seed']})"
+        f"named as a specific emoji: {len(named)} of {len(key['key'])} ({key['source']}, temperature "
+        f"{key.get('temperature', 1.0)}, seed {key['seed']})"
     )
 
 
@@ -70,6 +74,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--source", default="corpus", choices=["corpus", "posterior", "prior"])
+    ap.add_argument("--temperature", type=float, default=1.0, help="the tab's temperature slider")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default=None, help="a VAE folder (default: the app's)")
     ap.add_argument("--score", type=Path, help="a judge's answers.json")
@@ -79,7 +84,7 @@ def main() -> int:
     else:
         from aigc_demo.config import LatentConfig
 
-        make_sheet(args.out, args.source, args.seed, args.model or LatentConfig().model)
+        make_sheet(args.out, args.source, args.temperature, args.seed, args.model or LatentConfig().model)
     return 0
 
 

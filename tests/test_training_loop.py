@@ -86,6 +86,28 @@ def test_loop_stops_on_sigterm_checkpoints_and_resumes(tmp_path, restore_signals
     assert second["last_step"] == state.step and second["to"] < second["from"]  # the cosine decay
 
 
+def test_a_parked_run_resumes_on_a_machine_without_runs_and_unparks_when_published(tmp_path, restore_signals):
+    args = _args(tmp_path, minutes=10.0)
+    start, state = _run(args, stop_at=4)
+    loop.park(args, start.models)
+    parked = tmp_path / "weights" / "parked" / "run"
+    assert (parked / "scorer" / "diffusion_pytorch_model.safetensors").is_file()
+    assert not list(parked.rglob("*.pt")), "no optimizer state (pickle) in what is committed"
+    trained = {k: v.half().float() for k, v in start.models["scorer"].state_dict().items()}
+
+    args = _args(tmp_path / "other-machine", minutes=0.01)
+    args.weights_dir = tmp_path / "weights"
+    start, state = _run(args)
+    assert start.origin == "parked" and start.optimizer_state is None
+    assert state.step > 4 and state.runs == 2
+    assert _logged_steps(args)[:4] == [1, 2, 3, 4], "the loss log continues the parked one"
+
+    resumed = PromptMatch.from_pretrained(parked / "scorer").state_dict()
+    assert all(torch.equal(resumed[k].float(), trained[k]) for k in trained)
+    loop.unpark(args)
+    assert not (tmp_path / "weights" / "parked").exists()
+
+
 KILLED_RUN = textwrap.dedent(
     """
     import json

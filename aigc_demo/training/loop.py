@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import shlex
+import shutil
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -71,8 +72,9 @@ class Start:
 
     models: Models
     state: TrainState
-    origin: str  # "checkpoint", "weights" or "scratch"
+    origin: str  # "checkpoint", "parked", "weights" or "scratch"
     optimizer_state: dict | None = None
+    log_history: Path | None = None  # the loss.csv a fresh run dir starts from (default: the published one)
 
 
 def resume(
@@ -81,17 +83,24 @@ def resume(
     published: Callable[[Path], Models | None],
     scratch: Callable[[], Models],
 ) -> Start:
-    """runs/<model>/checkpoint (models, optimizers, step) -> the committed weights (the step count continues
-    from metrics.json) -> ``scratch()``. ``classes`` names the checkpoint's models (``checkpoint/<name>/``)."""
+    """runs/<model>/checkpoint (models, optimizers, step) -> a committed parked run (``park``) -> the committed
+    weights (the step count continues from metrics.json) -> ``scratch()``. ``classes`` names the checkpoint's
+    models (``checkpoint/<name>/``)."""
     ckpt = last_checkpoint(args.run_dir, classes)
-    state = common.load_state(ckpt) if ckpt is not None else None
-    if state is not None:
+    parked = parked_dir(args)
+    if ckpt is not None:
         models = {
             name: cls.from_pretrained(ckpt / name, torch_dtype=torch.float32) for name, cls in classes.items()
         }
         opt_path = ckpt / "optimizer.pt"
         opt_state = torch.load(opt_path, weights_only=True) if opt_path.is_file() else None
-        start = Start(models, state, "checkpoint", opt_state)
+        start = Start(models, common.load_state(ckpt), "checkpoint", opt_state)
+    elif is_whole(parked, classes):
+        models = {
+            name: cls.from_pretrained(parked / name, torch_dtype=torch.float32)
+            for name, cls in classes.items()
+        }
+        start = Start(models, common.load_state(parked), "parked", log_history=parked / "loss.csv")
     elif (models := published(args.weights_dir)) is not None:
         start = Start(models, common.state_from_published(args.weights_dir), "weights")
     else:
@@ -128,12 +137,46 @@ def save_checkpoint(run_dir: Path, models: Models, optimizers: Mapping, state: T
     (run_dir / "state.json").write_text(json.dumps(state.to_dict(), indent=2))
 
 
+def parked_dir(args: argparse.Namespace) -> Path:
+    """Where ``park`` commits a run that has not published: weights/<model>/parked/<run folder name>/."""
+    return args.weights_dir / "parked" / args.run_dir.name
+
+
+def park(args: argparse.Namespace, models: Models) -> Path:
+    """Keep a run that has not published yet (a new architecture still catching up with the committed model)
+    where the next machine finds it: runs/ is not committed, so a long from-scratch run would otherwise start
+    over every session. Its models in fp16, its step count and loss log; not its optimizer state (Adam starts
+    afresh on resume)."""
+    out = parked_dir(args)
+    if out.exists():
+        common.rmtree(out)
+    for name, model in models.items():
+        save_fp16(model, out / name)
+    shutil.copyfile(args.run_dir / "loss.csv", out / "loss.csv")
+    shutil.copyfile(args.run_dir / "checkpoint" / "state.json", out / "state.json")
+    logger.info("parked the run in %s", out)
+    return out
+
+
+def unpark(args: argparse.Namespace) -> None:
+    """A run that published no longer needs its parked copy."""
+    if (folder := parked_dir(args)).exists():
+        common.rmtree(folder)
+        if not any(folder.parent.iterdir()):
+            folder.parent.rmdir()
+
+
 def last_checkpoint(run_dir: Path, names: Iterable[str]) -> Path | None:
     """The newest whole checkpoint folder in ``run_dir`` (see ``save_checkpoint``), or None."""
     for folder in (run_dir / "checkpoint", run_dir / "checkpoint.old"):
-        if (folder / "state.json").is_file() and all((folder / n / "config.json").is_file() for n in names):
+        if is_whole(folder, names):
             return folder
     return None
+
+
+def is_whole(folder: Path, names: Iterable[str]) -> bool:
+    """A checkpoint folder with every model and its state.json (written last)."""
+    return (folder / "state.json").is_file() and all((folder / n / "config.json").is_file() for n in names)
 
 
 def train(
@@ -162,7 +205,8 @@ def train(
         for name, opt in optimizers.items():
             opt.load_state_dict(start.optimizer_state[name])
     columns = [*fields, "lr"] if lr_at is not None else list(fields)
-    log = common.LossLog(args.run_dir / "loss.csv", columns, history=args.weights_dir / "loss.csv")
+    history = start.log_history or args.weights_dir / "loss.csv"
+    log = common.LossLog(args.run_dir / "loss.csv", columns, history=history)
     log.keep_until(state.step)
     timer = common.Timer(args.minutes, checkpoint_seconds)
     wall0 = state.wall_seconds

@@ -11,10 +11,12 @@ runs/emoji-gan/checkpoint, else from the committed generator; publishes to weigh
 held-out caption retrieval improves without the Fréchet distance getting worse by more than ``FD_SLACK``.
 
     python -m aigc_demo.training.train_gan --minutes 100 --threads 1 --conditional-norm --diff-augment \
-        --run-dir runs/emoji-gan-cbn
+        --run-dir runs/emoji-gan-cbn --park
 
 starts another architecture (conditional BatchNorm in every generator stage; DiffAugment for the
-discriminator) from scratch in its own run folder; it publishes by the same rule.
+discriminator) from scratch in its own run folder; it publishes by the same rule. Until it does, ``--park``
+keeps it (fp16 generator, its average and the discriminator) in weights/emoji-gan/parked/, where the next run
+on any machine resumes it.
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="shift and cut out every image the discriminator sees, real or generated (DiffAugment)",
     )
     p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids in runs/")
+    p.add_argument(
+        "--park",
+        action="store_true",
+        help="when not published, keep the run in weights/emoji-gan/parked/ so the next machine resumes it",
+    )
     p.add_argument(
         "--ema", type=float, default=0.999, help="decay of the generator's moving average (shipped)"
     )
@@ -132,7 +139,8 @@ def init_dcgan(module: torch.nn.Module) -> None:
             torch.nn.init.zeros_(m.bias)
 
 
-def train(args, corpus: Corpus, captions: dict) -> tuple[GANGenerator, TrainState]:
+def train(args, corpus: Corpus, captions: dict) -> tuple[loop.Models, TrainState]:
+    """Returns the models (``ema`` is what ships) and the step count."""
     start = loop.resume(
         args,
         {"generator": GANGenerator, "discriminator": GANDiscriminator, "ema": GANGenerator},
@@ -212,7 +220,7 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[GANGenerator, TrainStat
     state = loop.train(
         args, start, optimizers, step, fields, sampler=sampler, shown=("loss_d", "loss_g"), desc="gan"
     )
-    return ema, state
+    return start.models, state
 
 
 def diff_augment(images: torch.Tensor, rng: torch.Generator, shift: int = 8, cut: int = 32) -> torch.Tensor:
@@ -340,13 +348,17 @@ def main(argv: list[str] | None = None) -> int:
         (args.weights_dir / "README.md").write_text(model_card(metrics, corpus), encoding="utf-8")
         logger.info("re-measured %s: %s", args.weights_dir, json.dumps(metrics))
         return 0
-    gen, state = train(args, corpus, captions)
+    models, state = train(args, corpus, captions)
+    gen = models["ema"]
     metrics = evaluate(as_shipped(gen), corpus, captions, VAEFeatures(), args.data_dir)
     logger.info("held-out: %s", json.dumps(metrics))
     publish_it, reason = should_publish(metrics, args.weights_dir)
     logger.info("%s: %s", "publishing" if publish_it else "NOT published", reason)
     if not publish_it:
+        if args.park:
+            loop.park(args, models)
         return 0
+    loop.unpark(args)
     metrics.update(
         params_g_m=sum(p.numel() for p in gen.parameters()) / 1e6,
         z_dim=gen.config.z_dim,
