@@ -95,15 +95,24 @@ def test_a_parked_run_resumes_on_a_machine_without_runs_and_unparks_when_publish
     assert not list(parked.rglob("*.pt")), "no optimizer state (pickle) in what is committed"
     trained = {k: v.half().float() for k, v in start.models["scorer"].state_dict().items()}
 
-    args = _args(tmp_path / "other-machine", minutes=0.01)
-    args.weights_dir = tmp_path / "weights"
-    start, state = _run(args)
+    other = _args(tmp_path / "other-machine", minutes=0.01)
+    other.weights_dir = tmp_path / "weights"
+    start, state = _run(other)
     assert start.origin == "parked" and start.optimizer_state is None
+    assert all(
+        torch.equal(v, trained[k])
+        for k, v in PromptMatch.from_pretrained(parked / "scorer").state_dict().items()
+    )
     assert state.step > 4 and state.runs == 2
-    assert _logged_steps(args)[:4] == [1, 2, 3, 4], "the loss log continues the parked one"
+    assert _logged_steps(other)[:5] == [1, 2, 3, 4, 5], "the loss log continues the parked one"
+    loop.park(other, start.models)
 
-    resumed = PromptMatch.from_pretrained(parked / "scorer").state_dict()
-    assert all(torch.equal(resumed[k].float(), trained[k]) for k in trained)
+    # Back on the first machine, its own checkpoint (step 4) is older than the parked run: the parked run wins.
+    args = _args(tmp_path, minutes=0.0)
+    start, resumed = _run(args)
+    assert start.origin == "parked" and resumed.step == state.step
+    assert _logged_steps(args) == _logged_steps(other)
+
     loop.unpark(args)
     assert not (tmp_path / "weights" / "parked").exists()
 

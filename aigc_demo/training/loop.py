@@ -74,7 +74,6 @@ class Start:
     state: TrainState
     origin: str  # "checkpoint", "parked", "weights" or "scratch"
     optimizer_state: dict | None = None
-    log_history: Path | None = None  # the loss.csv a fresh run dir starts from (default: the published one)
 
 
 def resume(
@@ -83,24 +82,28 @@ def resume(
     published: Callable[[Path], Models | None],
     scratch: Callable[[], Models],
 ) -> Start:
-    """runs/<model>/checkpoint (models, optimizers, step) -> a committed parked run (``park``) -> the committed
-    weights (the step count continues from metrics.json) -> ``scratch()``. ``classes`` names the checkpoint's
-    models (``checkpoint/<name>/``)."""
+    """runs/<model>/checkpoint (models, optimizers, step) -> a committed parked run (``park``), whichever has
+    gone further -> the committed weights (the step count continues from metrics.json) -> ``scratch()``.
+    ``classes`` names the checkpoint's models (``checkpoint/<name>/``)."""
     ckpt = last_checkpoint(args.run_dir, classes)
     parked = parked_dir(args)
-    if ckpt is not None:
+    parked_state = common.load_state(parked) if is_whole(parked, classes) else None
+    ckpt_state = common.load_state(ckpt) if ckpt is not None else None
+    if parked_state is not None and (ckpt_state is None or parked_state.step > ckpt_state.step):
+        models = {
+            name: cls.from_pretrained(parked / name, torch_dtype=torch.float32)
+            for name, cls in classes.items()
+        }
+        args.run_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(parked / "loss.csv", args.run_dir / "loss.csv")  # the log this run continues
+        start = Start(models, parked_state, "parked")
+    elif ckpt is not None:
         models = {
             name: cls.from_pretrained(ckpt / name, torch_dtype=torch.float32) for name, cls in classes.items()
         }
         opt_path = ckpt / "optimizer.pt"
         opt_state = torch.load(opt_path, weights_only=True) if opt_path.is_file() else None
-        start = Start(models, common.load_state(ckpt), "checkpoint", opt_state)
-    elif is_whole(parked, classes):
-        models = {
-            name: cls.from_pretrained(parked / name, torch_dtype=torch.float32)
-            for name, cls in classes.items()
-        }
-        start = Start(models, common.load_state(parked), "parked", log_history=parked / "loss.csv")
+        start = Start(models, ckpt_state, "checkpoint", opt_state)
     elif (models := published(args.weights_dir)) is not None:
         start = Start(models, common.state_from_published(args.weights_dir), "weights")
     else:
@@ -139,7 +142,9 @@ def save_checkpoint(run_dir: Path, models: Models, optimizers: Mapping, state: T
 
 def parked_dir(args: argparse.Namespace) -> Path:
     """Where ``park`` commits a run that has not published: weights/<model>/parked/<run folder name>/."""
-    return args.weights_dir / "parked" / args.run_dir.name
+    if not args.run_dir.resolve().name:
+        raise SystemExit(f"--run-dir {args.run_dir} has no folder name to park the run under")
+    return args.weights_dir / "parked" / args.run_dir.resolve().name
 
 
 def park(args: argparse.Namespace, models: Models) -> Path:
@@ -148,12 +153,16 @@ def park(args: argparse.Namespace, models: Models) -> Path:
     over every session. Its models in fp16, its step count and loss log; not its optimizer state (Adam starts
     afresh on resume)."""
     out = parked_dir(args)
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        common.rmtree(tmp)
+    for name, model in models.items():
+        save_fp16(model, tmp / name)
+    shutil.copyfile(args.run_dir / "loss.csv", tmp / "loss.csv")
+    shutil.copyfile(args.run_dir / "checkpoint" / "state.json", tmp / "state.json")  # marks it whole
     if out.exists():
         common.rmtree(out)
-    for name, model in models.items():
-        save_fp16(model, out / name)
-    shutil.copyfile(args.run_dir / "loss.csv", out / "loss.csv")
-    shutil.copyfile(args.run_dir / "checkpoint" / "state.json", out / "state.json")
+    tmp.rename(out)
     logger.info("parked the run in %s", out)
     return out
 
@@ -205,8 +214,7 @@ def train(
         for name, opt in optimizers.items():
             opt.load_state_dict(start.optimizer_state[name])
     columns = [*fields, "lr"] if lr_at is not None else list(fields)
-    history = start.log_history or args.weights_dir / "loss.csv"
-    log = common.LossLog(args.run_dir / "loss.csv", columns, history=history)
+    log = common.LossLog(args.run_dir / "loss.csv", columns, history=args.weights_dir / "loss.csv")
     log.keep_until(state.step)
     timer = common.Timer(args.minutes, checkpoint_seconds)
     wall0 = state.wall_seconds

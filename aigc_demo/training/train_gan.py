@@ -358,7 +358,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.park:
             loop.park(args, models)
         return 0
-    loop.unpark(args)
     metrics.update(
         params_g_m=sum(p.numel() for p in gen.parameters()) / 1e6,
         z_dim=gen.config.z_dim,
@@ -368,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         **loop.run_metrics(args, state, command),
     )
     publish(gen, corpus, captions, metrics, args)
+    loop.unpark(args)
     logger.info("published to %s", args.weights_dir)
     return 0
 
