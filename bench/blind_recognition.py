@@ -1,10 +1,11 @@
 """A blind recognition test of an image generator: can a judge tell what each picture shows?
 
-    python bench/blind_recognition.py --out /tmp/blind [--generator student] [--seed 0]
+    python bench/blind_recognition.py --out /tmp/blind [--generator student] [--steps N] [--seed 0]
     python bench/blind_recognition.py --out /tmp/blind --score answers.json
 
 Draws the 20 training captions of the diffusion model's card (``train_diffusion.TRAIN_PROMPTS``) through the
-app's image pipeline with the chosen generator and its own defaults (the student: 4 steps, no guidance),
+app's image pipeline with the chosen generator and its own defaults (the student: its configured steps, no
+guidance; ``--steps`` overrides),
 shuffles them and writes ``sheet.png`` (numbered pictures, no captions), ``subjects.txt`` (the 20 subjects in
 alphabetical order, without styles) and ``key.json``. A judge who has not seen the key names each numbered
 picture with one subject from the list, or "unclear", in ``answers.json`` (``{"1": "ghost", ...}``);
@@ -25,7 +26,7 @@ def subject(caption: str) -> str:
     return caption.split(", in ")[0]
 
 
-def make_sheet(out: Path, generator: str, seed: int) -> None:
+def make_sheet(out: Path, generator: str, seed: int, steps: int | None = None) -> None:
     import numpy as np
     from PIL import Image, ImageDraw
 
@@ -34,7 +35,8 @@ def make_sheet(out: Path, generator: str, seed: int) -> None:
     from aigc_demo.training.train_diffusion import TRAIN_PROMPTS
 
     pipe = ImagePipeline.from_config(ImageConfig(compile="off", gan="", upscaler=""))
-    steps = pipe.student.student_steps if generator == "student" else pipe.cfg.num_inference_steps
+    default = pipe.student.student_steps if generator == "student" else pipe.cfg.num_inference_steps
+    steps = steps or default
     order = np.random.default_rng(seed).permutation(len(TRAIN_PROMPTS))
     sheet = Image.new("RGB", (5 * CELL, 4 * (CELL + 28)), "white")
     draw = ImageDraw.Draw(sheet)
@@ -70,12 +72,13 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--generator", default="student", choices=["student", "diffusion", "gan"])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, help="denoising steps (default: the generator's own)")
     ap.add_argument("--score", type=Path, help="a judge's answers.json: count the pictures named correctly")
     args = ap.parse_args()
     if args.score:
         score(args.out, args.score)
     else:
-        make_sheet(args.out, args.generator, args.seed)
+        make_sheet(args.out, args.generator, args.seed, args.steps)
     return 0
 
 

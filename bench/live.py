@@ -1,12 +1,13 @@
 """The Image tab's Live mode as a user gets it: /image_live through the running app, beside the plain diffusers
 call on the same few-step student, in one run.
 
-    python bench/live.py [--rounds 3] [--threads 2]
+    python bench/live.py [--rounds 3] [--threads 2] [--steps 2]
 
-Starts app.py, then types a prompt one word at a time: each prefix is one /image_live call (the student, 4
-steps, seed 0), timed at the client (what the page waits for: queue, model, scorer, PNG) and as the app reports
-it (the pipeline alone). Then, with the app stopped, the same prefixes through a plain ``DiffusionPipeline``
-loaded from the student's folder (LCMScheduler, 4 steps, guidance 1, fp32), and the largest pixel difference
+Starts app.py, then types a prompt one word at a time: each prefix is one /image_live call (the student in the
+Live mode's steps, ``AIGC_IMAGE_LIVE_STEPS``, seed 0), timed at the client (what the page waits for: queue,
+model, scorer, PNG) and as the app reports it (the pipeline alone). Then, with the app stopped, the same
+prefixes through a plain ``DiffusionPipeline`` loaded from the student's folder (LCMScheduler, the same steps,
+guidance 1, fp32), and the largest pixel difference
 between the two pictures of each prefix. Medians over ``--rounds``. Idle machine only.
 """
 
@@ -29,11 +30,11 @@ def prefixes() -> list[str]:
     return [" ".join(words[: i + 1]) for i in range(len(words))]
 
 
-def through_the_app(rounds: int) -> tuple[list[float], list[float], dict[str, np.ndarray]]:
+def through_the_app(rounds: int, steps: int) -> tuple[list[float], list[float], dict[str, np.ndarray]]:
     from gradio_client import Client
 
     client_s, app_s, pictures = [], [], {}
-    with running_app({"AIGC_IMAGE_COMPILE": "off"}) as url:
+    with running_app({"AIGC_IMAGE_COMPILE": "off", "AIGC_IMAGE_LIVE_STEPS": str(steps)}) as url:
         client = Client(url, verbose=False)
         client.predict("warm-up", 0, api_name="/image_live")
         for _ in range(rounds):
@@ -46,7 +47,7 @@ def through_the_app(rounds: int) -> tuple[list[float], list[float], dict[str, np
     return client_s, app_s, pictures
 
 
-def plain_call(rounds: int, threads: int) -> tuple[list[float], dict[str, np.ndarray]]:
+def plain_call(rounds: int, threads: int, steps: int) -> tuple[list[float], dict[str, np.ndarray]]:
     import torch
     from diffusers import DiffusionPipeline
 
@@ -64,7 +65,7 @@ def plain_call(rounds: int, threads: int) -> tuple[list[float], dict[str, np.nda
     def draw(prompt: str):
         return plain(
             prompt,
-            num_inference_steps=cfg.student_steps,
+            num_inference_steps=steps,
             guidance_scale=1.0,
             generator=torch.Generator().manual_seed(0),
             height=64,
@@ -86,13 +87,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="the plain call's threads (the app uses its own)")
+    ap.add_argument("--steps", type=int, help="the student's steps (default: the Live mode's, live_steps)")
     args = ap.parse_args()
-    client_s, app_s, ours = through_the_app(args.rounds)
-    plain_s, theirs = plain_call(args.rounds, args.threads)
+    from aigc_demo.config import ImageConfig
+
+    steps = args.steps or ImageConfig().live_steps
+    client_s, app_s, ours = through_the_app(args.rounds, steps)
+    plain_s, theirs = plain_call(args.rounds, args.threads, steps)
     diff = max(int(np.abs(ours[p] - theirs[p]).max()) for p in ours)
     median = statistics.median
     n = len(client_s)
-    print(f"{n} live pictures ({len(prefixes())} prefixes x {args.rounds} rounds), 64x64, 4 steps, seed 0")
+    print(
+        f"{n} live pictures ({len(prefixes())} prefixes x {args.rounds} rounds), 64x64, {steps} steps, seed 0"
+    )
     print("| path | median s/image | p90 s/image |")
     print("|---|---|---|")
     for name, values in (

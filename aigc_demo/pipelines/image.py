@@ -440,14 +440,14 @@ class ImagePipeline:
         )
 
     def live(self, prompt: str, seed: int = 0, upscale: bool = False) -> ImageResult:
-        """One picture by the few-step student in its own number of steps: the live mode, which redraws as
-        the prompt changes under a fixed seed."""
+        """One picture by the few-step student in ``live_steps`` steps: the live mode, which redraws as the
+        prompt changes under a fixed seed."""
         if self.student is None:
             raise ValueError(
                 "the live mode needs the few-step student (AIGC_IMAGE_STUDENT), which is not loaded"
             )
         request = {"prompt": prompt, "seed": seed, "upscale": upscale, "generator": "student"}
-        return self({**request, "num_inference_steps": self.student.student_steps})
+        return self({**request, "num_inference_steps": self.cfg.live_steps})
 
     def warm_up(self) -> None:
         """A 2-step image from each diffusion model: builds the kernels and pages in the weights before a
