@@ -6,6 +6,8 @@ import shutil
 
 import pytest
 
+from aigc_demo.config import ImageConfig
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -250,7 +252,7 @@ def test_image_tab_live_mode_redraws_as_one_types(browser, app_url, artifacts_di
         arg=first,
         timeout=30_000,
     )
-    assert "few-step student, 4 steps" in page.inner_text("#image-progress")
+    assert f"few-step student, {ImageConfig().live_steps} steps" in page.inner_text("#image-progress")
     assert page.locator("#image-gallery .thumbnail-item").count() == 0, "live pictures are not kept"
     page.screenshot(path=str(artifacts_dir / "image-tab-live.png"), full_page=True)
     page.locator("#image-live input[type=checkbox]").uncheck()

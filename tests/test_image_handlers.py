@@ -109,6 +109,7 @@ def test_live_draws_only_when_on_and_keeps_its_seed(tab):
     assert cleared["value"] is None and line == ""
     shown, line = tab.live_draw(True, "red apple", -1, "12", False)  # random seed box: the last run's seed
     assert isinstance(shown["value"], Image.Image) and shown["visible"] is True
-    assert line.startswith("Live · seed `12`") and "few-step student, 4 steps" in line
+    steps = tab.pipe.cfg.live_steps
+    assert line.startswith("Live · seed `12`") and f"few-step student, {steps} steps" in line
     _, line = tab.live_draw(True, "red apple", "x", "", False)
     assert line.startswith("⚠️ seed must be a whole number")
