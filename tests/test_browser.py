@@ -365,7 +365,7 @@ def test_tune_tab_trains_and_compares(browser, app_url, artifacts_dir, tab_scree
     page.fill("#tune-name input, #tune-name textarea", "pirate-browser")
     page.click("#tune-train")
     page.wait_for_selector("#tune-progress:has-text('step')", timeout=120_000)
-    page.wait_for_selector("#tune-result:has-text('Held-out perplexity')", timeout=300_000)
+    page.wait_for_selector("#tune-result:has-text('Held-out perplexity')", timeout=600_000)
     assert "pirate-browser" in page.inner_text("#tune-result")
     page.wait_for_selector("#tune-files:has-text('pirate-browser')", timeout=30_000)
     page.fill("#tune-compare-prompt input, #tune-compare-prompt textarea", "How do I learn to cook?")
