@@ -33,8 +33,20 @@ def browser():
         b.close()
 
 
+OPEN_PAGES = []
+
+
+@pytest.fixture(autouse=True)
+def close_pages():
+    """A page left open keeps its jobs running in the shared app and the next test waits behind them."""
+    yield
+    while OPEN_PAGES:
+        OPEN_PAGES.pop().close()
+
+
 def open_page(browser, url, locale="en-US"):
     page = browser.new_page(viewport={"width": 1280, "height": 1000}, locale=locale)
+    OPEN_PAGES.append(page)
     page.goto(url)
     page.wait_for_selector("#chat-message textarea", timeout=60_000)
     return page
@@ -349,8 +361,10 @@ def test_evaluate_tab_compares_two_text_settings(browser, app_url, artifacts_dir
     page = open_page(browser, app_url)
     page.get_by_role("tab", name="Evaluate").click()
     page.get_by_text("Compare two text settings").click()
+    page.fill("#evaluate-text-tokens input[type=number]", "32")
+    page.keyboard.press("Enter")
     page.click("#evaluate-text-run")
-    page.wait_for_selector("#evaluate-text-table:has-text('perplexity')", timeout=120_000)
+    page.wait_for_selector("#evaluate-text-table:has-text('perplexity')", timeout=300_000)
     assert "8 replies" in page.inner_text("#evaluate-text-progress")
     page.screenshot(path=str(artifacts_dir / "evaluate-text.png"), full_page=True)
 
@@ -364,7 +378,7 @@ def test_tune_tab_trains_and_compares(browser, app_url, artifacts_dir, tab_scree
     )
     page.fill("#tune-name input, #tune-name textarea", "pirate-browser")
     page.click("#tune-train")
-    page.wait_for_selector("#tune-progress:has-text('step')", timeout=120_000)
+    page.wait_for_selector("#tune-progress:has-text('step')", timeout=300_000)
     page.wait_for_selector("#tune-result:has-text('Held-out perplexity')", timeout=600_000)
     assert "pirate-browser" in page.inner_text("#tune-result")
     page.wait_for_selector("#tune-files:has-text('pirate-browser')", timeout=30_000)
@@ -416,7 +430,7 @@ def test_tune_pictures_teaches_a_word_and_the_image_tab_draws_it(
         box_.fill(value)
         box_.press("Enter")
     page.click("#tune-image-train")
-    page.wait_for_selector("#tune-image-progress:has-text('step')", timeout=60_000)
+    page.wait_for_selector("#tune-image-progress:has-text('step')", timeout=300_000)
     page.wait_for_selector("#tune-image-result:has-text('blip-browser')", timeout=300_000)
     assert page.locator("#tune-image-previews img").count() == 4
     page.click("#tune-image-compare")
@@ -468,12 +482,13 @@ def test_a_full_queue_tells_the_page_it_is_busy_in_the_products_words(browser, a
     try:
         url = f"http://127.0.0.1:{port}/"
         client = Client(url, verbose=False)
-        jobs = [client.submit("a", api_name="/slow"), client.submit("b", api_name="/slow")]
-        full = {Status.PROCESSING, Status.IN_QUEUE}  # one running, one waiting (in either order)
-        deadline = time.time() + 30
-        while {job.status().code for job in jobs} != full and time.time() < deadline:
-            time.sleep(0.1)
-        assert {job.status().code for job in jobs} == full, [job.status() for job in jobs]
+        jobs = []
+        for text, status in (("a", Status.PROCESSING), ("b", Status.IN_QUEUE)):  # one running, one waiting
+            jobs.append(client.submit(text, api_name="/slow"))
+            deadline = time.time() + 30
+            while jobs[-1].status().code != status and time.time() < deadline:
+                time.sleep(0.1)
+            assert jobs[-1].status().code == status, jobs[-1].status()
         page = browser.new_page(viewport={"width": 900, "height": 500})
         page.goto(url)
         page.click("#go")

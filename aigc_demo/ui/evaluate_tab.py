@@ -197,7 +197,14 @@ class EvaluateTab:
                         self.text_refresh = gr.Button("🔄", size="sm", scale=0)
                     with gr.Row():
                         self.text_replies = gr.Slider(2, 16, 4, step=1, label=t("evaluate_text_replies"))
-                        self.text_tokens = gr.Slider(16, 256, 96, step=16, label=t("evaluate_text_tokens"))
+                        self.text_tokens = gr.Slider(
+                            16,
+                            256,
+                            96,
+                            step=16,
+                            label=t("evaluate_text_tokens"),
+                            elem_id="evaluate-text-tokens",
+                        )
                     self.text_run = gr.Button(t("evaluate_text_run"), elem_id="evaluate-text-run")
                     self.text_progress = gr.Markdown(elem_id="evaluate-text-progress")
                 with gr.Column():
