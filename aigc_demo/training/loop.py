@@ -60,6 +60,15 @@ def training_parser(
     return p
 
 
+def add_park_option(p: argparse.ArgumentParser) -> None:
+    """``--park`` for the scripts that can keep an unpublished run (``park``)."""
+    p.add_argument(
+        "--park",
+        action="store_true",
+        help="when not published, keep the run in <weights-dir>/parked/ so the next machine resumes it",
+    )
+
+
 def command_line(module: str, argv: list[str] | None) -> str:
     """The command that reproduces this run, for the model card."""
     return f"python -m {module} " + shlex.join(sys.argv[1:] if argv is None else argv)

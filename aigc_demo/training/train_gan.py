@@ -69,11 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="shift and cut out every image the discriminator sees, real or generated (DiffAugment)",
     )
     p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids in runs/")
-    p.add_argument(
-        "--park",
-        action="store_true",
-        help="when not published, keep the run in weights/emoji-gan/parked/ so the next machine resumes it",
-    )
+    loop.add_park_option(p)
     p.add_argument(
         "--ema", type=float, default=0.999, help="decay of the generator's moving average (shipped)"
     )

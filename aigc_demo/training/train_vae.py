@@ -11,7 +11,8 @@ layer (Esser et al. 2021), so neither drowns the other.
 Resumes from runs/vae-emoji/checkpoint, else from weights/vae-emoji (a published model with another latent
 size lends its convolutions; the latent's linear layers start fresh), else starts from scratch. At the end
 it evaluates on the held-out split and publishes to weights/vae-emoji/ only if the reconstructions are not
-less faithful (PSNR) and are sharper (edge ratio) than the committed model's.
+less faithful (PSNR) and are sharper (edge ratio) than the committed model's; otherwise ``--park`` keeps
+the run (fp16 VAE and discriminator) in weights/vae-emoji/parked/, where the next run on any machine resumes.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1000,
         help="the step, counted over all runs as in metrics.json, from which the PatchGAN joins",
     )
+    loop.add_park_option(p)
     return p.parse_args(argv)
 
 
@@ -206,7 +208,8 @@ def published_models(folder: Path, latent_dim: int) -> dict | None:
     return {"vae": vae, "discriminator": PatchDiscriminator()}
 
 
-def train(args: argparse.Namespace, corpus: Corpus) -> tuple[EmojiVAE, TrainState]:
+def train(args: argparse.Namespace, corpus: Corpus) -> tuple[dict[str, torch.nn.Module], TrainState]:
+    """The VAE ("vae", ready to evaluate) and its discriminator, and where the run stopped."""
     start = loop.resume(
         args,
         {"vae": EmojiVAE, "discriminator": PatchDiscriminator},
@@ -267,7 +270,7 @@ def train(args: argparse.Namespace, corpus: Corpus) -> tuple[EmojiVAE, TrainStat
         shown=("mse", "kl", "perceptual", "loss_d"),
         desc="vae",
     )
-    return model.to(memory_format=torch.contiguous_format).eval(), state
+    return {"vae": model.to(memory_format=torch.contiguous_format).eval(), "discriminator": disc}, state
 
 
 # -- artifacts ------------------------------------------------------------------------
@@ -527,12 +530,15 @@ def sharper_than_committed(weights_dir: Path, metrics: dict, heldout: np.ndarray
 def main(argv: list[str] | None = None) -> int:
     args, command = loop.begin("aigc_demo.training.train_vae", parse_args, argv)
     corpus = load_corpus(args.data_dir)
-    model, state = train(args, corpus)
+    models, state = train(args, corpus)
+    model = models["vae"]
 
     heldout = corpus.images[corpus.split_indices("heldout")]
     metrics = evaluate(as_shipped(model), heldout)
     logger.info("held-out: %s", json.dumps(metrics))
     if not sharper_than_committed(args.weights_dir, metrics, heldout):
+        if args.park:
+            loop.park(args, models)
         return 0
     metrics.update(
         beta=args.beta,
@@ -545,6 +551,7 @@ def main(argv: list[str] | None = None) -> int:
         **loop.run_metrics(args, state, command),
     )
     publish(model, corpus, metrics, args)
+    loop.unpark(args)
     logger.info("published to %s", args.weights_dir)
     return 0
 
