@@ -132,6 +132,22 @@ def test_server_still_serves_after_bad_input(client):
     assert client.predict("Hi", api_name="/chat", **CHAT)["text"].strip()
 
 
+def test_the_longest_accepted_message_is_answered(client):
+    """A message at the length limit fills the context: it is cut to fit, read for tens of seconds and answered."""
+    from aigc_demo.config import TextConfig
+
+    limit = TextConfig().max_prompt_chars
+    ask = "\nSummarise that."
+    message = ("The history of printing is long, and it began in many places. " * 400)[
+        : limit - len(ask)
+    ] + ask
+    assert len(message) == limit
+    reply = client.predict(message, api_name="/chat", max_new_tokens=4, temperature=0.0, seed=0)
+    assert reply["new_tokens"] >= 1, reply
+    assert reply["prompt_tokens"] > 3000, reply
+    assert any("too long for the context" in w for w in reply["warnings"]), reply
+
+
 def test_client_that_disconnects_stops_its_generation(client, app_url):
     """A client that vanishes mid-stream must not keep the worker busy."""
     import subprocess
