@@ -177,11 +177,14 @@ def park(args: argparse.Namespace, models: Models) -> Path:
 
 
 def unpark(args: argparse.Namespace) -> None:
-    """A run that published no longer needs its parked copy."""
-    if (folder := parked_dir(args)).exists():
-        common.rmtree(folder)
-        if not any(folder.parent.iterdir()):
-            folder.parent.rmdir()
+    """A run that published no longer needs its parked copy, nor the half-written one of a run killed while
+    parking."""
+    folder = parked_dir(args)
+    for stale in (folder, folder.with_name(folder.name + ".tmp")):
+        if stale.exists():
+            common.rmtree(stale)
+    if folder.parent.exists() and not any(folder.parent.iterdir()):
+        folder.parent.rmdir()
 
 
 def last_checkpoint(run_dir: Path, names: Iterable[str]) -> Path | None:
