@@ -6,7 +6,9 @@
 Starts app.py on a free port (its UNet compiled before it answers) unless --url names a running app, then runs
 ``--users`` concurrent ``gradio_client`` users on loopback for ``--seconds``, each with its own session. User
 *i* mostly does one thing, as people do: users 0, 4, 8, ... chat (a 32-token greedy reply), 1, 5, 9, ... draw
-(batch 1, 12 DPM++ 2M steps), the rest move latent sliders (``/latent_steer``, a few milliseconds of work),
+(batch 1, 12 DPM++ 2M steps), 2, 6, 10, ... move latent sliders (``/latent_steer``, a few milliseconds of
+work), and 3, 7, 11, ... browse the other tabs, one call each in turn: a Live-mode picture (``/image_live``),
+a GAN picture (``/image_gan``), a corpus search (``/latent_search``) and a watermark check (``/verify_text``);
 each with a pause of 0.2-1 s between requests. Prints, per endpoint: calls, p50/p95/max latency (for chat,
 also the first token, and the first token as the server's stats report it, from the reply's start), errors,
 and the "busy" answers of a full queue; and the images each drawing user got, so a starved user shows. Where
@@ -98,12 +100,22 @@ class Recorder:
                 self.errors[name].append(f"{type(err).__name__}: {str(err)[:120]}")
 
 
+# What a browsing user calls, in turn: the other tabs' quick requests.
+BROWSING = (
+    ("/image_live", ("smiling cat face, in Twemoji style", 0)),
+    ("/image_gan", ("grinning face", 0)),
+    ("/latent_search", ("cat",)),
+    ("/verify_text", ("The sea is wide and the sky is blue.",)),
+)
+
+
 def user(index: int, url: str, until: float, rec: Recorder) -> None:
     from gradio_client import Client
 
     client = Client(url, verbose=False)
     rng = random.Random(index)
-    role = ("chat", "image", "latent", "latent")[index % 4]
+    role = ("chat", "image", "latent", "browse")[index % 4]
+    visits = 0
     while time.time() < until:
         t0 = time.perf_counter()
         try:
@@ -131,10 +143,15 @@ def user(index: int, url: str, until: float, rec: Recorder) -> None:
                     api_name="/image_generate",
                 )
                 rec.ok("/image_generate", time.perf_counter() - t0, index)
-            else:
+            elif role == "latent":
                 coefficients = [round(rng.uniform(-2, 2), 2) for _ in range(4)]
                 client.predict(rng.randint(0, 500), coefficients, api_name="/latent_steer")
                 rec.ok("/latent_steer", time.perf_counter() - t0)
+            else:
+                api_name, args = BROWSING[visits % len(BROWSING)]
+                visits += 1
+                client.predict(*args, api_name=api_name)
+                rec.ok(api_name, time.perf_counter() - t0)
         except Exception as err:  # noqa: BLE001 - every failure is counted and shown
             rec.failed(role, err)
         time.sleep(rng.uniform(0.2, 1.0))
