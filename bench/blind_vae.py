@@ -1,6 +1,6 @@
 """A blind test of the exploration VAE's samples: does a judge see specific emoji, or blobs?
 
-    python bench/blind_vae.py --out /tmp/vae-blind [--source corpus] [--temperature 1] [--seed 0]
+    python bench/blind_vae.py --out /tmp/vae-blind [--source posterior] [--temperature 1] [--seed 0]
         [--model weights/vae-emoji]
     python bench/blind_vae.py --out /tmp/vae-blind --score answers.json
 
@@ -73,7 +73,7 @@ def score(out: Path, answers_path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--source", default="corpus", choices=["corpus", "posterior", "prior"])
+    ap.add_argument("--source", default="posterior", choices=["posterior", "corpus", "prior"])
     ap.add_argument("--temperature", type=float, default=1.0, help="the tab's temperature slider")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default=None, help="a VAE folder (default: the app's)")

@@ -125,11 +125,11 @@ def _pixels(paths) -> list[np.ndarray]:
 
 
 def test_samples_are_reproducible_by_seed(client):
-    a = client.predict(4, 123, 1.0, "corpus", api_name="/latent_sample")
+    a = client.predict(4, 123, 1.0, "posterior", api_name="/latent_sample")
     b = client.predict(n=4, seed=123, api_name="/latent_sample")  # the rest are the defaults
     pixels = [_pixels(run[0]) for run in (a, b)]
     assert len(pixels[0]) == 4 and all(np.array_equal(x, y) for x, y in zip(*pixels, strict=True))
-    assert a[1] == {"seed": 123, "n": 4, "temperature": 1.0, "source": "corpus"}
+    assert a[1] == {"seed": 123, "n": 4, "temperature": 1.0, "source": "posterior"}
 
 
 def test_sample_source_is_honoured(client):
@@ -170,7 +170,7 @@ def test_attribute_and_search(client):
 def test_latent_endpoints_are_listed_with_defaults(client):
     named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     sample = {p["parameter_name"]: p["parameter_default"] for p in named["/latent_sample"]["parameters"]}
-    assert sample == {"n": 16, "seed": -1, "temperature": 1.0, "source": "corpus"}
+    assert sample == {"n": 16, "seed": -1, "temperature": 1.0, "source": "posterior"}
     for name in (
         "/latent_interpolate",
         "/latent_attribute",

@@ -96,9 +96,9 @@ def test_sample_controls_come_from_the_schema(tab, pipe):
     c = tab.sample_controls
     assert (c["n"].minimum, c["n"].maximum, c["n"].value) == (1, pipe.cfg.max_samples, 16)
     assert c["temperature"].maximum == pipe.cfg.max_temperature
-    assert c["source"].value == "corpus" and [v for _, v in c["source"].choices] == [
-        "corpus",
+    assert c["source"].value == "posterior" and [v for _, v in c["source"].choices] == [
         "posterior",
+        "corpus",
         "prior",
     ]
     assert tab.attribute_controls["strength"].minimum == -pipe.cfg.max_strength
@@ -225,7 +225,7 @@ def test_bad_input_gives_the_validation_wording(tab, tmp_path, uploads):
         tab.sample(inputs(tab.sample_controls, n=0, seed=1, temperature=1.0, source="corpus"))
     with pytest.raises(gr.Error, match="seed must be a whole number"):
         tab.api_sample(n=1, seed="soon", temperature=1.0, source="prior")
-    with pytest.raises(gr.Error, match="source must be one of corpus, posterior, prior"):
+    with pytest.raises(gr.Error, match="source must be one of posterior, corpus, prior"):
         tab.api_sample(n=1, seed=1, temperature=1.0, source="moon")
     with pytest.raises(gr.Error, match="image is missing"):
         tab.api_reconstruct(None)
@@ -248,7 +248,7 @@ def test_api_endpoints_are_listed_with_defaults(tab):
             for p in named[name]["parameters"]
         }
 
-    assert defaults("/latent_sample") == {"n": 16, "seed": -1, "temperature": 1.0, "source": "corpus"}
+    assert defaults("/latent_sample") == {"n": 16, "seed": -1, "temperature": 1.0, "source": "posterior"}
     assert defaults("/latent_interpolate") == {
         "a_row": 0,
         "b_row": 1,

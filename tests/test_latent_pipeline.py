@@ -574,7 +574,7 @@ def test_real_vae_reconstructs_heldout_noto_items():
 def test_corpus_gaussian_sampling_is_seeded_and_needs_an_atlas(pipe, kl_pipe):
     a, b = pipe.sample(n=3, seed=5, source="corpus"), pipe.sample(n=3, seed=5, source="corpus")
     assert np.array_equal(a.latents, b.latents) and a.seed == 5
-    with pytest.raises(ValueError, match="source must be one of corpus, posterior, prior"):
+    with pytest.raises(ValueError, match="source must be one of posterior, corpus, prior"):
         pipe.sample(n=2, seed=1, source="moon")
     # Without an atlas the corpus is no choice at all: the default is the prior.
     assert kl_pipe.sample_schema.defaults()["source"] == "prior"
@@ -599,7 +599,7 @@ def test_sample_source_is_honoured(pipe):
     corpus, prior = pipe.sample(n=3, seed=11, source="corpus"), pipe.sample(n=3, seed=11, source="prior")
     assert corpus.params.source == "corpus" and prior.params.source == "prior"
     assert not np.allclose(corpus.latents, prior.latents)
-    assert pipe.sample_schema.defaults() == {"n": 16, "seed": -1, "temperature": 1.0, "source": "corpus"}
+    assert pipe.sample_schema.defaults() == {"n": 16, "seed": -1, "temperature": 1.0, "source": "posterior"}
 
 
 def test_random_seeds_are_fresh_per_request(pipe):

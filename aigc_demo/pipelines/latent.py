@@ -68,14 +68,15 @@ class SampleParams:
     temperature: float = param(
         1.0, label="latent_temperature", low=0.0, high=Config("max_temperature"), step=0.05
     )
-    # "corpus": a Gaussian fitted to the corpus latents (lands where real emoji live even where the encoder has
-    # not filled the prior); "posterior": the aggregate posterior, the mixture of every corpus row's posterior
-    # (a random row's code plus its own uncertainty: the prior a VAE's encoder actually fills, as in VampPrior);
-    # "prior": N(0, I), as the textbooks do. Bound per model: the first two need an atlas.
+    # "posterior": the aggregate posterior, the mixture of every corpus row's posterior (a random row's code
+    # plus its own uncertainty: the prior a VAE's encoder actually fills, as in VampPrior), the default because
+    # its samples are variations of real emoji; "corpus": a Gaussian fitted to the corpus latents (one Gaussian
+    # spans the gaps between emoji, so its samples mix their parts); "prior": N(0, I), as the textbooks do.
+    # Bound per model: the first two need an atlas.
     source: str = param(
-        "corpus",
+        "posterior",
         label="latent_source",
-        choices=("corpus", "posterior", "prior"),
+        choices=("posterior", "corpus", "prior"),
         choice_labels={
             "corpus": "latent_source_corpus",
             "posterior": "latent_source_posterior",
@@ -305,7 +306,7 @@ class LatentPipeline:
         self._map: CorpusMap | None = None
         self._map_lock = threading.Lock()
         # Drawing from the corpus needs its latents: without an atlas, the prior is the only source.
-        sources = ("corpus", "posterior", "prior") if atlas is not None else ("prior",)
+        sources = ("posterior", "corpus", "prior") if atlas is not None else ("prior",)
         self.sample_schema = Schema(
             SampleParams, self.cfg, choices={"source": sources}, defaults={"source": sources[0]}
         )
