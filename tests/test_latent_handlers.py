@@ -141,6 +141,11 @@ def test_map_click(tab, pipe):
     assert out[tab.map_info].count("\n- ") == 4  # five nearest items
     assert np.array_equal(out[tab.latent], pipe.pixel_to_latent(100, 200))
     assert all(out[s] == 0.0 for s in tab.sliders)
+    # Every view of the current latent shows the spot, not the item picked before.
+    assert out[tab.steered] is out[tab.map_image] and "latent_map_decode" in str(
+        out[tab.reconstruction].label
+    )
+    assert out[tab.rec_info].startswith("a spot on the map, nearest **")
     with pytest.raises(gr.Error, match="outside"):
         tab.map_click(select([10_000, 0]))
 

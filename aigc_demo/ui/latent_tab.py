@@ -243,7 +243,7 @@ class LatentHandlers:
         self.corpus_map.select(
             self.map_click,
             None,
-            [self.map_image, self.map_info, self.latent, self.steered, self.code, *self.sliders],
+            [self.map_image, self.map_info, *picked],
             **UI,
         )
 
@@ -301,10 +301,15 @@ class LatentHandlers:
 
     # -- picking an image: every view of "the current latent" at once ---------------------------------
     def _picked(
-        self, latent: np.ndarray, decoded: Image.Image, info: str, original: Image.Image | None
+        self,
+        latent: np.ndarray,
+        decoded: Image.Image,
+        info: str,
+        original: Image.Image | None,
+        decode_label: str = "latent_decode",
     ) -> dict:
-        """An upload shows its original beside the reconstruction; a corpus item has no original here (the
-        app keeps latents, not pictures), so it shows one image, labelled as the decode."""
+        """An upload shows its original beside the reconstruction; a corpus item or a map spot has no original
+        here (the app keeps latents, not pictures), so it shows one image, labelled as the decode."""
         shown = self._show(decoded)
         return {
             self.latent: latent,
@@ -312,7 +317,7 @@ class LatentHandlers:
                 value=self._show(original) if original is not None else None, visible=original is not None
             ),
             self.reconstruction: gr.Image(
-                value=shown, label=t("latent_reconstruction" if original is not None else "latent_decode")
+                value=shown, label=t("latent_reconstruction" if original is not None else decode_label)
             ),
             self.rec_info: info,
             self.steered: shown,  # every slider back at zero: the latent itself
@@ -343,19 +348,16 @@ class LatentHandlers:
 
     @user_errors
     def map_click(self, evt: gr.SelectData) -> dict:
+        """The spot becomes the current latent, so every view of it (decode, code, sliders) follows."""
         x, y = evt.index
         latent = self.pipe.pixel_to_latent(x, y)
         near = self.pipe.nearest(latent, k=5)
         lines = "\n".join(f"- {item.char} {item.caption} (distance {d:.2f})" for item, d in near)
-        shown = self._show(self.pipe.decode(latent))
-        return {
-            self.map_image: shown,
-            self.map_info: lines,
-            self.latent: latent,
-            self.steered: shown,
-            self.code: self._code(latent),
-            **{slider: 0.0 for slider in self.sliders},
-        }
+        decoded = self.pipe.decode(latent)
+        item, distance = near[0]
+        info = f"a spot on the map, nearest **{item.caption}** (distance {distance:.2f})"
+        picked = self._picked(latent, decoded, info, None, decode_label="latent_map_decode")
+        return {self.map_image: picked[self.steered], self.map_info: lines, **picked}
 
     # -- the other handlers ---------------------------------------------------------------------------
     def search(self, query: str) -> dict:
