@@ -12,7 +12,7 @@ from aigc_demo.config import TextConfig
 from aigc_demo.models import DEFAULT_TEXT_ENCODER
 from aigc_demo.pipelines.grounding import Grounding, minilm_encoder
 from aigc_demo.pipelines.story_files import read_project, write_project
-from aigc_demo.pipelines.story_plan import Plan, language_of, plan_messages, plan_schema
+from aigc_demo.pipelines.story_plan import Plan, finished_sentence, language_of, plan_messages, plan_schema
 from aigc_demo.pipelines.text import GenerationParams, TextPipeline
 
 ROWS = [
@@ -20,6 +20,28 @@ ROWS = [
     ["It finds an umbrella.", "umbrella", "closed umbrella", 7],
     ["Now it dances in puddles.", "water wave", "", ""],
 ]
+
+
+@pytest.mark.parametrize(
+    ("cut", "ended"),
+    [
+        ("A snowman looks at the sun.", "A snowman looks at the sun."),
+        ("He met many people wearing shorts this summer,", "He met many people wearing shorts this summer."),
+        (
+            "He looked at his reflection in the mirror. He dreamed that he could see it again, but to do so,",
+            "He looked at his reflection in the mirror.",
+        ),
+        ("He ran. Then he saw a", "He ran. Then he saw a."),  # the whole sentence is too short to stand alone
+        ('She said "hello"', 'She said "hello"'),
+        ("一只小猫每天都看着窗外的雨，", "一只小猫每天都看着窗外的雨。"),
+        ("", ""),
+    ],
+)
+def test_a_narration_cut_mid_sentence_is_ended(cut, ended):
+    assert finished_sentence(cut) == ended
+    if cut:
+        plan = Plan.from_rows("t", [[cut, "cat", "", -1]] * 3).with_finished_sentences()
+        assert [s.narration for s in plan.scenes] == [ended] * 3
 
 
 def test_a_table_becomes_a_checked_plan():

@@ -188,7 +188,7 @@ class StoryPipeline:
         if last is None or last.stats.finish_reason != "stop":
             reason = "stopped" if last is not None and last.stats.finish_reason == "stopped" else "cut short"
             raise ValueError(f"the plan was {reason} before it was complete; plan again (or fewer scenes)")
-        plan = Plan.from_json(last.text)
+        plan = Plan.from_json(last.text).with_finished_sentences()
         check_scenes(plan, "plan the model wrote")
         t1 = time.perf_counter()
         suggestions = self.suggest(plan)

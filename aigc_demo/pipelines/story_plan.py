@@ -185,6 +185,28 @@ class Plan:
     def language(self) -> str:
         return language_of(" ".join(s.narration for s in self.scenes))
 
+    def with_finished_sentences(self) -> Plan:
+        """The model's narrations with every sentence ended (``finished_sentence``)."""
+        scenes = tuple(replace(s, narration=finished_sentence(s.narration)) for s in self.scenes)
+        return replace(self, scenes=scenes)
+
+
+SENTENCE_ENDS = ".!?。！？…"
+KEPT_SENTENCES_MIN = 20  # characters: a shorter whole sentence says too little to stand alone
+
+
+def finished_sentence(text: str) -> str:
+    """A narration that the schema's length limit cut mid-sentence ("..., but to do so,"), ended where its last
+    whole sentence ends, or at its last word with a full stop: read aloud, a trailing comma leaves the
+    listener waiting for words that never come."""
+    text = text.rstrip()
+    if not text or text[-1] in SENTENCE_ENDS + "\"'”’)）":
+        return text
+    last_end = max(text.rfind(c) for c in SENTENCE_ENDS)
+    if last_end + 1 >= KEPT_SENTENCES_MIN:
+        return text[: last_end + 1]
+    return text.rstrip(" ,;:-–—，、；：") + ("。" if has_han(text) else ".")
+
 
 def _table_rows(rows) -> list[list]:
     """Rows from a gradio Dataframe value (a dict with "data", a pandas frame) or a plain list of lists."""
