@@ -281,9 +281,15 @@ def test_the_copy_check_flags_a_training_picture_and_not_a_generated_one():
     check = pipe.copies(training)
     assert check.likely_copy and check.nearest_in_pixels.caption == "red heart, in Noto Color Emoji style"
     assert check.nearest_in_pixels.licence == "SIL OFL 1.1" and check.nearest_in_pixels.pixel_bits <= 2
-    # Shown as pictures: the training picture itself, drawn again from its source, comes first in pixels.
-    from aigc_demo.ui.shared import copies_gallery
+    from aigc_demo.ui.shared import copies_gallery, copies_markdown
 
+    # As text: one row per neighbour with its licence; each source's attribution once, under the table.
+    text = copies_markdown(check)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "/ 192 |" in line]
+    attributions = {n.attribution for n in [*check.nearest, check.nearest_in_pixels]}
+    assert len(rows) == len(check.nearest) + 1 and rows[-1].endswith("| SIL OFL 1.1 |")
+    assert all(text.count(a) == 1 and not any(a in r for r in rows) for a in attributions)
+    # Shown as pictures: the training picture itself, drawn again from its source, comes first in pixels.
     shown = dict((caption, picture) for picture, caption in copies_gallery(check, training))
     assert list(shown)[0] == "the picture checked"
     heart = next(p for c, p in shown.items() if c.startswith("red heart, in Noto") and "SIL OFL" in c)

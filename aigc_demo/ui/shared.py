@@ -73,10 +73,12 @@ def copies_markdown(check) -> str:
         "| nearest training pictures | alike | hash bits apart | licence |",
         "|---|---|---|---|",
     ]
-    for n in [*check.nearest, check.nearest_in_pixels]:
-        lines.append(
-            f"| {n.caption} | {n.similarity:.3f} | {n.pixel_bits} / 192 | {n.licence} ({n.attribution}) |"
-        )
+    shown = [*check.nearest, check.nearest_in_pixels]
+    for n in shown:
+        lines.append(f"| {n.caption} | {n.similarity:.3f} | {n.pixel_bits} / 192 | {n.licence} |")
+    # Each source's attribution once, under the table: in a cell it squeezes the numbers' columns.
+    sources = dict.fromkeys((n.licence, n.attribution) for n in shown)
+    lines += ["", *(f"- {licence}: {attribution}" for licence, attribution in sources)]
     return "\n".join(lines)
 
 
