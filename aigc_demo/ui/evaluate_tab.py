@@ -29,7 +29,7 @@ from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors, user_errors_stream
 from aigc_demo.ui.sessions import SessionStops
-from aigc_demo.ui.shared import HEAVY, failure_notice, received_files
+from aigc_demo.ui.shared import HEAVY, failure_notice, received_files, refresh_button
 from aigc_demo.ui.strings import t
 
 BASE = ("prompt", "num_inference_steps", "guidance_scale", "scheduler", "seed", "generator")
@@ -194,7 +194,7 @@ class EvaluateTab:
                             )
                             for name in TEXT_DEFAULTS
                         ]  # fmt: skip
-                        self.text_refresh = gr.Button("🔄", size="sm", scale=0)
+                        self.text_refresh = refresh_button()
                     with gr.Row():
                         self.text_replies = gr.Slider(2, 16, 4, step=1, label=t("evaluate_text_replies"))
                         self.text_tokens = gr.Slider(

@@ -34,6 +34,7 @@ from aigc_demo.ui.shared import (
     failure_notice,
     pixel_gallery,
     received_file,
+    refresh_button,
 )
 from aigc_demo.ui.strings import EN, t
 
@@ -130,9 +131,7 @@ class ImageTab:
                         allow_custom_value=True,  # a reused PNG may name an adapter made elsewhere
                         elem_id="image-adapter",
                     )  # fmt: skip
-                    self.adapter_refresh = gr.Button(
-                        "🔄", size="sm", scale=0, elem_id="image-adapter-refresh"
-                    )
+                    self.adapter_refresh = refresh_button("image-adapter-refresh")
                 with gr.Row():
                     self.go = gr.Button(t("generate"), variant="primary", elem_id="image-generate")
                     self.stop = gr.Button(t("image_interrupt"), variant="stop", elem_id="image-interrupt")

@@ -51,6 +51,12 @@ def failure_notice(failure: LoadFailure | None) -> None:
     gr.Markdown(f"`{failure.error}`\n\n{failure.hint}")
 
 
+def refresh_button(elem_id: str | None = None, **kwargs) -> gr.Button:
+    """Beside an adapter menu: re-reads the adapters on disk, so one made in the Tune tab shows without a
+    page reload."""
+    return gr.Button(t("refresh_adapters"), size="sm", scale=0, min_width=120, elem_id=elem_id, **kwargs)
+
+
 def pixel_gallery(*args, **kwargs) -> gr.Gallery:
     """A gallery of small generated images shown large: whole pictures, crisp pixels, and PNG (Gradio's default
     webp is lossy and smears the upscaled pixels)."""

@@ -24,7 +24,7 @@ from aigc_demo.registry import LoadFailure
 from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import refused, user_errors_stream
 from aigc_demo.ui.sessions import SessionStops
-from aigc_demo.ui.shared import HEAVY, failure_notice
+from aigc_demo.ui.shared import HEAVY, failure_notice, refresh_button
 from aigc_demo.ui.strings import t
 from aigc_demo.validation import quoted
 
@@ -258,10 +258,7 @@ class TextTab:
                 visible=self.tuner is not None and not pipe.remote,  # adapters need the weights here
                 elem_id="text-adapter",
             )
-            self.refresh_adapters = gr.Button(
-                "🔄",
-                size="sm",
-                scale=0,
+            self.refresh_adapters = refresh_button(
                 visible=self.tuner is not None and not pipe.remote,
                 elem_id="text-adapter-refresh",
             )

@@ -23,7 +23,7 @@ from aigc_demo.training.fine_tune import FitProgress
 from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors, user_errors_stream
 from aigc_demo.ui.sessions import SessionStops
-from aigc_demo.ui.shared import HEAVY, failure_notice, pixel_gallery, received_files
+from aigc_demo.ui.shared import HEAVY, failure_notice, pixel_gallery, received_files, refresh_button
 from aigc_demo.ui.strings import t
 from aigc_demo.ui.tune_tab import adapter_files, loss_points
 
@@ -157,7 +157,7 @@ class PictureTuneTab:
                 names, value=names[0] if names else None, label=t("tune_adapters"), scale=2,
                 elem_id="tune-image-adapter",
             )  # fmt: skip
-            self.refresh = gr.Button("🔄", size="sm", scale=0, elem_id="tune-image-adapter-refresh")
+            self.refresh = refresh_button("tune-image-adapter-refresh")
             self.prompts = gr.Textbox(
                 label=t("tune_image_compare_prompts"), scale=4, lines=2, elem_id="tune-image-compare-prompts"
             )

@@ -17,7 +17,7 @@ from aigc_demo.training.fine_tune import FitProgress
 from aigc_demo.ui.controls import Controls, api, arg
 from aigc_demo.ui.errors import user_errors, user_errors_stream
 from aigc_demo.ui.sessions import SessionStops
-from aigc_demo.ui.shared import HEAVY, failure_notice, received_file
+from aigc_demo.ui.shared import HEAVY, failure_notice, received_file, refresh_button
 from aigc_demo.ui.strings import t
 
 TUNE = "tune"  # one training run at a time, queued, beside (not inside) the heavy group
@@ -142,7 +142,7 @@ class TuneTab:
                 names, value=names[0] if names else None, label=t("tune_adapters"), scale=2,
                 elem_id="tune-adapter",
             )  # fmt: skip
-            self.refresh = gr.Button("🔄", size="sm", scale=0, elem_id="tune-adapter-refresh")
+            self.refresh = refresh_button("tune-adapter-refresh")
             self.prompt = gr.Textbox(
                 COMPARE_EXAMPLE, label=t("tune_compare_prompt"), scale=4, elem_id="tune-compare-prompt"
             )
