@@ -113,6 +113,8 @@ def test_a_parked_run_resumes_on_a_machine_without_runs_and_unparks_when_publish
     assert start.origin == "parked" and resumed.step == state.step
     assert _logged_steps(args) == _logged_steps(other)
 
+    # A run killed while parking leaves a half-written copy beside the parked one; publishing removes both.
+    (parked.with_name("run.tmp") / "scorer").mkdir(parents=True)
     loop.unpark(args)
     assert not (tmp_path / "weights" / "parked").exists()
 
