@@ -11,7 +11,8 @@ can run a model on a thread of its own.
 
 Streaming work runs one item per job (a denoising step, a slice of tokens), so several requests served at once
 advance in turn, and short jobs slot in between the steps of long ones. Image requests served at once share
-their UNet calls (``pipelines/step_batcher.py``).
+their UNet calls (``pipelines/step_batcher.py``). Two jobs someone is watching for go ahead of the queue: a
+reply's first slice and a Live picture (a few steps of the student, whole, as one job).
 
 llama.cpp gets a thread of its own (``compute_thread(LLAMA_CPP)``): ggml's AMX kernels load the tile configuration
 once per thread and oneDNN's bf16 kernels release it after each call, so the two on one thread die with SIGILL
@@ -208,6 +209,13 @@ class ComputeThread:
         context = contextvars.copy_context()
         return self._queue(context.run, (fn, *args), kwargs).result()
 
+    def run_next(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        """``run``, with the job queued as ``submit_next`` queues it: ahead of the jobs waiting."""
+        if self.on_thread() or _on_light_thread():
+            return fn(*args, **kwargs)
+        context = contextvars.copy_context()
+        return self._queue(context.run, (fn, *args), kwargs, front=True).result()
+
     def iterate(self, items: Iterable[T], ahead: bool = False) -> Iterator[T]:
         """Advance an iterator on the compute thread, one item per job; closing this closes it there too.
 
@@ -339,14 +347,15 @@ class StopFlag(Protocol):
     def is_set(self) -> bool: ...
 
 
-def on_worker(method=None, *, light: bool = False, ahead: bool = False):
+def on_worker(method=None, *, light: bool = False, ahead: bool = False, first: bool = False):
     """Decorator for pipeline methods: the call runs on ``self.worker`` (plain methods and generators alike),
     so which thread a model runs on is decided by its pipeline alone, whoever calls it. ``light=True`` (plain
     methods that take milliseconds while someone watches) runs it on the LIGHT thread instead, unless it is
-    called from the worker itself. ``ahead=True`` (generators) makes items ahead of the consumer
-    (``ComputeThread.iterate``)."""
+    called from the worker itself. ``first=True`` (plain methods: one short job of whole-core work someone
+    watches, such as a Live picture) queues the call ahead of the jobs waiting (``run_next``). ``ahead=True``
+    (generators) makes items ahead of the consumer (``ComputeThread.iterate``)."""
     if method is None:
-        return functools.partial(on_worker, light=light, ahead=ahead)
+        return functools.partial(on_worker, light=light, ahead=ahead, first=first)
     if inspect.isgeneratorfunction(method):
 
         @functools.wraps(method)
@@ -358,6 +367,6 @@ def on_worker(method=None, *, light: bool = False, ahead: bool = False):
     @functools.wraps(method)
     def call(self, *args, **kwargs):
         worker = compute_thread(LIGHT) if light and not self.worker.on_thread() else self.worker
-        return worker.run(method, self, *args, **kwargs)
+        return (worker.run_next if first else worker.run)(method, self, *args, **kwargs)
 
     return call

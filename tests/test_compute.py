@@ -272,6 +272,37 @@ def test_a_next_job_goes_before_the_queued_ones_after_the_running_one(compute):
     assert order[-1] == "first slice 3"
 
 
+def test_a_first_method_runs_whole_ahead_of_the_queued_steps(compute):
+    """A Live picture (``on_worker(first=True)``) runs as one job ahead of the drawings' queued steps, and the
+    generator it calls runs inside that job rather than requeueing behind them."""
+    order: list[str] = []
+
+    class Pipeline:
+        worker = compute
+
+        @on_worker(ahead=True)
+        def steps(self, name):
+            for i in range(2):
+                order.append(f"{name} step {i}")
+                yield i
+
+        @on_worker(first=True)
+        def live(self):
+            return list(self.steps("live"))
+
+    gate = hold_the_worker(compute)
+    queued = [compute.submit(order.append, f"drawing step {i}") for i in range(3)]
+    done = threading.Event()
+    threading.Thread(target=lambda: (Pipeline().live(), done.set()), daemon=True).start()
+    while len(compute._jobs) < 4:  # the live call has queued its job
+        threading.Event().wait(0.01)
+    gate.set()
+    assert done.wait(5)
+    for future in queued:
+        future.result(5)
+    assert order == ["live step 0", "live step 1", "drawing step 0", "drawing step 1", "drawing step 2"]
+
+
 def test_a_light_job_never_waits_for_another_compute_thread():
     """A GAN draw on the light thread scores its picture with a model of the shared thread, while an image on
     the shared thread waits for its prompt check on the light thread: what a light job calls runs right there,
