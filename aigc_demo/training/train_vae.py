@@ -403,6 +403,20 @@ def write_grids(model: EmojiVAE, corpus: Corpus, out: Path, seed: int) -> None:
     common.save_grid(model.decode(z).clamp(0, 1), out / "interpolation.png", nrow=8)
 
 
+def blind_line(metrics: dict) -> str:
+    """The blind tests of these weights' samples, once judges have made them (``bench/blind_vae.py``)."""
+    tests = metrics.get("blind_samples")
+    if not tests:
+        return ""
+    counts = " and ".join(
+        f"**{t['named']} of {t['samples']}** (seed {t['seed']}: {t['detail']})" for t in tests
+    )
+    return (
+        f"\n**Blind test** (`python bench/blind_vae.py --source {tests[0]['source']} --seed N`, {tests[0]['date']}):"
+        f" judges who saw only a numbered sheet of samples, one judge per sheet, named as specific emoji {counts}.\n"
+    )
+
+
 def model_card(metrics: dict, corpus: Corpus) -> str:
     styles = {}
     for r in corpus.rows:
@@ -456,7 +470,7 @@ held-out tiles (256 samples).
 The fitted Gaussian is `pca_mean + (eps * sqrt(pca_explained_variance)) @ pca_components`; the aggregate
 posterior picks a random corpus row and adds noise at that row's own posterior spread (`mean`, `logvar` in
 `latents.safetensors`), so its samples are variations of real emoji.
-
+{blind_line(metrics)}
 Held-out reconstructions (odd rows: input, even rows: reconstruction), interpolations between held-out pairs,
 and the training curves (pixel MSE, KL, the perceptual distance and the discriminator's hinge loss) of the
 VAE-GAN runs:
