@@ -109,6 +109,7 @@ class ComputeThread:
     def __init__(self, name: str = "aigc-compute", takes_turns: bool = True):
         self._jobs: deque[tuple] = deque()
         self._first = 0  # jobs at the head of the queue that came by ``submit_next``, in arrival order
+        self._ran_first = False  # whether the last job taken came by ``submit_next``
         self._queued = threading.Condition()
         self._takes_turns = takes_turns
         thread = threading.Thread(target=self._serve, name=name, daemon=True)
@@ -116,10 +117,18 @@ class ComputeThread:
         self._ident = thread.ident
 
     def _next_job(self) -> tuple:
+        """The oldest job that came by ``submit_next``, but never two in a row while other jobs wait: a stream
+        of them (Live pictures as people type) cannot hold back the queued steps and slices for ever."""
         with self._queued:
             self._queued.wait_for(lambda: self._jobs)
-            self._first = max(0, self._first - 1)
-            return self._jobs.popleft()
+            others_wait = len(self._jobs) > self._first
+            self._ran_first = self._first > 0 and not (self._ran_first and others_wait)
+            if self._ran_first:
+                self._first -= 1
+                return self._jobs.popleft()
+            job = self._jobs[self._first]  # the oldest of the others
+            del self._jobs[self._first]
+            return job
 
     def _serve(self) -> None:
         _name_os_thread(threading.current_thread().name)
@@ -187,8 +196,8 @@ class ComputeThread:
     def submit_next(self, fn: Callable[..., T], *args, **kwargs) -> Future[T]:
         """Queue ``fn`` ahead of the jobs waiting, after the running one and after earlier ``submit_next``
         jobs: a reply's first slice, which someone is waiting for, goes before the next slices of replies
-        already streaming, and new replies start in the order they came. (From the compute thread itself, as
-        ``submit``.)"""
+        already streaming, and new replies start in the order they came. Such jobs take every other turn
+        while others wait (``_next_job``). (From the compute thread itself, as ``submit``.)"""
         if self.on_thread():
             return self.submit(fn, *args, **kwargs)
         return self._queue(fn, args, kwargs, front=True)
