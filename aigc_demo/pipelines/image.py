@@ -439,11 +439,9 @@ class ImagePipeline:
             image, self.parameters_of(params, params.seed), self.prompt_match([image], params.prompt)[0]
         )
 
-    @on_worker(first=True)
     def live(self, prompt: str, seed: int = 0, upscale: bool = False) -> ImageResult:
         """One picture by the few-step student in ``live_steps`` steps: the live mode, which redraws as the
-        prompt changes under a fixed seed. The whole picture is one compute job, queued ahead of the
-        drawings' steps: someone is typing and watching, and it costs a step or two of theirs."""
+        prompt changes under a fixed seed."""
         if self.student is None:
             raise ValueError(
                 "the live mode needs the few-step student (AIGC_IMAGE_STUDENT), which is not loaded"
