@@ -271,6 +271,17 @@ def test_image_tab_live_mode_redraws_as_one_types(browser, app_url, artifacts_di
     page.wait_for_selector("#image-live-picture", state="hidden", timeout=30_000)
 
 
+def test_image_tab_live_mode_follows_a_pasted_prompt(browser, app_url):
+    """A prompt pasted whole (one input event, no keystrokes: what ``fill`` sends) starts a Live picture too."""
+    page = open_page(browser, app_url)
+    page.get_by_role("tab", name="Image").click()
+    page.locator("#image-live input[type=checkbox]").check()
+    page.locator("#image-prompt textarea").fill("red heart")
+    page.wait_for_selector("#image-live-picture img", timeout=30_000)
+    page.wait_for_selector("#image-progress:has-text('Live')", timeout=30_000)
+    page.locator("#image-live input[type=checkbox]").uncheck()
+
+
 def test_story_tab_plans_draws_and_films(browser, app_url, artifacts_dir, tab_screenshot):
     page = open_page(browser, app_url)
     page.get_by_role("tab", name="Story").click()

@@ -300,9 +300,10 @@ class ImageTab:
         self.reuse.click(self.reuse_parameters, [self.chosen], list(c.values()), **ui)
         self.png_drop.upload(self.restore_from_png, [self.png_drop], list(c.values()), **ui)
         c["generator"].change(self.generator_changed, [c["generator"]], [c[n] for n in DIFFUSION_ONLY], **ui)
-        # Live: every keystroke asks; while one picture is drawn only the newest request waits.
+        # Live: every change of the prompt asks (a keystroke, a paste, an example); while one picture is drawn
+        # only the newest request waits.
         gr.on(
-            triggers=[c["prompt"].input, self.live.change, c["seed"].input, c["upscale"].change],
+            triggers=[c["prompt"].change, self.live.change, c["seed"].input, c["upscale"].change],
             fn=gpu_task(self.live_draw),
             inputs=[self.live, c["prompt"], c["seed"], self.last_seed, c["upscale"]],
             outputs=[self.live_image, self.progress],
