@@ -72,6 +72,24 @@ def test_build_is_deterministic(tiny_corpus, tmp_path):
     assert np.array_equal(np.load(out / "images_64.npy"), np.load(tmp_path / "images_64.npy"))
 
 
+@pytest.mark.parametrize("width,height", [(97, 61), (136, 128), (72, 72), (618, 500)])
+def test_larger_tiles_line_up_with_the_64_px_tile(width, height):
+    """A 256-px tile is the 64-px one at 4x to the sub-pixel: the upscaler learns from these pairs."""
+    from PIL import Image, ImageDraw
+
+    from aigc_demo.data.render import layout, to_tile
+
+    art = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(art)
+    draw.ellipse((width * 0.1, height * 0.1, width * 0.9, height * 0.9), fill=(220, 40, 40, 255))
+    draw.rectangle((width * 0.3, height * 0.4, width * 0.6, height * 0.7), fill=(20, 20, 160, 255))
+    assert layout(art, 256) == tuple(4 * v for v in layout(art, 64))
+    small = to_tile(art, 64).astype(float)
+    shrunk = np.asarray(Image.fromarray(to_tile(art, 256)).resize((64, 64), Image.Resampling.LANCZOS))
+    psnr = 10 * np.log10(255**2 / ((shrunk - small) ** 2).mean())
+    assert psnr > 38  # laid out per size: 25-33 dB
+
+
 def test_split_follows_base_subject():
     # all skin tones of one subject share a split; the split hash is stable across runs
     assert base_name_of("waving hand: medium-dark skin tone") == "waving hand"

@@ -3,11 +3,13 @@
     python -m aigc_demo.data.build_corpus --sizes 64 256     # the 256-px targets, rendered from the sources
     python -m aigc_demo.training.train_upscaler --minutes 85 --threads 1
 
-Pairs are the corpus's 64-px tiles and the same artwork rendered at 256 px (OpenMoji and Twemoji are vector
-art; Noto's 136-px bitmaps are resampled). Half of the inputs are first passed through the LDM's autoencoder
-(``weights/autoencoder-kl-emoji``), because the pictures the app upscales are that autoencoder's output,
-softer than the rendered tiles: the network learns to restore them, not only to enlarge clean ones (the
-degradation idea of Real-ESRGAN, with the degradation the app actually has).
+Pairs are the corpus's 64-px tiles and the same artwork rendered at 256 px in the 64-px tile's layout at 4x
+(``aigc_demo.data.render.layout``), so input and target line up to the sub-pixel (OpenMoji and Twemoji are
+vector art; Noto's 136-px bitmaps are resampled). A share of the inputs (``--degraded-fraction``, half by
+default) is first passed through the LDM's autoencoder (``weights/autoencoder-kl-emoji``), because the
+pictures the app upscales are that autoencoder's output, softer than the rendered tiles: the network learns
+to restore them, not only to enlarge clean ones (the degradation idea of Real-ESRGAN, with the degradation
+the app actually has).
 
 The loss is ESRGAN's (Wang et al. 2018) with the project's own features: L1 on pixels; L1 on the autoencoder
 encoder's first two stages (the perceptual term; no ImageNet VGG here); and, after ``--adversarial-after``
@@ -241,10 +243,10 @@ net = EmojiUpscaler.from_pretrained("weights/{MODEL_NAME}")
 big = net(small)   # (B, 3, 64, 64) in [0, 1] -> (B, 3, 256, 256)
 ```
 
-- **Data**: the emoji corpus's 64-px tiles and the same artwork rendered at 256 px
-  (`python -m aigc_demo.data.build_corpus --sizes 64 256`); half of the inputs pass through the LDM's
-  autoencoder first, as the app's generated pictures do. Random 128-px crops, horizontal flips. Held-out
-  subjects are never trained on.
+- **Data**: the emoji corpus's 64-px tiles and the same artwork rendered at 256 px, laid out as the 64-px
+  tile at exactly 4x (`python -m aigc_demo.data.build_corpus --sizes 64 256`); {metrics.get("degraded_fraction", 0.5):.0%} of the
+  inputs pass through the LDM's autoencoder first, as the app's generated pictures do. Random 128-px crops,
+  horizontal flips. Held-out subjects are never trained on.
 {loss_line(metrics)}
 - **Command** (last run): `{metrics["command"]}`
 - **Training**: {metrics["steps"]} steps of batch {metrics["batch_size"]} over {metrics["runs"]} run(s);
@@ -311,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         perceptual_weight=args.perceptual_weight,
         adversarial_weight=args.adversarial_weight,
         adversarial_after=args.adversarial_after,
+        degraded_fraction=args.degraded_fraction,
         **loop.run_metrics(args, state, command),
     )
     out = args.weights_dir
