@@ -244,9 +244,9 @@ big = net(small)   # (B, 3, 64, 64) in [0, 1] -> (B, 3, 256, 256)
 ```
 
 - **Data**: the emoji corpus's 64-px tiles and the same artwork rendered at 256 px, laid out as the 64-px
-  tile at exactly 4x (`python -m aigc_demo.data.build_corpus --sizes 64 256`); {metrics.get("degraded_fraction", 0.5):.0%} of the
-  inputs pass through the LDM's autoencoder first, as the app's generated pictures do. Random 128-px crops,
-  horizontal flips. Held-out subjects are never trained on.
+  tile at exactly 4x (`python -m aigc_demo.data.build_corpus --sizes 64 256`);
+  {metrics.get("degraded_fraction", 0.5):.0%} of the inputs pass through the LDM's autoencoder first, as the app's generated
+  pictures do. Random 128-px crops, horizontal flips. Held-out subjects are never trained on.
 {loss_line(metrics)}
 - **Command** (last run): `{metrics["command"]}`
 - **Training**: {metrics["steps"]} steps of batch {metrics["batch_size"]} over {metrics["runs"]} run(s);
