@@ -14,7 +14,7 @@ def layout(img: Image.Image, size: int) -> tuple[int, int, int, int]:
 
     Tiles whose size is a multiple of LAYOUT_SIZE take the LAYOUT_SIZE tile's layout scaled up, so a 256-px
     tile is the 64-px one at exactly 4x: super-resolution pairs line up to the sub-pixel (laid out per size,
-    rounding moves and scales the artwork by about a pixel at 256 px).
+    rounding moves and scales the artwork by 1-3 pixels at 256 px).
     """
     base = LAYOUT_SIZE if size % LAYOUT_SIZE == 0 else size
     k = size // base
