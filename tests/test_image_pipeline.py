@@ -257,6 +257,38 @@ def test_math_attention_only_for_small_latents(tiny_sd_dir):
     assert all(isinstance(p, AttnProcessor) for p in unet.attn_processors.values())
 
 
+def test_models_run_in_other_threads_while_torch_fx_traces():
+    """torch.compile traces with torch.fx, which patches nn.Module.__call__ for the whole process; the background
+    compile must not break the models other threads serve meanwhile (the prompt filter's encoder, the eager UNet)."""
+    import threading
+
+    from aigc_demo.pipelines.cpu_compile import keep_tracing_to_its_thread
+
+    keep_tracing_to_its_thread()
+    tracing, served = threading.Event(), threading.Event()
+
+    class Traced(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            tracing.set()
+            served.wait(timeout=30)  # hold the patches in place while the other thread runs its model
+            return self.linear(x)
+
+    tracer = threading.Thread(target=torch.fx.symbolic_trace, args=(Traced(),))
+    tracer.start()
+    assert tracing.wait(timeout=30)
+    other = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.GELU(), torch.nn.Linear(8, 2))
+    try:
+        out = other(torch.ones(1, 4))
+    finally:
+        served.set()
+        tracer.join()
+    assert out.shape == (1, 2)
+
+
 @pytest.mark.slow
 def test_unet_compiles_in_the_background_and_serves_only_its_shape(tiny_image_config, tmp_path):
     """The app's default on CPU: the first start serves eager while compiling, each shape compiled as soon as

@@ -16,6 +16,8 @@ minute.
 
 from __future__ import annotations
 
+import builtins
+import functools
 import hashlib
 import json
 import logging
@@ -33,9 +35,6 @@ log = logging.getLogger(__name__)
 # to the output's scale: bf16 kernels that fuse differently round differently, nothing more.
 AGREEMENT = 0.05
 
-# How long an eager call keeps retrying while the background compile's tracing is in its way (see _eager).
-EAGER_RETRY_S = 30.0
-
 # freezing: weights become constants, so convolutions are packed once and small ops fuse around them.
 # cpp_wrapper: the graph's kernels are called from C++ instead of Python, ~2 ms less per call: it matters
 # at batch 1 (bench/unet_compile.py) and costs ~20 s more compile per shape.
@@ -48,6 +47,40 @@ INDUCTOR_OPTIONS = {"freezing": True, "cpp_wrapper": True, "cpp.weight_prepack":
 # poorly (bench/unet_compile.py: 7 % faster per call at batch 1, 9 % at batch 8, 256 positions). Larger latents
 # (Stable Diffusion's 4,096) keep SDPA, whose score matrices never exist in memory whole.
 MATH_ATTENTION_MAX_POSITIONS = 1024
+
+
+def keep_tracing_to_its_thread() -> None:
+    """Make torch.fx's tracing patches act only in the thread that traces.
+
+    While it traces (torch.compile does, in the background), torch.fx replaces ``nn.Module.__call__`` and
+    ``__getattr__`` (and some module globals) for the whole process; any model another thread runs meanwhile (the
+    eager UNet serving requests, the prompt filter's text encoder) then fails with NameError "module is not
+    installed as a submodule". Each patch is wrapped so that other threads see the original. Idempotent."""
+    from torch.fx import _symbolic_trace as fx
+
+    patcher = getattr(fx, "_Patcher", None)
+    if patcher is None or getattr(patcher, "thread_scoped", False):
+        return
+    patch, patch_method = patcher.patch, patcher.patch_method
+
+    def scoped(new_fn: Callable, original: Callable) -> Callable:
+        owner = threading.get_ident()
+
+        @functools.wraps(new_fn)
+        def in_the_tracing_thread_only(*args, **kwargs):
+            return (new_fn if threading.get_ident() == owner else original)(*args, **kwargs)
+
+        return in_the_tracing_thread_only
+
+    def scoped_patch(self, frame_dict, name, new_fn, deduplicate=True):
+        original = frame_dict[name] if name in frame_dict else getattr(builtins, name, None)
+        wrapped = new_fn if original is None else scoped(new_fn, original)
+        return patch(self, frame_dict, name, wrapped, deduplicate)
+
+    def scoped_patch_method(self, cls, name, new_fn, deduplicate=True):
+        return patch_method(self, cls, name, scoped(new_fn, getattr(cls, name)), deduplicate)
+
+    patcher.patch, patcher.patch_method, patcher.thread_scoped = scoped_patch, scoped_patch_method, True
 
 
 def use_math_attention(unet: torch.nn.Module, examples: list[tuple[torch.Tensor, ...]]) -> bool:
@@ -146,30 +179,10 @@ class CompiledUNet:
                 self.last_call_compiled = True
                 return out
             except Exception as err:  # never let the compiled copy fail a request
-                tracing = isinstance(err, NameError) and "submodule" in str(err) and self.state == "compiling"
-                if (
-                    not tracing
-                ):  # (tracing: the compile of another shape is under way, see _eager; this call eager)
-                    log.warning("compiled UNet failed on these inputs (%s); serving eager from now on", err)
-                    self._disable()
+                log.warning("compiled UNet failed on these inputs (%s); serving eager from now on", err)
+                self._disable()
         self.last_call_compiled = False
-        return self._eager(sample, timestep, encoder_hidden_states)
-
-    def _eager(self, sample, timestep, encoder_hidden_states) -> torch.Tensor:
-        # While the background compile traces (make_fx), torch.fx patches nn.Module.__call__ for the whole
-        # process, and an eager call from the serving thread then fails with NameError ("module is not
-        # installed as a submodule"; seen in tests/test_image_pipeline.py). Those windows are short: retry.
-        deadline = time.monotonic() + EAGER_RETRY_S
-        while True:
-            try:
-                return self.eager(
-                    sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False
-                )[0]
-            except NameError as err:
-                if "submodule" not in str(err) or self.state != "compiling" or time.monotonic() > deadline:
-                    raise
-                log.info("eager UNet call hit the background compile's tracing (%s); retrying", err)
-                time.sleep(0.05)
+        return self.eager(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
 
     def _disable(self) -> None:
         with self._lock:  # the compile thread checks the state under the same lock before publishing
@@ -205,6 +218,7 @@ class CompiledUNet:
         import torch._inductor.config as inductor_config
 
         options = INDUCTOR_OPTIONS if options is None else options
+        keep_tracing_to_its_thread()
         self._compiled, self._keys, self.state = None, set(), "compiling"
         t0 = time.perf_counter()
         hits_before, cached_before = _cache_counts()
