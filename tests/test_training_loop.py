@@ -86,7 +86,9 @@ def test_loop_stops_on_sigterm_checkpoints_and_resumes(tmp_path, restore_signals
     assert second["last_step"] == state.step and second["to"] < second["from"]  # the cosine decay
 
 
-def test_a_parked_run_resumes_on_a_machine_without_runs_and_unparks_when_published(tmp_path, restore_signals):
+def test_a_parked_run_resumes_on_a_machine_without_runs_and_stays_parked_while_asked(
+    tmp_path, restore_signals
+):
     args = _args(tmp_path, minutes=10.0)
     start, state = _run(args, stop_at=4)
     loop.park(args, start.models)
@@ -113,9 +115,18 @@ def test_a_parked_run_resumes_on_a_machine_without_runs_and_unparks_when_publish
     assert start.origin == "parked" and resumed.step == state.step
     assert _logged_steps(args) == _logged_steps(other)
 
-    # A run killed while parking leaves a half-written copy beside the parked one; publishing removes both.
+    # Not published, no --park: the parked run stays for the next one.
+    args.park = False
+    loop.after_evaluation(args, start.models, published=False)
+    assert loop.is_whole(parked, ["scorer"])
+    # Published with --park: parked again (a GAN's discriminator is not in the published weights).
+    args.park = True
+    loop.after_evaluation(args, start.models, published=True)
+    assert loop.is_whole(parked, ["scorer"])
+    # Published without --park: the parked copy, and the half-written one of a run killed while parking, go.
     (parked.with_name("run.tmp") / "scorer").mkdir(parents=True)
-    loop.unpark(args)
+    args.park = False
+    loop.after_evaluation(args, start.models, published=True)
     assert not (tmp_path / "weights" / "parked").exists()
 
 

@@ -65,8 +65,19 @@ def add_park_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--park",
         action="store_true",
-        help="when not published, keep the run in <weights-dir>/parked/ so the next machine resumes it",
+        help="keep the run (its discriminator too) in <weights-dir>/parked/ so the next machine resumes it",
     )
+
+
+def after_evaluation(args: argparse.Namespace, models: Models, published: bool) -> None:
+    """Where the next run starts. With ``--park`` the run is parked, published or not: the published weights
+    leave out the discriminator, and a trained generator resumed against a fresh one is pulled back (the
+    emoji GAN's held-out top-5 fell from 0.394 to 0.212 in 2,000 steps). Without it, a run that published
+    removes any parked copy, which the next run would otherwise resume instead of what was just published."""
+    if args.park:
+        park(args, models)
+    elif published:
+        unpark(args)
 
 
 def command_line(module: str, argv: list[str] | None) -> str:

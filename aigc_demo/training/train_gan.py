@@ -14,9 +14,9 @@ held-out caption retrieval improves without the Fréchet distance getting worse 
         --run-dir runs/emoji-gan-cbn --park
 
 starts another architecture (conditional BatchNorm in every generator stage; DiffAugment for the
-discriminator) from scratch in its own run folder; it publishes by the same rule. Until it does, ``--park``
-keeps it (fp16 generator, its average and the discriminator) in weights/emoji-gan/parked/, where the next run
-on any machine resumes it.
+discriminator) from scratch in its own run folder; it publishes by the same rule. ``--park`` keeps a run
+(fp16 generator, its average and the discriminator) in weights/emoji-gan/parked/, published or not, where the
+next run on any machine resumes it with the discriminator it was trained against.
 """
 
 from __future__ import annotations
@@ -351,8 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     publish_it, reason = should_publish(metrics, args.weights_dir)
     logger.info("%s: %s", "publishing" if publish_it else "NOT published", reason)
     if not publish_it:
-        if args.park:
-            loop.park(args, models)
+        loop.after_evaluation(args, models, published=False)
         return 0
     metrics.update(
         params_g_m=sum(p.numel() for p in gen.parameters()) / 1e6,
@@ -363,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         **loop.run_metrics(args, state, command),
     )
     publish(gen, corpus, captions, metrics, args)
-    loop.unpark(args)
+    loop.after_evaluation(args, models, published=True)
     logger.info("published to %s", args.weights_dir)
     return 0
 

@@ -11,8 +11,9 @@ layer (Esser et al. 2021), so neither drowns the other.
 Resumes from runs/vae-emoji/checkpoint, else from weights/vae-emoji (a published model with another latent
 size lends its convolutions; the latent's linear layers start fresh), else starts from scratch. At the end
 it evaluates on the held-out split and publishes to weights/vae-emoji/ only if the reconstructions are not
-less faithful (PSNR) and are sharper (edge ratio) than the committed model's; otherwise ``--park`` keeps
-the run (fp16 VAE and discriminator) in weights/vae-emoji/parked/, where the next run on any machine resumes.
+less faithful (PSNR) and are sharper (edge ratio) than the committed model's. ``--park`` keeps the run (fp16
+VAE and discriminator), published or not, in weights/vae-emoji/parked/, where the next run on any machine
+resumes.
 """
 
 from __future__ import annotations
@@ -551,8 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = evaluate(as_shipped(model), heldout)
     logger.info("held-out: %s", json.dumps(metrics))
     if not sharper_than_committed(args.weights_dir, metrics, heldout):
-        if args.park:
-            loop.park(args, models)
+        loop.after_evaluation(args, models, published=False)
         return 0
     metrics.update(
         beta=args.beta,
@@ -565,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         **loop.run_metrics(args, state, command),
     )
     publish(model, corpus, metrics, args)
-    loop.unpark(args)
+    loop.after_evaluation(args, models, published=True)
     logger.info("published to %s", args.weights_dir)
     return 0
 
