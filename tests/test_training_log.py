@@ -25,6 +25,19 @@ def test_loss_history_survives_a_fresh_machine(tmp_path):
     assert steps == ["step", "10", "20", "30"]
 
 
+def test_a_log_begun_without_a_field_gets_its_column(tmp_path):
+    import csv
+
+    path = tmp_path / "loss.csv"
+    old = LossLog(path, ["loss_d", "loss_g"])
+    old.append({"step": 1, "wall_seconds": 1, "loss_d": 0.5, "loss_g": 0.25})
+    new = LossLog(path, ["loss_d", "loss_g", "anchor"])
+    new.append({"step": 2, "wall_seconds": 2, "loss_d": 0.4, "loss_g": 0.2, "anchor": 0.1})
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["anchor"] for r in rows] == ["", "0.1"] and [r["loss_g"] for r in rows] == ["0.25", "0.2"]
+
+
 def test_learning_rate_warms_up_then_holds_or_cools_down_over_the_run():
     from aigc_demo.training.train_diffusion import learning_rate, parse_args
 

@@ -226,6 +226,21 @@ class LossLog:
             else:
                 with open(path, "w", newline="") as fh:
                     csv.writer(fh).writerow(self.fields)
+        self._add_new_columns()
+
+    def _add_new_columns(self) -> None:
+        """A log begun before a script logged some field gets that column at the end; its old rows leave it
+        empty. Rows are appended in the file's column order."""
+        with open(self.path, newline="") as fh:
+            rows = list(csv.reader(fh))
+        header = rows[0] if rows else []
+        missing = [f for f in self.fields if f not in header]
+        self.columns = header + missing
+        if missing:
+            tmp = self.path.with_suffix(".tmp")
+            with open(tmp, "w", newline="") as fh:
+                csv.writer(fh).writerows([self.columns, *(r + [""] * len(missing) for r in rows[1:])])
+            os.replace(tmp, self.path)
 
     def keep_until(self, step: int) -> None:
         """Drop rows logged after ``step``: a run killed after its last checkpoint resumes from that step, and
@@ -248,7 +263,7 @@ class LossLog:
 
     def append(self, values: dict[str, float]) -> None:
         with open(self.path, "a", newline="") as fh:
-            csv.writer(fh).writerow([values.get(k, "") for k in self.fields])
+            csv.writer(fh).writerow([values.get(k, "") for k in self.columns])
 
     def plot(self, out: Path, columns: list[str], title: str, log_y: bool = True) -> None:
         import matplotlib

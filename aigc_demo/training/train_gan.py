@@ -68,6 +68,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=False,
         help="shift and cut out every image the discriminator sees, real or generated (DiffAugment)",
     )
+    p.add_argument(
+        "--anchor-weight",
+        type=float,
+        default=0.0,
+        help="weight of the L1 distance between the generated and the real image, both shrunk to --anchor-size",
+    )
+    p.add_argument(
+        "--anchor-size", type=int, default=16, help="side of the shrunk images the anchor term compares"
+    )
     p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids in runs/")
     loop.add_park_option(p)
     p.add_argument(
@@ -166,7 +175,8 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[loop.Models, TrainState
 
     def step(state: TrainState) -> dict[str, torch.Tensor]:
         rows = torch.from_numpy(sampler.next())
-        real = common.hflip_augment(common.to_tensor(corpus.images[rows.numpy()]).contiguous(), rng) * 2 - 1
+        pictures = common.to_tensor(corpus.images[rows.numpy()]).contiguous() * 2 - 1
+        real = common.hflip_augment(pictures, rng)
         text = emb[pick_variants(spans, rows, rng)]
         wrong = text.roll(1, dims=0)  # another row's caption: a real image that does not match
         z = torch.randn(len(rows), gen.config.z_dim, generator=rng)
@@ -182,9 +192,13 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[loop.Models, TrainState
         loss_d.backward()
         opt_d.step()
 
-        # 2. Generator: raise the discriminator's score of its images.
+        # 2. Generator: raise the discriminator's score of its images, and (anchor) draw the captioned emoji's
+        # layout and colours: at low resolution its image must match the real one, the detail is left to D.
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            loss_g = -disc(seen(fake, rng), text).float().mean()
+            loss_adv = -disc(seen(fake, rng), text).float().mean()
+        # (against the unflipped picture: the caption cannot say which way a flip went)
+        anchor = F.l1_loss(shrink(fake.float(), args.anchor_size), shrink(pictures, args.anchor_size))
+        loss_g = loss_adv + args.anchor_weight * anchor if args.anchor_weight else loss_adv
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
@@ -209,14 +223,20 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[loop.Models, TrainState
             "d_real": d_real.mean(),
             "d_fake": d_fake.mean(),
             "d_wrong": d_wrong.mean(),
+            "anchor": anchor.detach(),
         }
 
-    fields = ["loss_d", "loss_g", "d_real", "d_fake", "d_wrong"]
+    fields = ["loss_d", "loss_g", "d_real", "d_fake", "d_wrong", "anchor"]
     optimizers = {"generator": opt_g, "discriminator": opt_d}
     state = loop.train(
         args, start, optimizers, step, fields, sampler=sampler, shown=("loss_d", "loss_g"), desc="gan"
     )
     return start.models, state
+
+
+def shrink(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean over blocks: what a ``size``-pixel thumbnail keeps of an image (layout and colours)."""
+    return F.adaptive_avg_pool2d(images, size)
 
 
 def diff_augment(images: torch.Tensor, rng: torch.Generator, shift: int = 8, cut: int = 32) -> torch.Tensor:
@@ -273,12 +293,18 @@ def model_card(metrics: dict, corpus: Corpus) -> str:
         if metrics.get("diff_augment", False)
         else ""
     )
+    anchor = (
+        f" The generator also matches the real image at {metrics['anchor_size']} px (an L1 term of weight"
+        f" {metrics['anchor_weight']:g}): the caption decides the layout and colours, the discriminator the detail."
+        if metrics.get("anchor_weight")
+        else ""
+    )
     return f"""# emoji-gan: a caption-conditional DCGAN for 64x64 emoji
 
 A DCGAN (Radford et al. 2015) generator{norm}, {metrics["params_g_m"]:.2f} M parameters (fp16 safetensors),
 conditioned on the all-MiniLM-L6-v2 sentence embedding of the caption; trained with the hinge loss and
 GAN-CLS mismatched-caption negatives against a spectral-norm projection discriminator (kept in `runs/`, not
-shipped); the weights that ship are an exponential moving average of the generator's.{augment} It makes a
+shipped); the weights that ship are an exponential moving average of the generator's.{augment}{anchor} It makes a
 64x64 image in one step.
 
 ```python
@@ -359,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         width=gen.config.width,
         conditional_norm=gen.config.conditional_norm,
         diff_augment=args.diff_augment,
+        anchor_weight=args.anchor_weight,
+        anchor_size=args.anchor_size,
         **loop.run_metrics(args, state, command),
     )
     publish(gen, corpus, captions, metrics, args)
