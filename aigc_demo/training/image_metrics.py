@@ -86,5 +86,5 @@ def retrieval_rows(metrics: dict) -> str:
         f"| caption retrieval top-1 / top-5 among {n} held-out captions, generated images | "
         f"{metrics['heldout_generated_top1']:.3f} / {metrics['heldout_generated_top5']:.3f} |\n"
         f"| same, real held-out images | {metrics['heldout_real_top1']:.3f} / {metrics['heldout_real_top5']:.3f} |\n"
-        f"| top-5 generated / real (target >= 0.8) | {metrics['top5_generated_over_real']:.2f} |\n"
+        f"| top-5 generated / real (target >= 0.8) | {metrics['top5_generated_over_real']:.3f} |\n"
     )

@@ -315,8 +315,8 @@ def model_card(metrics: dict, corpus: Corpus) -> str:
         else ""
     )
     anchor = (
-        f" The generator also matches the real image at {metrics['anchor_size']} px (an L1 term of weight"
-        f" {metrics['anchor_weight']:g}): the caption decides the layout and colours, the discriminator the detail."
+        f"\nThe generator also matches the real image at {metrics['anchor_size']} px (an L1 term of weight"
+        f" {metrics['anchor_weight']:g}):\nthe caption decides the layout and colours, the discriminator the detail."
         if metrics.get("anchor_weight")
         else ""
     )
@@ -324,8 +324,8 @@ def model_card(metrics: dict, corpus: Corpus) -> str:
 
 A DCGAN (Radford et al. 2015) generator{norm}, {metrics["params_g_m"]:.2f} M parameters (fp16 safetensors),
 conditioned on the all-MiniLM-L6-v2 sentence embedding of the caption; trained with the hinge loss and
-GAN-CLS mismatched-caption negatives against a spectral-norm projection discriminator (kept in `runs/`, not
-shipped); the weights that ship are an exponential moving average of the generator's.{augment}{anchor} It makes a
+GAN-CLS mismatched-caption negatives against a spectral-norm projection discriminator (not shipped; `--park`
+keeps it in `parked/` for the next run); the weights that ship are an exponential moving average of the generator's.{augment}{anchor} It makes a
 64x64 image in one step.
 
 ```python
@@ -353,6 +353,12 @@ and their mean outputs on real (d_real) and generated (d_fake) images:
 ![samples](samples.png)
 
 ![loss](loss.png)
+
+## Known failures
+
+Above the 16-px layout the pictures are mottled: outlines break up, faces lose their features and flat
+areas carry coloured noise. Held-out captions of emoji unlike any trained one come out as smudges in
+roughly the right colours.
 
 ## License
 
