@@ -148,8 +148,9 @@ class ImageConfig:
     # Intra-op threads; None = one per usable core.
     threads: int | None = None
     # CPU only: compile a copy of the UNet with inductor (frozen weights) for the default request at batch 1
-    # and at max_batch_size, ~1.3-1.7x faster per step (aigc_demo/pipelines/cpu_compile.py). "background"
-    # serves eager until it is ready (~2 min after start here), "now" compiles before the pipeline is
+    # and at max_batch_size, ~1.3-1.7x faster per step, then the student's for the Live request (batch 1,
+    # unguided), ~1.5x (aigc_demo/pipelines/cpu_compile.py). "background"
+    # serves eager until it is ready (~2-4 min after start here), "now" compiles before the pipeline is
     # returned (benchmarks), "auto" is "now" when compile_cache holds this machine's kernels for this UNet
     # (the first start on a machine compiles in the background, the next ones serve compiled from the
     # first request), "off" never (tests that compare images across calls; huge hub UNets).

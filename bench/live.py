@@ -1,9 +1,10 @@
 """The Image tab's Live mode as a user gets it: /image_live through the running app, beside the plain diffusers
 call on the same few-step student, in one run.
 
-    python bench/live.py [--rounds 3] [--threads 2] [--steps 2]
+    python bench/live.py [--rounds 3] [--threads 2] [--steps 2] [--compile auto|off]
 
-Starts app.py, then types a prompt one word at a time: each prefix is one /image_live call (the student in the
+Starts app.py and waits until its student UNet is compiled, as the app serves it once its first start on a
+machine class has compiled it (minutes; later starts load the kernels from the cache), then types a prompt one word at a time: each prefix is one /image_live call (the student in the
 Live mode's steps, ``AIGC_IMAGE_LIVE_STEPS``, seed 0), timed at the client (what the page waits for: queue,
 model, scorer, PNG) and as the app reports it (the pipeline alone); and the same call through Gradio's plain
 REST API with httpx (``/call/image_live``, its server-sent events read as they come, then the PNG fetched, as
@@ -48,16 +49,31 @@ def rest_live(http, prompt: str) -> bytes:
     raise RuntimeError("/call/image_live ended without a picture")
 
 
-def through_the_app(rounds: int, steps: int) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
-    """Client, REST and in-app seconds of each prefix's picture, and the pictures."""
+def wait_for_the_unet(client, wanted: str, timeout_s: float = 900) -> str:
+    """The UNet that draws Live pictures once it is ``wanted`` ("compiled": the app compiles the student in the
+    background after the diffusion model on its first start on a machine class), or what serves at the
+    timeout."""
+    deadline = time.time() + timeout_s
+    while True:
+        unet = client.predict("warm-up", 0, api_name="/image_live")[1]["unet"]
+        if unet == wanted or time.time() > deadline:
+            return unet
+        time.sleep(5)
+
+
+def through_the_app(
+    rounds: int, steps: int, compile_mode: str
+) -> tuple[dict[str, list[float]], dict[str, np.ndarray], str]:
+    """Client, REST and in-app seconds of each prefix's picture, the pictures, and the UNet that drew them."""
     import httpx
     from gradio_client import Client
 
     times = {"client": [], "rest": [], "app": []}
     pictures = {}
-    with running_app({"AIGC_IMAGE_COMPILE": "off", "AIGC_IMAGE_LIVE_STEPS": str(steps)}) as url:
+    env = {"AIGC_IMAGE_COMPILE": compile_mode, "AIGC_IMAGE_LIVE_STEPS": str(steps)}
+    with running_app(env, start_timeout_s=600) as url:
         client = Client(url, verbose=False)
-        client.predict("warm-up", 0, api_name="/image_live")
+        unet = wait_for_the_unet(client, "eager" if compile_mode == "off" else "compiled")
         with httpx.Client(base_url=url, timeout=60) as http:
             rest_live(http, "warm-up")
             for _ in range(rounds):
@@ -70,7 +86,7 @@ def through_the_app(rounds: int, steps: int) -> tuple[dict[str, list[float]], di
                     t0 = time.perf_counter()
                     rest_live(http, prompt)
                     times["rest"].append(time.perf_counter() - t0)
-    return times, pictures
+    return times, pictures, unet
 
 
 def plain_call(rounds: int, threads: int, steps: int) -> tuple[list[float], dict[str, np.ndarray]]:
@@ -114,17 +130,23 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="the plain call's threads (the app uses its own)")
     ap.add_argument("--steps", type=int, help="the student's steps (default: the Live mode's, live_steps)")
+    ap.add_argument(
+        "--compile",
+        default="auto",
+        help="the app's AIGC_IMAGE_COMPILE; with the default the bench waits for the compiled student",
+    )
     args = ap.parse_args()
     from aigc_demo.config import ImageConfig
 
     steps = args.steps or ImageConfig().live_steps
-    times, ours = through_the_app(args.rounds, steps)
+    times, ours, unet = through_the_app(args.rounds, steps, args.compile)
     plain_s, theirs = plain_call(args.rounds, args.threads, steps)
     diff = max(int(np.abs(ours[p] - theirs[p]).max()) for p in ours)
     median = statistics.median
     client_s, n = times["client"], len(times["client"])
     print(
-        f"{n} live pictures ({len(prefixes())} prefixes x {args.rounds} rounds), 64x64, {steps} steps, seed 0"
+        f"{n} live pictures ({len(prefixes())} prefixes x {args.rounds} rounds), 64x64, {steps} steps, seed 0, "
+        f"the app's student UNet {unet}"
     )
     print("| path | median s/image | p90 s/image |")
     print("|---|---|---|")

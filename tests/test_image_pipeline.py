@@ -290,16 +290,24 @@ def test_models_run_in_other_threads_while_torch_fx_traces():
 
 
 @pytest.mark.slow
-def test_unet_compiles_in_the_background_and_serves_only_its_shape(tiny_image_config, tmp_path):
+def test_unet_compiles_in_the_background_and_serves_only_its_shape(
+    tiny_image_config, tiny_student_dir, tmp_path
+):
     """The app's default on CPU: the first start serves eager while compiling, each shape compiled as soon as
-    it is checked (batch 1 before batch 2), then only those shapes; a restart finds the kernels in the cache
-    folder and serves compiled from the start."""
+    it is checked (batch 1 before batch 2), then only those shapes, then the student's Live request; a restart
+    finds the kernels in the cache folder and serves compiled from the start."""
     import time
 
-    cfg = tiny_image_config(max_batch_size=2, compile="auto", compile_cache=str(tmp_path / "compiled"))
+    cfg = tiny_image_config(
+        max_batch_size=2,
+        compile="auto",
+        compile_cache=str(tmp_path / "compiled"),
+        student=str(tiny_student_dir),
+    )
     pipe = ImagePipeline.from_config(cfg)
-    runner = pipe.diffusion.unet_runner
+    runner, student = pipe.diffusion.unet_runner, pipe.student.unet_runner
     assert runner.state == "compiling", "nothing in the cache yet: compiled in the background"
+    assert student.state == "compiling", "the student waits its turn"
     served_early = False
     while runner.state == "compiling":
         if runner.compiled_shapes == 1:  # batch 1 checked, batch 2 compiling
@@ -319,11 +327,18 @@ def test_unet_compiles_in_the_background_and_serves_only_its_shape(tiny_image_co
     assert runner.compiled_calls == served + 3 and runner.ready
     assert any((tmp_path / "compiled" / "fxgraph").rglob("*")), "the compiled graph is kept"
 
-    assert len(list((tmp_path / "compiled").glob("unet-*.json"))) == 1, "the note for the next start"
+    while student.state == "compiling":  # one compile at a time: the student's starts after the model's
+        time.sleep(0.2)
+    assert student.ready and student.compiled_shapes == 1
+    live = pipe.live("a red heart", seed=3)
+    assert live.unet == "compiled" and student.compiled_calls == cfg.live_steps
+    assert len(list((tmp_path / "compiled").glob("unet-*.json"))) == 2, "the notes for the next start"
 
     again = ImagePipeline.from_config(cfg)  # as after a restart
     assert again.diffusion.unet_runner.ready, "compiled before serving: the kernels were in the cache"
     assert again.diffusion.unet_runner.cached_graphs >= 1
+    assert again.student.unet_runner.ready
+    assert np.array_equal(pixels(again.live("a red heart", seed=3)), pixels(live))
     want = run(pipe, seed=4, num_inference_steps=3, guidance_scale=cfg.guidance_scale)
     got = run(again, seed=4, num_inference_steps=3, guidance_scale=cfg.guidance_scale)
     assert got.unet == "compiled" and np.array_equal(pixels(got), pixels(want))

@@ -135,3 +135,22 @@ def test_text_encoder_loads_without_warnings(caplog, capfd):
     emb = sentence_embeddings(tokenizer, model, ["red apple", "a cat"])
     assert emb.shape == (2, 384)
     torch.testing.assert_close(emb.norm(dim=-1), torch.ones(2))
+
+
+def test_a_sentence_embedded_once_is_read_by_every_copy_of_its_encoder():
+    """The content filter, the prompt-match scorer and the GAN each load the encoder folder; a prompt the
+    filter embedded is not embedded again by the next."""
+    try:
+        first, second = load_text_encoder(), load_text_encoder()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    calls = []
+    second[1].register_forward_hook(lambda *a: calls.append(1))
+    prompt = "a purple horse, embedded once"
+    want = sentence_embeddings(*first, [prompt])
+    got = sentence_embeddings(*second, [prompt])
+    assert calls == [] and torch.equal(got, want)
+    both = sentence_embeddings(*second, [prompt, "a cat"])  # batches are computed as always
+    assert calls == [1]
+    torch.testing.assert_close(both[:1], want)
+    assert sentence_embeddings(*second, ["a cat, not seen yet"]).shape == (1, 384) and calls == [1, 1]

@@ -8,6 +8,8 @@ sentence embedding (mean over real tokens, L2-normalised: the sentence-transform
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -55,9 +57,33 @@ def token_states(tokenizer, model, texts: list[str]) -> torch.Tensor:
     return model(ids.to(model.device))[0]
 
 
-@torch.inference_mode()
+# A prompt is embedded by the content filter, then by the prompt-match scorer or the GAN, each with its own
+# loaded copy of one encoder folder: the last few hundred single sentences are kept, keyed by that folder.
+_RECENT_SENTENCES = 256
+_recent: OrderedDict[tuple[str, str, str], torch.Tensor] = OrderedDict()
+_recent_lock = threading.Lock()
+
+
 def sentence_embeddings(tokenizer, model, texts: list[str]) -> torch.Tensor:
     """Mean-pooled, L2-normalised sentence embeddings (B, 384)."""
+    folder = str(getattr(model, "name_or_path", "") or "")
+    if len(texts) != 1 or not folder:
+        return _sentence_embeddings(tokenizer, model, texts)
+    key = (folder, str(model.dtype), texts[0])
+    with _recent_lock:
+        if key in _recent:
+            _recent.move_to_end(key)
+            return _recent[key].to(model.device)
+    embedded = _sentence_embeddings(tokenizer, model, texts)
+    with _recent_lock:
+        _recent[key] = embedded
+        while len(_recent) > _RECENT_SENTENCES:
+            _recent.popitem(last=False)
+    return embedded
+
+
+@torch.inference_mode()
+def _sentence_embeddings(tokenizer, model, texts: list[str]) -> torch.Tensor:
     batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
     batch = {k: v.to(model.device) for k, v in batch.items()}
     hidden = model(**batch)[0]

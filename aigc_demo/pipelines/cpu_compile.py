@@ -9,7 +9,8 @@ until the compiled one is ready and checked. The compiled kernels are kept in ``
 the next start on the same machine class traces the UNet again but loads them instead of building them.
 
 It is compiled for a few input signatures (the app: batch 1 and the largest batch, with guidance, at the
-native size, the default scheduler's timesteps). Anything else (batch 3, no guidance, another size, a
+native size, the default scheduler's timesteps; the few-step student's UNet for the Live request, batch 1
+without guidance). Anything else (batch 3, no guidance, another size, a
 scheduler with float timesteps) runs eager: a recompilation in the middle of a request would stall it for a
 minute.
 """
@@ -25,6 +26,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -289,21 +291,46 @@ class CompiledUNet:
         except OSError as err:
             log.warning("could not write the compile note %s (%s)", marker, err)
 
-    def compile_in_background(self, plain, examples, marker: Path | None = None) -> threading.Thread:
-        """Compile on a thread at the lowest OS priority: requests served meanwhile (eager) keep the cores, and
-        the compile uses what they leave (its C++ compiler processes inherit the priority)."""
-        self.state = "compiling"  # at once, before the thread gets going
-        # The compiled code guards on the thread count, which OpenMP keeps per thread: the serving thread's.
-        threads = torch.get_num_threads()
 
-        def compile_politely() -> None:
-            lowest_priority()
-            torch.set_num_threads(threads)
-            self.compile(plain, examples, marker=marker)
+@dataclass
+class CompileJob:
+    """One UNet to compile: its runner, the unpacked copy to compile, the example inputs of the signatures to
+    serve compiled, and the cache note (``compile_marker``) of a finished compile."""
 
-        thread = threading.Thread(target=compile_politely, name="unet-compile", daemon=True)
-        thread.start()
-        return thread
+    runner: CompiledUNet
+    plain: torch.nn.Module
+    examples: list[tuple[torch.Tensor, ...]]
+    marker: Path | None = None
+
+    @property
+    def cached(self) -> bool:
+        """Whether an earlier start on this machine class left its kernels in the cache."""
+        return self.marker is not None and self.marker.is_file()
+
+    def run(self) -> None:
+        self.runner.compile(self.plain, self.examples, marker=self.marker)
+
+
+def compile_in_background(jobs: list[CompileJob]) -> threading.Thread | None:
+    """Compile ``jobs`` one after another on a thread at the lowest OS priority: requests served meanwhile
+    (eager) keep the cores, and the compile uses what they leave (its C++ compiler processes inherit the
+    priority). One at a time: two compiles side by side on two cores would slow each other and the requests."""
+    if not jobs:
+        return None
+    for job in jobs:
+        job.runner.state = "compiling"  # at once, before the thread gets going
+    # The compiled code guards on the thread count, which OpenMP keeps per thread: the serving thread's.
+    threads = torch.get_num_threads()
+
+    def compile_politely() -> None:
+        lowest_priority()
+        torch.set_num_threads(threads)
+        for job in jobs:
+            job.run()
+
+    thread = threading.Thread(target=compile_politely, name="unet-compile", daemon=True)
+    thread.start()
+    return thread
 
 
 def lowest_priority() -> None:

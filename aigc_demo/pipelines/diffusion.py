@@ -27,7 +27,7 @@ from PIL import Image
 
 from aigc_demo.compute import StopFlag
 from aigc_demo.imaging import to_pil
-from aigc_demo.pipelines.cpu_compile import CompiledUNet, compile_marker
+from aigc_demo.pipelines.cpu_compile import CompiledUNet, CompileJob, compile_marker
 from aigc_demo.pipelines.cpu_linear import prepack_linears
 from aigc_demo.pipelines.generator import Drawn, Progress
 from aigc_demo.pipelines.step_batcher import StepBatcher, row_timesteps
@@ -149,19 +149,12 @@ class DiffusionGenerator:
         return replace(params, num_inference_steps=steps, **fixed), warnings
 
     # -- compiled UNet ----------------------------------------------------------------------------------
-    def compile(self, plain_unet, mode: str, batches: list[int], defaults, cache: str = "") -> None:
-        """Compile ``plain_unet`` for the default request at each batch size: "now", in the "background", or
-        "auto": now when ``cache`` holds this machine's kernels for it (a start then serves compiled from its
-        first request), else in the background."""
+    def compile_job(self, plain_unet, batches: list[int], defaults, cache: str = "") -> CompileJob:
+        """What compiling ``plain_unet`` for this model's default request at each batch size takes (a
+        student's default request runs unguided on its own scheduler, as ``settle`` makes it)."""
+        defaults, _ = self.settle(defaults)
         examples = [self._default_unet_inputs(batch, defaults) for batch in batches]
-        marker = compile_marker(cache, plain_unet, examples)
-        if mode == "auto":
-            mode = "now" if marker is not None and marker.is_file() else "background"
-            log.info("UNet kernels %s: compiling %s", "in the cache" if mode == "now" else "not cached", mode)
-        if mode == "now":
-            self.unet_runner.compile(plain_unet, examples, marker=marker)
-        else:
-            self.unet_runner.compile_in_background(plain_unet, examples, marker=marker)
+        return CompileJob(self.unet_runner, plain_unet, examples, compile_marker(cache, plain_unet, examples))
 
     @torch.inference_mode()  # inference tensors, as in _denoise: the compiled code guards on the difference
     def _default_unet_inputs(self, batch: int, defaults) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

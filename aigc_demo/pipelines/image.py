@@ -26,7 +26,7 @@ from aigc_demo.config import ImageConfig, model_name
 from aigc_demo.content_filter import check_images, check_text
 from aigc_demo.device import configure_threads, pick_device
 from aigc_demo.imaging import to_pil
-from aigc_demo.pipelines.cpu_compile import use_compile_cache
+from aigc_demo.pipelines.cpu_compile import compile_in_background, use_compile_cache
 from aigc_demo.pipelines.diffusion import SCHEDULER_NAMES, DiffusionGenerator, load_diffusion
 from aigc_demo.pipelines.gan import Z_OFFSET_LIMIT, GanGenerator
 from aigc_demo.pipelines.generator import Drawn, ImageGenerator, Progress
@@ -198,9 +198,12 @@ class ImagePipeline:
                 raise
             log.warning("image model %s not found: serving the GAN only", cfg.model)
             diffusion = plain_unet = None
+        plain_student = None
         if cfg.student:
             try:
-                student, _ = load_diffusion(cfg.student, encoder, dtype, plan.device, keep_plain_unet=False)
+                student, plain_student = load_diffusion(
+                    cfg.student, encoder, dtype, plan.device, keep_plain_unet=compiling
+                )
                 generators.append(
                     DiffusionGenerator(
                         student, cfg.student, "student", cfg.student_steps, batch_images=cfg.batch_images
@@ -224,14 +227,37 @@ class ImagePipeline:
             "image pipeline: %s on %s %s in %.1f s", cfg.model, plan.device, dtype, time.perf_counter() - t0
         )
         pipe = cls(generators, cfg, scorer, upscaler, copy_index)
-        if plain_unet is not None:
-            # The default request and the largest batch (an A1111 habit); other batch sizes run eager.
-            batches = sorted({1, cfg.max_batch_size})
-            use_compile_cache(cfg.compile_cache)
-            diffusion.compile(
-                plain_unet, cfg.compile, batches, pipe.schema.parse(prompt="warm-up"), cfg.compile_cache
-            )
+        if compiling:
+            pipe._compile(plain_unet, plain_student)
         return pipe
+
+    def _compile(self, plain_unet, plain_student) -> None:
+        """Compile the diffusion model's UNet for its default request at batch 1 and at the largest batch (an
+        A1111 habit), then the student's for the Live mode's request (batch 1, unguided); other requests run
+        eager. "auto" compiles now what the cache holds kernels for, the rest in the background."""
+        cfg = self.cfg
+        use_compile_cache(cfg.compile_cache)
+        jobs = {}
+        for generator, plain, batches in (
+            (self.diffusion, plain_unet, sorted({1, cfg.max_batch_size})),
+            (self.student, plain_student, [1]),
+        ):
+            if generator is not None and plain is not None:
+                defaults = self.schema.parse(prompt="warm-up", generator=generator.name)
+                jobs[generator.name] = generator.compile_job(plain, batches, defaults, cfg.compile_cache)
+        now = [
+            name
+            for name, job in jobs.items()
+            if cfg.compile == "now" or (cfg.compile == "auto" and job.cached)
+        ]
+        for name, job in jobs.items():
+            cached = "kernels in the cache" if job.cached else "not cached"
+            log.info(
+                "%s UNet (%s): compiling %s", name, cached, "now" if name in now else "in the background"
+            )
+        for name in now:
+            jobs[name].run()
+        compile_in_background([job for name, job in jobs.items() if name not in now])
 
     # -- what is loaded -------------------------------------------------------------------------------
     @property

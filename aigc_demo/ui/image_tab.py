@@ -532,6 +532,7 @@ class ImageTab:
             "seconds": round(result.seconds, 3),
             "warnings": result.warnings,
             "prompt_match": made.prompt_match,
+            "unet": result.unet,
         }
         return FileData(path=str(save_png(made.image, made.parameters))).model_dump(), info
 
