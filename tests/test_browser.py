@@ -282,6 +282,20 @@ def test_image_tab_live_mode_follows_a_pasted_prompt(browser, app_url):
     page.locator("#image-live input[type=checkbox]").uncheck()
 
 
+def test_image_tab_gan_draws_in_one_step(browser, app_url, artifacts_dir):
+    """The GAN generator: a picture per seed from one forward pass, shown and described like the others."""
+    page = open_page(browser, app_url)
+    page.get_by_role("tab", name="Image").click()
+    page.get_by_label("GAN (one step)").check()
+    page.fill("#image-prompt textarea", "grinning face, in Twemoji style")
+    page.fill("#image-seed input", "5")
+    page.click("#image-generate")
+    page.wait_for_selector("#image-gallery [data-testid='detailed-image']", timeout=60_000)
+    page.wait_for_selector("#image-info:has-text('GAN, one step')", timeout=30_000)
+    assert page.input_value("#image-last-seed textarea") == "5"
+    page.screenshot(path=str(artifacts_dir / "image-tab-gan.png"), full_page=True)
+
+
 def test_story_tab_plans_draws_and_films(browser, app_url, artifacts_dir, tab_screenshot):
     page = open_page(browser, app_url)
     page.get_by_role("tab", name="Story").click()

@@ -24,6 +24,9 @@ CSS = """
 footer { visibility: hidden; }
 /* Small generated images shown large: the browser scales whole pixels instead of blurring them. */
 .pixels img { image-rendering: pixelated; }
+/* Previews whole within the strip's height: a lone preview would be a square as wide as the strip, cut off. */
+#image-previews .thumbnail-item { max-height: 180px; }
+#image-previews .thumbnail-item img { object-fit: contain; }
 """
 
 
