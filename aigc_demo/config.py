@@ -149,7 +149,7 @@ class ImageConfig:
     threads: int | None = None
     # CPU only: compile a copy of the UNet with inductor (frozen weights) for the default request at batch 1
     # and at max_batch_size, ~1.3-1.7x faster per step, then the student's for the Live request (batch 1,
-    # unguided), ~1.5x (aigc_demo/pipelines/cpu_compile.py). "background"
+    # unguided), ~1.5x, and each model's decoder at batch 1 (aigc_demo/pipelines/cpu_compile.py). "background"
     # serves eager until it is ready (~2-4 min after start here), "now" compiles before the pipeline is
     # returned (benchmarks), "auto" is "now" when compile_cache holds this machine's kernels for this UNet
     # (the first start on a machine compiles in the background, the next ones serve compiled from the

@@ -327,17 +327,20 @@ def test_unet_compiles_in_the_background_and_serves_only_its_shape(
     assert runner.compiled_calls == served + 3 and runner.ready
     assert any((tmp_path / "compiled" / "fxgraph").rglob("*")), "the compiled graph is kept"
 
-    while student.state == "compiling":  # one compile at a time: the student's starts after the model's
+    decoder = pipe.student.decoder_runner
+    while decoder.state == "compiling":  # one compile at a time: the student's come after the model's
         time.sleep(0.2)
-    assert student.ready and student.compiled_shapes == 1
+    assert student.ready and student.compiled_shapes == 1 and decoder.ready
     live = pipe.live("a red heart", seed=3)
     assert live.unet == "compiled" and student.compiled_calls == cfg.live_steps
+    assert decoder.compiled_calls == 1, "the Live picture was decoded compiled"
     assert len(list((tmp_path / "compiled").glob("unet-*.json"))) == 2, "the notes for the next start"
+    assert len(list((tmp_path / "compiled").glob("decoder-*.json"))) == 1, "one VAE, one note"
 
     again = ImagePipeline.from_config(cfg)  # as after a restart
     assert again.diffusion.unet_runner.ready, "compiled before serving: the kernels were in the cache"
     assert again.diffusion.unet_runner.cached_graphs >= 1
-    assert again.student.unet_runner.ready
+    assert again.student.unet_runner.ready and again.diffusion.decoder_runner.ready
     assert np.array_equal(pixels(again.live("a red heart", seed=3)), pixels(live))
     want = run(pipe, seed=4, num_inference_steps=3, guidance_scale=cfg.guidance_scale)
     got = run(again, seed=4, num_inference_steps=3, guidance_scale=cfg.guidance_scale)

@@ -1,4 +1,5 @@
-"""A UNet compiled for the CPU: inductor with frozen weights, used for the one input shape it was built for.
+"""A UNet (or a decoder) compiled for the CPU: inductor with frozen weights, used for the input shapes it was
+built for.
 
 On a 2-core AMX Xeon (2026-11-30; bf16, 20 guided steps at 64x64, bench/image.py) it made an image in
 0.59-0.66 s at batch 1 against 0.78-1.09 s eager (oneDNN with prepacked linears), 0.39 against 0.50 s at
@@ -10,7 +11,7 @@ the next start on the same machine class traces the UNet again but loads them in
 
 It is compiled for a few input signatures (the app: batch 1 and the largest batch, with guidance, at the
 native size, the default scheduler's timesteps; the few-step student's UNet for the Live request, batch 1
-without guidance). Anything else (batch 3, no guidance, another size, a
+without guidance; each model's decoder at batch 1). Anything else (batch 3, no guidance, another size, a
 scheduler with float timesteps) runs eager: a recompilation in the middle of a request would stall it for a
 minute.
 """
@@ -89,8 +90,10 @@ def use_math_attention(unet: torch.nn.Module, examples: list[tuple[torch.Tensor,
     """Switch ``unet`` (the copy about to be compiled) to plain attention when its latents are small."""
     from diffusers.models.attention_processor import AttnProcessor
 
-    positions = max(sample.shape[-2] * sample.shape[-1] for sample, _, _ in examples)
-    if positions > MATH_ATTENTION_MAX_POSITIONS or not hasattr(unet, "set_attn_processor"):
+    if not hasattr(unet, "set_attn_processor"):
+        return False
+    positions = max(example[0].shape[-2] * example[0].shape[-1] for example in examples)
+    if positions > MATH_ATTENTION_MAX_POSITIONS:
         return False
     unet.set_attn_processor(AttnProcessor())
     return True
@@ -104,7 +107,7 @@ def use_compile_cache(folder: str) -> None:
 
 
 def compile_marker(
-    folder: str, plain: torch.nn.Module, examples: list[tuple[torch.Tensor, ...]]
+    folder: str, plain: torch.nn.Module, examples: list[tuple[torch.Tensor, ...]], kind: str = "unet"
 ) -> Path | None:
     """Where a successful compile of ``plain`` for ``examples`` on this machine class leaves its note in the cache
     ``folder``, named by what the compiled kernels depend on: Python, torch and diffusers, the CPU's vector
@@ -123,7 +126,7 @@ def compile_marker(
     for name, tensor in plain.state_dict().items():
         key.update(name.encode())
         key.update(tensor.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return Path(folder) / f"unet-{key.hexdigest()[:20]}.json"
+    return Path(folder) / f"{kind}-{key.hexdigest()[:20]}.json"
 
 
 def _vector_isa() -> str:
@@ -155,9 +158,12 @@ def _signature(*tensors: torch.Tensor) -> tuple:
     )
 
 
-class CompiledUNet:
-    """Calls a UNet like ``unet(sample, t, encoder_hidden_states)`` and returns the prediction tensor:
-    through the compiled copy when it is ready and the inputs match a compiled signature, else ``eager``."""
+class CompiledModel:
+    """Calls a model with positional tensors and returns its output tensor: through the compiled copy when it
+    is ready and the inputs match a compiled signature, else ``eager``. ``call(module, *inputs)`` is how the
+    model is called (a subclass says); ``name`` is for the logs."""
+
+    name = "model"
 
     def __init__(self, eager: torch.nn.Module):
         self.eager = eager
@@ -171,20 +177,26 @@ class CompiledUNet:
         self.last_call_compiled = False
         self.math_attention = False
 
-    def __call__(self, sample, timestep, encoder_hidden_states) -> torch.Tensor:
+    @staticmethod
+    def call(module, *inputs) -> torch.Tensor:
+        return module(*inputs)
+
+    def __call__(self, *inputs) -> torch.Tensor:
         compiled = self._compiled
-        if compiled is not None and _signature(sample, timestep, encoder_hidden_states) in self._keys:
+        if compiled is not None and _signature(*inputs) in self._keys:
             try:
                 with torch.inference_mode():
-                    out = compiled(sample, timestep, encoder_hidden_states)[0]
+                    out = compiled(*inputs)
                 self.compiled_calls += 1
                 self.last_call_compiled = True
                 return out
             except Exception as err:  # never let the compiled copy fail a request
-                log.warning("compiled UNet failed on these inputs (%s); serving eager from now on", err)
+                log.warning(
+                    "compiled %s failed on these inputs (%s); serving eager from now on", self.name, err
+                )
                 self._disable()
         self.last_call_compiled = False
-        return self.eager(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
+        return self.call(self.eager, *inputs)
 
     def _disable(self) -> None:
         with self._lock:  # the compile thread checks the state under the same lock before publishing
@@ -207,10 +219,10 @@ class CompiledUNet:
         math_attention: bool = True,
         marker: Path | None = None,
     ) -> None:
-        """Compile ``plain`` (an unpacked copy of the eager UNet) for each example's signature; blocking.
+        """Compile ``plain`` (an unpacked copy of the eager model) for each example's signature; blocking.
 
-        An example is (sample, timestep, encoder_hidden_states). Each signature is served compiled as soon as
-        its compiled code agrees with the eager UNet, before the next one is compiled (the default request's
+        An example is the inputs of one call, e.g. (sample, timestep, encoder_hidden_states). Each signature is served compiled as soon as
+        its compiled code agrees with the eager model, before the next one is compiled (the default request's
         batch 1 first). Served calls run "run-only" (``torch._dynamo.run``): the compiled code when its
         guards hold, else eager, never a recompilation in the middle of a request; per thread, so the compile
         of the next signature goes on meanwhile. ``options``: inductor settings (default INDUCTOR_OPTIONS);
@@ -229,16 +241,16 @@ class CompiledUNet:
             self.math_attention = math_attention and use_math_attention(plain, examples)
             compiled, run_only = torch.compile(plain, dynamic=False), torch._dynamo.run(plain)
 
-            def serve(sample, timestep, states):
-                return run_only(sample, timestep, encoder_hidden_states=states, return_dict=False)
+            def serve(*inputs):
+                return self.call(run_only, *inputs)
 
-            for sample, timestep, states in examples:
+            for example in examples:
                 with inductor_config.patch(**options), torch.inference_mode():
-                    got = compiled(sample, timestep, encoder_hidden_states=states, return_dict=False)[0]
-                    want = self.eager(sample, timestep, encoder_hidden_states=states, return_dict=False)[0]
+                    got = self.call(compiled, *example)
+                    want = self.call(self.eager, *example)
                     # Run-only falls back to the uncompiled copy, silently, where the guards do not hold: the
                     # served call must give the compiled code's very bits, or this shape is not served.
-                    served = serve(sample, timestep, states)[0]
+                    served = serve(*example)
                 scale = want.float().abs().max().clamp(min=1e-6)
                 gap = max(gap, float((got.float() - want.float()).abs().max() / scale))
                 if not gap <= AGREEMENT:
@@ -248,17 +260,17 @@ class CompiledUNet:
                 with self._lock:
                     if self.state != "compiling":  # a served call failed meanwhile: stay off
                         return
-                    self._keys.add(_signature(sample, timestep, states))
+                    self._keys.add(_signature(*example))
                     self._compiled = serve
         except Exception:
-            log.exception("compiling the UNet failed; serving eager")
+            log.exception("compiling the %s failed; serving eager", self.name)
             self._disable()
             return
         self.compile_seconds = time.perf_counter() - t0
         hits, cached = _cache_counts()
         self.cached_graphs = hits - hits_before
         if not gap <= AGREEMENT:
-            log.warning("compiled UNet differs from eager by %.3f (relative); serving eager", gap)
+            log.warning("compiled %s differs from eager by %.3f (relative); serving eager", self.name, gap)
             self._disable()
             return
         with self._lock:
@@ -268,8 +280,9 @@ class CompiledUNet:
         if marker is not None:
             self._write_marker(marker, cacheable=cached - cached_before >= len(examples))
         log.info(
-            "compiled UNet ready for %d input shapes in %.0f s, %d graphs from the cache "
+            "compiled %s ready for %d input shapes in %.0f s, %d graphs from the cache "
             "(relative gap to eager %.4f, %s attention)",
+            self.name,
             len(examples),
             self.compile_seconds,
             self.cached_graphs,
@@ -283,7 +296,9 @@ class CompiledUNet:
         try:
             if not cacheable:
                 marker.unlink(missing_ok=True)
-                log.info("inductor could not cache the compiled UNet: the next start compiles it again")
+                log.info(
+                    "inductor could not cache the compiled %s: the next start compiles it again", self.name
+                )
                 return
             marker.parent.mkdir(parents=True, exist_ok=True)
             note = {"compile_seconds": round(self.compile_seconds, 1), "cached_graphs": self.cached_graphs}
@@ -292,12 +307,39 @@ class CompiledUNet:
             log.warning("could not write the compile note %s (%s)", marker, err)
 
 
+class CompiledUNet(CompiledModel):
+    """A UNet called like ``unet(sample, t, encoder_hidden_states)``, returning the prediction tensor."""
+
+    name = "UNet"
+
+    @staticmethod
+    def call(module, sample, timestep, encoder_hidden_states) -> torch.Tensor:
+        return module(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
+
+
+class LatentDecoder(torch.nn.Module):
+    """An autoencoder's decode as a module of its own (latents -> pixels), so that it compiles alone."""
+
+    def __init__(self, vae: torch.nn.Module):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(latents, return_dict=False)[0]
+
+
+class CompiledDecoder(CompiledModel):
+    """An autoencoder's decode (``LatentDecoder``): latents in, pixels out."""
+
+    name = "decoder"
+
+
 @dataclass
 class CompileJob:
-    """One UNet to compile: its runner, the unpacked copy to compile, the example inputs of the signatures to
+    """One model to compile: its runner, the unpacked copy to compile, the example inputs of the signatures to
     serve compiled, and the cache note (``compile_marker``) of a finished compile."""
 
-    runner: CompiledUNet
+    runner: CompiledModel
     plain: torch.nn.Module
     examples: list[tuple[torch.Tensor, ...]]
     marker: Path | None = None

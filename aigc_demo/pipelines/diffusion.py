@@ -27,7 +27,13 @@ from PIL import Image
 
 from aigc_demo.compute import StopFlag
 from aigc_demo.imaging import to_pil
-from aigc_demo.pipelines.cpu_compile import CompiledUNet, CompileJob, compile_marker
+from aigc_demo.pipelines.cpu_compile import (
+    CompiledDecoder,
+    CompiledUNet,
+    CompileJob,
+    LatentDecoder,
+    compile_marker,
+)
 from aigc_demo.pipelines.cpu_linear import prepack_linears
 from aigc_demo.pipelines.generator import Drawn, Progress
 from aigc_demo.pipelines.step_batcher import StepBatcher, row_timesteps
@@ -99,6 +105,7 @@ class DiffusionGenerator:
         self._base_scheduler_config = dict(sd.scheduler.config)
         self._base_scheduler_class = type(sd.scheduler).__name__
         self.unet_runner = CompiledUNet(sd.unet)  # eager until a compiled copy is ready (CPU)
+        self.decoder_runner = CompiledDecoder(LatentDecoder(sd.vae))
         # Requests served at once share UNet calls, up to batch_images images (2 rows each with guidance).
         self.steps = StepBatcher(self.unet_runner, max_samples=2 * batch_images)
         self._empty_prompt_states: torch.Tensor | None = None  # see _prompt_states
@@ -149,12 +156,18 @@ class DiffusionGenerator:
         return replace(params, num_inference_steps=steps, **fixed), warnings
 
     # -- compiled UNet ----------------------------------------------------------------------------------
-    def compile_job(self, plain_unet, batches: list[int], defaults, cache: str = "") -> CompileJob:
-        """What compiling ``plain_unet`` for this model's default request at each batch size takes (a
-        student's default request runs unguided on its own scheduler, as ``settle`` makes it)."""
+    def compile_jobs(self, plain_unet, batches: list[int], defaults, cache: str = "") -> list[CompileJob]:
+        """What compiling takes: ``plain_unet`` for this model's default request at each batch size (a
+        student's default request runs unguided on its own scheduler, as ``settle`` makes it), then the
+        decoder at batch 1 (a request decodes once, and a preview at a time, so larger batches gain little)."""
         defaults, _ = self.settle(defaults)
         examples = [self._default_unet_inputs(batch, defaults) for batch in batches]
-        return CompileJob(self.unet_runner, plain_unet, examples, compile_marker(cache, plain_unet, examples))
+        unet = CompileJob(self.unet_runner, plain_unet, examples, compile_marker(cache, plain_unet, examples))
+        plain_decoder = LatentDecoder(copy.deepcopy(self.sd.vae))
+        with torch.inference_mode():  # as in _decode: compiled code guards on inference tensors
+            latents = torch.randn(1, *examples[0][0].shape[1:]).to(self.sd.vae.device, self.sd.vae.dtype)
+        marker = compile_marker(cache, plain_decoder, [(latents,)], kind="decoder")
+        return [unet, CompileJob(self.decoder_runner, plain_decoder, [(latents,)], marker)]
 
     @torch.inference_mode()  # inference tensors, as in _denoise: the compiled code guards on the difference
     def _default_unet_inputs(self, batch: int, defaults) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -313,7 +326,7 @@ class DiffusionGenerator:
     def _decode(self, latents: torch.Tensor) -> list[Image.Image]:
         vae = self.sd.vae
         with torch.inference_mode():
-            images = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+            images = self.decoder_runner(latents.to(vae.dtype) / vae.config.scaling_factor)
         return [to_pil(img.float() * 0.5 + 0.5) for img in images]
 
     def _preview(self, x0: torch.Tensor) -> list[Image.Image]:

@@ -233,8 +233,9 @@ class ImagePipeline:
 
     def _compile(self, plain_unet, plain_student) -> None:
         """Compile the diffusion model's UNet for its default request at batch 1 and at the largest batch (an
-        A1111 habit), then the student's for the Live mode's request (batch 1, unguided); other requests run
-        eager. "auto" compiles now what the cache holds kernels for, the rest in the background."""
+        A1111 habit), then the student's for the Live mode's request (batch 1, unguided), each model's decoder
+        after its UNet; other requests run eager. "auto" compiles now what the cache holds kernels for, the
+        rest in the background."""
         cfg = self.cfg
         use_compile_cache(cfg.compile_cache)
         jobs = {}
@@ -244,7 +245,8 @@ class ImagePipeline:
         ):
             if generator is not None and plain is not None:
                 defaults = self.schema.parse(prompt="warm-up", generator=generator.name)
-                jobs[generator.name] = generator.compile_job(plain, batches, defaults, cfg.compile_cache)
+                unet, decoder = generator.compile_jobs(plain, batches, defaults, cfg.compile_cache)
+                jobs[f"{generator.name} UNet"], jobs[f"{generator.name} decoder"] = unet, decoder
         now = [
             name
             for name, job in jobs.items()
@@ -252,9 +254,7 @@ class ImagePipeline:
         ]
         for name, job in jobs.items():
             cached = "kernels in the cache" if job.cached else "not cached"
-            log.info(
-                "%s UNet (%s): compiling %s", name, cached, "now" if name in now else "in the background"
-            )
+            log.info("%s (%s): compiling %s", name, cached, "now" if name in now else "in the background")
         for name in now:
             jobs[name].run()
         compile_in_background([job for name, job in jobs.items() if name not in now])
