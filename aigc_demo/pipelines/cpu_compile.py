@@ -221,9 +221,9 @@ class CompiledModel:
     ) -> None:
         """Compile ``plain`` (an unpacked copy of the eager model) for each example's signature; blocking.
 
-        An example is the inputs of one call, e.g. (sample, timestep, encoder_hidden_states). Each signature is served compiled as soon as
-        its compiled code agrees with the eager model, before the next one is compiled (the default request's
-        batch 1 first). Served calls run "run-only" (``torch._dynamo.run``): the compiled code when its
+        An example is the inputs of one call, e.g. (sample, timestep, encoder_hidden_states). Each signature
+        is served compiled as soon as its compiled code agrees with the eager model, before the next one is
+        compiled (the default request's batch 1 first). Served calls run "run-only" (``torch._dynamo.run``): the compiled code when its
         guards hold, else eager, never a recompilation in the middle of a request; per thread, so the compile
         of the next signature goes on meanwhile. ``options``: inductor settings (default INDUCTOR_OPTIONS);
         ``math_attention``: allow use_math_attention (the bench turns it off to compare); ``marker``: the note
@@ -370,7 +370,7 @@ def compile_in_background(jobs: list[CompileJob]) -> threading.Thread | None:
         for job in jobs:
             job.run()
 
-    thread = threading.Thread(target=compile_politely, name="unet-compile", daemon=True)
+    thread = threading.Thread(target=compile_politely, name="aigc-compile", daemon=True)
     thread.start()
     return thread
 

@@ -155,7 +155,7 @@ class DiffusionGenerator:
         fixed = {"guidance_scale": 1.0, "scheduler": MODEL_DEFAULT_SCHEDULER, "negative_prompt": ""}
         return replace(params, num_inference_steps=steps, **fixed), warnings
 
-    # -- compiled UNet ----------------------------------------------------------------------------------
+    # -- compiled UNet and decoder ----------------------------------------------------------------------
     def compile_jobs(self, plain_unet, batches: list[int], defaults, cache: str = "") -> list[CompileJob]:
         """What compiling takes: ``plain_unet`` for this model's default request at each batch size (a
         student's default request runs unguided on its own scheduler, as ``settle`` makes it), then the
