@@ -328,12 +328,14 @@ def test_unet_compiles_in_the_background_and_serves_only_its_shape(
     assert any((tmp_path / "compiled" / "fxgraph").rglob("*")), "the compiled graph is kept"
 
     decoder = pipe.student.decoder_runner
-    while decoder.state == "compiling":  # one compile at a time: the student's come after the model's
+    assert decoder is pipe.diffusion.decoder_runner, "one autoencoder in both folders: compiled once"
+    while student.state == "compiling":  # one compile at a time: the student's come after the model's
         time.sleep(0.2)
     assert student.ready and student.compiled_shapes == 1 and decoder.ready
+    decoded = decoder.compiled_calls
     live = pipe.live("a red heart", seed=3)
     assert live.unet == "compiled" and student.compiled_calls == cfg.live_steps
-    assert decoder.compiled_calls == 1, "the Live picture was decoded compiled"
+    assert live.decoder == "compiled" and decoder.compiled_calls == decoded + 1, "decoded compiled"
     assert len(list((tmp_path / "compiled").glob("unet-*.json"))) == 2, "the notes for the next start"
     assert len(list((tmp_path / "compiled").glob("decoder-*.json"))) == 1, "one VAE, one note"
 

@@ -156,6 +156,15 @@ class DiffusionGenerator:
         return replace(params, num_inference_steps=steps, **fixed), warnings
 
     # -- compiled UNet and decoder ----------------------------------------------------------------------
+    def share_decoder(self, other: DiffusionGenerator) -> bool:
+        """Decode through ``other``'s decoder from now on if both autoencoders hold the same weights (a student
+        distilled with its teacher's autoencoder), so that one compile serves both; False if they differ."""
+        mine, theirs = self.sd.vae.state_dict(), other.sd.vae.state_dict()
+        same = mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+        if same:
+            self.decoder_runner = other.decoder_runner
+        return same
+
     def compile_jobs(self, plain_unet, batches: list[int], defaults, cache: str = "") -> list[CompileJob]:
         """What compiling takes: ``plain_unet`` for this model's default request at each batch size (a
         student's default request runs unguided on its own scheduler, as ``settle`` makes it), then the
@@ -209,7 +218,9 @@ class DiffusionGenerator:
                 final = event
         latents, interrupted, compiled = final
         unet = "compiled" if compiled else "eager"
-        yield Drawn(self._decode(latents), interrupted, unet)
+        images = self._decode(latents)
+        decoder = "compiled" if self.decoder_runner.last_call_compiled else "eager"
+        yield Drawn(images, interrupted, unet, decoder)
 
     def _prompt_states(
         self, prompt: str | list[str], negative_prompt: str, n: int, guided: bool

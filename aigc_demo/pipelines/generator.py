@@ -24,6 +24,7 @@ class Drawn:
     images: list[Image.Image]  # at the requested size, in seed order
     interrupted: bool
     unet: str = "none"  # "compiled" | "eager" (aigc_demo/pipelines/cpu_compile.py) | "none" (no UNet)
+    decoder: str = "none"  # the latent decoder's, the same way
 
 
 class ImageGenerator(Protocol):

@@ -106,6 +106,7 @@ class ImageResult:
     interrupted: bool
     warnings: list[str] = field(default_factory=list)
     unet: str = "none"  # "compiled" | "eager" (aigc_demo/pipelines/cpu_compile.py) | "none" (the GAN)
+    decoder: str = "none"  # the latent decoder's, the same way
 
 
 class Interrupt:
@@ -234,8 +235,8 @@ class ImagePipeline:
     def _compile(self, plain_unet, plain_student) -> None:
         """Compile the diffusion model's UNet for its default request at batch 1 and at the largest batch (an
         A1111 habit), then the student's for the Live mode's request (batch 1, unguided), each model's decoder
-        after its UNet; other requests run eager. "auto" compiles now what the cache holds kernels for, the
-        rest in the background."""
+        after its UNet (one for both when their autoencoders are the same); other requests run eager. "auto"
+        compiles now what the cache holds kernels for, the rest in the background."""
         cfg = self.cfg
         use_compile_cache(cfg.compile_cache)
         jobs = {}
@@ -245,8 +246,15 @@ class ImagePipeline:
         ):
             if generator is not None and plain is not None:
                 defaults = self.schema.parse(prompt="warm-up", generator=generator.name)
+                shared = (
+                    generator is self.student
+                    and self.diffusion is not None
+                    and generator.share_decoder(self.diffusion)
+                )
                 unet, decoder = generator.compile_jobs(plain, batches, defaults, cfg.compile_cache)
-                jobs[f"{generator.name} UNet"], jobs[f"{generator.name} decoder"] = unet, decoder
+                jobs[f"{generator.name} UNet"] = unet
+                if not shared:
+                    jobs[f"{generator.name} decoder"] = decoder
         now = [
             name
             for name, job in jobs.items()
@@ -362,7 +370,13 @@ class ImagePipeline:
         if drawn.interrupted:
             warnings.append("Interrupted: these are the predictions at the step where it stopped.")
         yield ImageResult(
-            made, params.seed, time.perf_counter() - t0, drawn.interrupted, warnings, drawn.unet
+            made,
+            params.seed,
+            time.perf_counter() - t0,
+            drawn.interrupted,
+            warnings,
+            drawn.unet,
+            drawn.decoder,
         )
 
     def __call__(self, params: ImageParams | dict, interrupt: Interrupt | None = None) -> ImageResult:

@@ -518,6 +518,7 @@ class ImageTab:
             "parameters": [m.parameters for m in result.images],
             "prompt_match": [m.prompt_match for m in result.images],
             "unet": result.unet,
+            "decoder": result.decoder,
             "dtype": str(self.pipe.dtype).removeprefix("torch."),
         }
         yield files, info
@@ -533,6 +534,8 @@ class ImageTab:
             "warnings": result.warnings,
             "prompt_match": made.prompt_match,
             "unet": result.unet,
+            "decoder": result.decoder,
+            "dtype": str(self.pipe.dtype).removeprefix("torch."),
         }
         return FileData(path=str(save_png(made.image, made.parameters))).model_dump(), info
 
