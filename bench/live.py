@@ -3,16 +3,18 @@ call on the same few-step student, in one run.
 
     python bench/live.py [--rounds 3] [--threads 2] [--steps 2] [--compile auto|off]
 
-Starts app.py and waits until its student UNet is compiled, as the app serves it once its first start on a
-machine class has compiled it (minutes; later starts load the kernels from the cache), then types a prompt one word at a time: each prefix is one /image_live call (the student in the
-Live mode's steps, ``AIGC_IMAGE_LIVE_STEPS``, seed 0), timed at the client (what the page waits for: queue,
-model, scorer, PNG) and as the app reports it (the pipeline alone); and the same call through Gradio's plain
-REST API with httpx (``/call/image_live``, its server-sent events read as they come, then the PNG fetched, as
-the page does), which shows what gradio_client adds (its receiving thread looks for new messages every
-50 ms). Then, with the app stopped, the same
-prefixes through a plain ``DiffusionPipeline`` loaded from the student's folder (LCMScheduler, the same steps,
-guidance 1, fp32), and the largest pixel difference
-between the two pictures of each prefix. Medians over ``--rounds``. Idle machine only.
+Starts app.py and waits until its student's UNet and decoder are compiled, as the app serves them once its
+first start on a machine class has compiled them (minutes; later starts load the kernels from the cache).
+Then types a prompt one word at a time: each prefix is one /image_live call (the student in the Live mode's
+steps, ``AIGC_IMAGE_LIVE_STEPS``, seed 0), timed at the client (what the page waits for: queue, model,
+scorer, PNG) and as the app reports it (the pipeline alone); and the same call through Gradio's plain REST
+API with httpx (``/call/image_live``, its server-sent events read as they come, then the PNG fetched, as the
+page does), which shows what gradio_client adds (its receiving thread looks for new messages every 50 ms).
+Then, with the app stopped, the same prefixes through a plain ``DiffusionPipeline`` loaded from the
+student's folder (LCMScheduler, the same steps, guidance 1) in fp32, and in the app's dtype when that is
+another (bf16 where the app measured it faster; there the plain call rounds the text encoder to bf16 too,
+the app keeps it in fp32), and the largest pixel difference between the app's picture of each prefix and
+the plain call's. Medians over ``--rounds``. Idle machine only.
 """
 
 from __future__ import annotations
@@ -49,22 +51,23 @@ def rest_live(http, prompt: str) -> bytes:
     raise RuntimeError("/call/image_live ended without a picture")
 
 
-def wait_for_the_unet(client, wanted: str, timeout_s: float = 900) -> str:
-    """The UNet that draws Live pictures once it is ``wanted`` ("compiled": the app compiles the student in the
-    background after the diffusion model on its first start on a machine class), or what serves at the
-    timeout."""
+def wait_for_the_student(client, wanted: str, timeout_s: float = 900) -> dict:
+    """The info of a Live picture once its UNet and decoder are ``wanted`` ("compiled": the app compiles the
+    student's after the diffusion model's, in the background on its first start on a machine class), or of
+    the last one at the timeout."""
     deadline = time.time() + timeout_s
     while True:
-        unet = client.predict("warm-up", 0, api_name="/image_live")[1]["unet"]
-        if unet == wanted or time.time() > deadline:
-            return unet
+        info = client.predict("warm-up", 0, api_name="/image_live")[1]
+        if (info["unet"] == info["decoder"] == wanted) or time.time() > deadline:
+            return info
         time.sleep(5)
 
 
 def through_the_app(
     rounds: int, steps: int, compile_mode: str
-) -> tuple[dict[str, list[float]], dict[str, np.ndarray], str]:
-    """Client, REST and in-app seconds of each prefix's picture, the pictures, and the UNet that drew them."""
+) -> tuple[dict[str, list[float]], dict[str, np.ndarray], dict]:
+    """Client, REST and in-app seconds of each prefix's picture, the pictures, and the info of a Live picture
+    (which UNet and decoder drew them, in which dtype)."""
     import httpx
     from gradio_client import Client
 
@@ -73,7 +76,7 @@ def through_the_app(
     env = {"AIGC_IMAGE_COMPILE": compile_mode, "AIGC_IMAGE_LIVE_STEPS": str(steps)}
     with running_app(env, start_timeout_s=600) as url:
         client = Client(url, verbose=False)
-        unet = wait_for_the_unet(client, "eager" if compile_mode == "off" else "compiled")
+        served = wait_for_the_student(client, "eager" if compile_mode == "off" else "compiled")
         with httpx.Client(base_url=url, timeout=60) as http:
             rest_live(http, "warm-up")
             for _ in range(rounds):
@@ -86,10 +89,12 @@ def through_the_app(
                     t0 = time.perf_counter()
                     rest_live(http, prompt)
                     times["rest"].append(time.perf_counter() - t0)
-    return times, pictures, unet
+    return times, pictures, served
 
 
-def plain_call(rounds: int, threads: int, steps: int) -> tuple[list[float], dict[str, np.ndarray]]:
+def plain_call(
+    rounds: int, threads: int, steps: int, dtype: str = "float32"
+) -> tuple[list[float], dict[str, np.ndarray]]:
     import torch
     from diffusers import DiffusionPipeline
 
@@ -101,7 +106,7 @@ def plain_call(rounds: int, threads: int, steps: int) -> tuple[list[float], dict
     tokenizer, text_encoder = load_text_encoder(cfg.text_encoder)
     plain = DiffusionPipeline.from_pretrained(
         cfg.student, text_encoder=text_encoder.float(), tokenizer=tokenizer, safety_checker=None
-    ).to(torch.float32)
+    ).to(getattr(torch, dtype))
     plain.set_progress_bar_config(disable=True)
 
     def draw(prompt: str):
@@ -139,14 +144,19 @@ def main() -> int:
     from aigc_demo.config import ImageConfig
 
     steps = args.steps or ImageConfig().live_steps
-    times, ours, unet = through_the_app(args.rounds, steps, args.compile)
-    plain_s, theirs = plain_call(args.rounds, args.threads, steps)
-    diff = max(int(np.abs(ours[p] - theirs[p]).max()) for p in ours)
+    times, ours, served = through_the_app(args.rounds, steps, args.compile)
+    dtypes = ["float32"] + ([served["dtype"]] if served["dtype"] != "float32" else [])
+    rows, diffs = [], {}
+    for dtype in dtypes:
+        seconds, theirs = plain_call(args.rounds, args.threads, steps, dtype)
+        rows.append((f"plain diffusers `DiffusionPipeline` call, {dtype}", seconds))
+        diffs[dtype] = max(int(np.abs(ours[p] - theirs[p]).max()) for p in ours)
+    plain_s = rows[0][1]
     median = statistics.median
     client_s, n = times["client"], len(times["client"])
     print(
         f"{n} live pictures ({len(prefixes())} prefixes x {args.rounds} rounds), 64x64, {steps} steps, seed 0, "
-        f"the app's student UNet {unet}"
+        f"the app's student in {served['dtype']}, UNet {served['unet']}, decoder {served['decoder']}"
     )
     print("| path | median s/image | p90 s/image |")
     print("|---|---|---|")
@@ -154,13 +164,14 @@ def main() -> int:
         ("through the app, gradio_client wall time (/image_live)", client_s),
         ("through the app, REST with httpx, PNG fetched", times["rest"]),
         ("the app's pipeline alone (reported seconds)", times["app"]),
-        ("plain diffusers `DiffusionPipeline` call", plain_s),
+        *rows,
     ):
         p90 = sorted(values)[int(0.9 * (len(values) - 1))]
         print(f"| {name} | {median(values):.3f} | {p90:.3f} |")
     print(
         f"plain / app: {median(plain_s) / median(client_s):.2f}x (gradio_client), "
-        f"{median(plain_s) / median(times['rest']):.2f}x (REST); max pixel difference {diff}"
+        f"{median(plain_s) / median(times['rest']):.2f}x (REST); largest pixel difference from the plain call: "
+        + ", ".join(f"{diff} ({dtype})" for dtype, diff in diffs.items())
     )
     return 0
 
