@@ -32,7 +32,8 @@ def _inputs(model: torch.nn.Module) -> tuple[torch.Tensor, ...]:
         return torch.randn(2, cfg.z_dim, generator=g), torch.randn(2, cfg.text_dim, generator=g)
     if isinstance(model, GANDiscriminator):
         side = cfg.image_size
-        return torch.rand(2, 3, side, side, generator=g) * 2 - 1, torch.randn(2, cfg.text_dim, generator=g)
+        image = torch.rand(2, cfg.in_channels, side, side, generator=g) * 2 - 1
+        return image, torch.randn(2, cfg.text_dim, generator=g)
     return (torch.rand(2, 3, cfg.image_size, cfg.image_size, generator=g),)
 
 
@@ -50,17 +51,55 @@ def _fp16_rounded(model: torch.nn.Module) -> torch.nn.Module:
     return rounded.eval()
 
 
+def tiny_autoencoder():
+    """A random AutoencoderKL: 32x32 pictures, 16x16x4 latents."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    return AutoencoderKL(
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1,
+        norm_num_groups=4,
+        latent_channels=4,
+        sample_size=32,
+        scaling_factor=0.5,
+    ).eval()
+
+
+def tiny_latent_gan(autoencoder) -> GANGenerator:
+    from aigc_demo.models.gan import DECODER_KEYS
+
+    config = {k: autoencoder.config[k] for k in DECODER_KEYS}
+    gan = GANGenerator(image_size=32, z_dim=8, text_dim=16, cond_dim=8, width=8, autoencoder=config)
+    gan.take_decoder(autoencoder)
+    return gan
+
+
 TINY = [
     lambda: EmojiVAE(image_size=32, latent_dim=8, channels=(8, 16), groups=4),
     lambda: GANGenerator(z_dim=8, text_dim=16, cond_dim=8, width=8),
     lambda: GANGenerator(z_dim=8, text_dim=16, cond_dim=8, width=8, conditional_norm=True),
+    lambda: tiny_latent_gan(tiny_autoencoder()),
     lambda: GANDiscriminator(text_dim=16, width=8),
+    lambda: GANDiscriminator(image_size=16, text_dim=16, width=8, in_channels=4, stem_channels=16),
     lambda: PromptMatch(text_dim=16, channels=(8, 8, 8, 8)),
 ]
 
 
 @pytest.mark.parametrize(
-    "build", TINY, ids=["vae", "gan-generator", "gan-generator-cbn", "gan-discriminator", "prompt-match"]
+    "build",
+    TINY,
+    ids=[
+        "vae",
+        "gan-generator",
+        "gan-generator-cbn",
+        "gan-generator-latent",
+        "gan-discriminator",
+        "gan-discriminator-latent",
+        "prompt-match",
+    ],
 )
 def test_save_fp16_then_from_pretrained_round_trips(build, tmp_path):
     torch.manual_seed(0)
@@ -92,6 +131,20 @@ def test_save_fp16_then_from_pretrained_round_trips(build, tmp_path):
     assert loaded.state_dict().keys() == model.state_dict().keys()
     inputs = _inputs(model)
     torch.testing.assert_close(_run(loaded, inputs), _run(_fp16_rounded(model), inputs), rtol=1e-5, atol=1e-5)
+
+
+def test_a_latent_gan_draws_a_latent_and_decodes_it_as_its_autoencoder_does():
+    autoencoder = tiny_autoencoder()
+    gan = tiny_latent_gan(autoencoder).eval()
+    z, text = torch.randn(2, 8), torch.randn(2, 16)
+    with torch.no_grad():
+        latents = gan.latents(z, text)
+        assert latents.shape == (2, 4, 16, 16)
+        expected = autoencoder.decode(latents / 0.5).sample.clamp(-1, 1)
+        torch.testing.assert_close(gan(z, text), expected)
+    assert expected.shape == (2, 3, 32, 32)
+    carried = {id(p) for m in gan.carried_decoder() for p in m.parameters()}
+    assert carried and len(carried) < len(list(gan.parameters())), "the decoder is part, not all, of it"
 
 
 def test_config_fields_read_as_attributes():

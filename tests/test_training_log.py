@@ -117,3 +117,4 @@ def test_a_gan_run_tells_the_committed_architecture_from_the_one_asked_for():
     assert same_architecture(
         GANGenerator(z_dim=8, text_dim=16, cond_dim=8, width=8, conditional_norm=True), args
     )
+    assert not same_architecture(plain, parse_args(["--width", "8", "--latent"]))

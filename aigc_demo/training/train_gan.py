@@ -14,7 +14,16 @@ held-out caption retrieval improves without the Fréchet distance getting worse 
         --run-dir runs/emoji-gan-cbn --park
 
 starts another architecture (conditional BatchNorm in every generator stage; DiffAugment for the
-discriminator) from scratch in its own run folder; it publishes by the same rule. ``--park`` keeps a run
+discriminator) from scratch in its own run folder; it publishes by the same rule.
+
+    python -m aigc_demo.training.train_gan --minutes 65 --threads 2 --latent --width 32 --anchor-weight 10 \
+        --run-dir runs/emoji-gan-latent --park
+
+draws the 16x16x4 latent of the diffusion model's autoencoder (``weights/autoencoder-kl-emoji``) instead of
+pixels, against a discriminator that judges latents (the corpus encoded once, cached in the run folder); the
+generator carries the autoencoder's decoder, frozen, so it still makes a 64x64 picture in one call.
+
+``--park`` keeps a run
 (fp16 generator, its average and the discriminator) in weights/emoji-gan/parked/, published or not, where the
 next run on any machine resumes it with the discriminator it was trained against.
 """
@@ -31,20 +40,23 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers import AutoencoderKL
 
 from aigc_demo.data.colour import colour_note, with_colour_variants
 from aigc_demo.data.corpus import Corpus, load_corpus
 from aigc_demo.models import GANDiscriminator, GANGenerator, save_fp16
-from aigc_demo.models.gan import ConditionalBatchNorm
+from aigc_demo.models.gan import DECODER_KEYS, ConditionalBatchNorm
 from aigc_demo.training import common, loop
 from aigc_demo.training.common import TrainState
 from aigc_demo.training.image_metrics import VAEFeatures, frechet_distance, retrieval_metrics, retrieval_rows
 from aigc_demo.training.loop import as_shipped
 from aigc_demo.training.text_cache import cached_embeddings, pick_variants
+from aigc_demo.training.train_diffusion import corpus_latents
 
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "emoji-gan"
+LATENT_AUTOENCODER = common.WEIGHTS_DIR / "autoencoder-kl-emoji"  # whose latent a --latent generator draws
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,6 +73,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         default=False,
         help="BigGAN's conditional BatchNorm in the generator (new runs)",
+    )
+    p.add_argument(
+        "--latent",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="draw the latent of weights/autoencoder-kl-emoji and carry its decoder (new runs)",
     )
     p.add_argument(
         "--diff-augment",
@@ -91,9 +109,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def discriminator_for(gen: GANGenerator) -> GANDiscriminator:
+    cfg = gen.config
+    if not gen.draws_latents:
+        return GANDiscriminator(image_size=cfg.image_size, text_dim=cfg.text_dim, width=cfg.width)
     return GANDiscriminator(
-        image_size=gen.config.image_size, text_dim=gen.config.text_dim, width=gen.config.width
+        image_size=latent_side(gen),
+        text_dim=cfg.text_dim,
+        width=cfg.width,
+        in_channels=cfg.autoencoder["latent_channels"],
+        stem_channels=cfg.width * 2,
     )
+
+
+def latent_side(gen: GANGenerator) -> int:
+    return gen.config.image_size // 2 ** (len(gen.config.autoencoder["block_out_channels"]) - 1)
 
 
 def architecture(args) -> dict:
@@ -101,7 +130,8 @@ def architecture(args) -> dict:
 
 
 def same_architecture(gen: GANGenerator, args) -> bool:
-    return all(gen.config[k] == v for k, v in architecture(args).items())
+    same = all(gen.config[k] == v for k, v in architecture(args).items())
+    return same and gen.draws_latents == args.latent
 
 
 def published(folder: Path, args) -> dict | None:
@@ -120,8 +150,14 @@ def published(folder: Path, args) -> dict | None:
 
 
 def scratch(args) -> dict:
-    gen = GANGenerator(**architecture(args))
-    init_dcgan(gen)
+    if args.latent:
+        autoencoder = AutoencoderKL.from_pretrained(LATENT_AUTOENCODER, torch_dtype=torch.float32)
+        gen = GANGenerator(**architecture(args), autoencoder={k: autoencoder.config[k] for k in DECODER_KEYS})
+        init_dcgan(gen)
+        gen.take_decoder(autoencoder)
+    else:
+        gen = GANGenerator(**architecture(args))
+        init_dcgan(gen)
     return {"generator": gen, "discriminator": discriminator_for(gen), "ema": copy.deepcopy(gen)}
 
 
@@ -144,8 +180,11 @@ def init_dcgan(module: torch.nn.Module) -> None:
             torch.nn.init.zeros_(m.bias)
 
 
-def train(args, corpus: Corpus, captions: dict) -> tuple[loop.Models, TrainState]:
-    """Returns the models (``ema`` is what ships) and the step count."""
+def train(
+    args, corpus: Corpus, captions: dict, latents: torch.Tensor | None = None
+) -> tuple[loop.Models, TrainState]:
+    """Returns the models (``ema`` is what ships) and the step count. ``latents``: the corpus encoded
+    (``corpus_latents``), for a generator that draws latents."""
     start = loop.resume(
         args,
         {"generator": GANGenerator, "discriminator": GANDiscriminator, "ema": GANGenerator},
@@ -158,9 +197,14 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[loop.Models, TrainState
             f"{args.run_dir} holds a generator with {dict(gen.config)}, not {architecture(args)}: "
             "give a new architecture its own --run-dir"
         )
+    if gen.draws_latents and (latents is None or args.diff_augment):
+        raise SystemExit("a latent generator needs the corpus latents, and DiffAugment is for pixels")
     seen = diff_augment if args.diff_augment else lambda x, _rng: x
     ema = start.models["ema"].eval().requires_grad_(False)
-    opt_g = torch.optim.Adam(gen.parameters(), lr=args.lr, betas=(0.5, 0.999))
+    for module in gen.carried_decoder():
+        module.requires_grad_(False)
+    trained = [p for p in gen.parameters() if p.requires_grad]
+    opt_g = torch.optim.Adam(trained, lr=args.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.999))
     autocast = common.resolve_autocast(args.autocast)
     logger.info("bf16 autocast: %s", autocast)
@@ -172,18 +216,31 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[loop.Models, TrainState
     )
     rng = torch.Generator().manual_seed(args.seed + start.state.step)
     fixed_z = torch.randn(16, gen.config.z_dim, generator=torch.Generator().manual_seed(1234))
+    # The anchor compares what an anchor_size-pixel thumbnail keeps; in a latent, the same share of its side.
+    anchor_side = (
+        args.anchor_size * latent_side(gen) // gen.config.image_size
+        if gen.draws_latents
+        else args.anchor_size
+    )
+
+    def real_batch(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the discriminator sees as real (randomly mirrored) and the unmirrored target of the anchor."""
+        if gen.draws_latents:
+            mirrored = torch.randint(0, 2, (len(rows),), generator=rng)
+            return latents[rows, mirrored], latents[rows, 0]
+        pictures = common.to_tensor(corpus.images[rows.numpy()]).contiguous() * 2 - 1
+        return common.hflip_augment(pictures, rng), pictures
 
     def step(state: TrainState) -> dict[str, torch.Tensor]:
         rows = torch.from_numpy(sampler.next())
-        pictures = common.to_tensor(corpus.images[rows.numpy()]).contiguous() * 2 - 1
-        real = common.hflip_augment(pictures, rng)
+        real, target = real_batch(rows)
         text = emb[pick_variants(spans, rows, rng)]
         wrong = text.roll(1, dims=0)  # another row's caption: a real image that does not match
         z = torch.randn(len(rows), gen.config.z_dim, generator=rng)
 
         # 1. Discriminator (hinge): real-and-matching above 1; generated and real-but-mismatched below -1.
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            fake = gen(z, text)
+            fake = gen.latents(z, text) if gen.draws_latents else gen(z, text)
             d_real = disc(seen(real, rng), text).float()
             d_fake = disc(seen(fake.detach(), rng), text).float()
             d_wrong = disc(seen(real, rng), wrong).float()
@@ -197,7 +254,7 @@ def train(args, corpus: Corpus, captions: dict) -> tuple[loop.Models, TrainState
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             loss_adv = -disc(seen(fake, rng), text).float().mean()
         # (against the unflipped picture: the caption cannot say which way a flip went)
-        anchor = F.l1_loss(shrink(fake.float(), args.anchor_size), shrink(pictures, args.anchor_size))
+        anchor = F.l1_loss(shrink(fake.float(), anchor_side), shrink(target, anchor_side))
         loss_g = loss_adv + args.anchor_weight * anchor if args.anchor_weight else loss_adv
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -315,18 +372,44 @@ def model_card(metrics: dict, corpus: Corpus) -> str:
         else ""
     )
     anchor = (
-        f"\nThe generator also matches the real image at {metrics['anchor_size']} px (an L1 term of weight"
+        f"\nThe generator also matches the real {'latent' if metrics.get('latent') else 'image'} at"
+        f" {metrics['anchor_size']}-px detail (an L1 term of weight"
         f" {metrics['anchor_weight']:g}):\nthe caption decides the layout and colours, the discriminator the detail."
         if metrics.get("anchor_weight")
         else ""
     )
-    return f"""# emoji-gan: a caption-conditional DCGAN for 64x64 emoji
+    if metrics.get("latent"):
+        kind, what = (
+            "latent GAN",
+            (
+                f"A DCGAN-style (Radford et al. 2015) generator that draws the 16x16x4 latent of the diffusion model's"
+                f" autoencoder\n(`weights/autoencoder-kl-emoji`) and carries that autoencoder's decoder, frozen, to"
+                f" turn it into the picture:\n{metrics['params_g_m']:.2f} M parameters, of which"
+                f" {metrics['params_decoder_m']:.2f} M are the decoder (fp16 safetensors). It is"
+            ),
+        )
+    else:
+        kind, what = (
+            "DCGAN",
+            (
+                f"A DCGAN (Radford et al. 2015) generator{norm}, {metrics['params_g_m']:.2f} M parameters (fp16"
+                " safetensors),"
+            ),
+        )
+    judged = "latents" if metrics.get("latent") else "images"
+    failures = (
+        "Flat areas come out clean, but shapes break into patches and faces lose their features."
+        if metrics.get("latent")
+        else "Above the 16-px layout the pictures are mottled: outlines break up, faces lose their features"
+        " and flat\nareas carry coloured noise."
+    )
+    return f"""# emoji-gan: a caption-conditional {kind} for 64x64 emoji
 
-A DCGAN (Radford et al. 2015) generator{norm}, {metrics["params_g_m"]:.2f} M parameters (fp16 safetensors),
+{what}
 conditioned on the all-MiniLM-L6-v2 sentence embedding of the caption; trained with the hinge loss and
-GAN-CLS mismatched-caption negatives against a spectral-norm projection discriminator (not shipped; `--park`
-keeps it in `parked/` for the next run); the weights that ship are an exponential moving average of the generator's.{augment}{anchor} It makes a
-64x64 image in one step.
+GAN-CLS mismatched-caption negatives against a spectral-norm projection discriminator on {judged} (not shipped;
+`--park` keeps it in `parked/` for the next run); the weights that ship are an exponential moving average of
+the generator's.{augment}{anchor} It makes a 64x64 image in one call.
 
 ```python
 from aigc_demo.models import GANGenerator
@@ -356,8 +439,7 @@ and their mean outputs on real (d_real) and generated (d_fake) images:
 
 ## Known failures
 
-Above the 16-px layout the pictures are mottled: outlines break up, faces lose their features and flat
-areas carry coloured noise. Held-out captions of emoji unlike any trained one come out as smudges in
+{failures} Held-out captions of emoji unlike any trained one come out as smudges in
 roughly the right colours.
 
 ## License
@@ -397,7 +479,11 @@ def main(argv: list[str] | None = None) -> int:
         (args.weights_dir / "README.md").write_text(model_card(metrics, corpus), encoding="utf-8")
         logger.info("re-measured %s: %s", args.weights_dir, json.dumps(metrics))
         return 0
-    models, state = train(args, corpus, captions)
+    latents = None
+    if args.latent:
+        autoencoder = AutoencoderKL.from_pretrained(LATENT_AUTOENCODER, torch_dtype=torch.float32).eval()
+        latents = corpus_latents(corpus, autoencoder, args.run_dir / "latents.safetensors")
+    models, state = train(args, corpus, captions, latents)
     gen = models["ema"]
     metrics = evaluate(as_shipped(gen), corpus, captions, VAEFeatures(), args.data_dir)
     logger.info("held-out: %s", json.dumps(metrics))
@@ -408,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     metrics.update(
         params_g_m=sum(p.numel() for p in gen.parameters()) / 1e6,
+        params_decoder_m=sum(p.numel() for m in gen.carried_decoder() for p in m.parameters()) / 1e6,
+        latent=gen.draws_latents,
         z_dim=gen.config.z_dim,
         width=gen.config.width,
         conditional_norm=gen.config.conditional_norm,
