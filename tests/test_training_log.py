@@ -36,6 +36,9 @@ def test_a_log_begun_without_a_field_gets_its_column(tmp_path):
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["anchor"] for r in rows] == ["", "0.1"] and [r["loss_g"] for r in rows] == ["0.25", "0.2"]
+    plot = tmp_path / "published" / "loss.png"
+    new.plot(plot, ["loss_d", "anchor"], "test")  # the column's empty rows are left out
+    assert plot.stat().st_size > 0
 
 
 def test_learning_rate_warms_up_then_holds_or_cools_down_over_the_run():

@@ -165,18 +165,27 @@ class DiffusionGenerator:
             self.decoder_runner = other.decoder_runner
         return same
 
-    def compile_jobs(self, plain_unet, batches: list[int], defaults, cache: str = "") -> list[CompileJob]:
+    def compile_jobs(
+        self, plain_unet, batches: list[int], defaults, cache: str = "", decoder: bool = True
+    ) -> dict[str, CompileJob]:
         """What compiling takes: ``plain_unet`` for this model's default request at each batch size (a
-        student's default request runs unguided on its own scheduler, as ``settle`` makes it), then the
-        decoder at batch 1 (a request decodes once, and a preview at a time, so larger batches gain little)."""
+        student's default request runs unguided on its own scheduler, as ``settle`` makes it), then, unless
+        ``decoder`` is False (a decoder shared with another model), the decoder at batch 1 (a request decodes
+        once, and a preview at a time, so larger batches gain little)."""
         defaults, _ = self.settle(defaults)
         examples = [self._default_unet_inputs(batch, defaults) for batch in batches]
-        unet = CompileJob(self.unet_runner, plain_unet, examples, compile_marker(cache, plain_unet, examples))
-        plain_decoder = LatentDecoder(copy.deepcopy(self.sd.vae))
-        with torch.inference_mode():  # as in _decode: compiled code guards on inference tensors
-            latents = torch.randn(1, *examples[0][0].shape[1:]).to(self.sd.vae.device, self.sd.vae.dtype)
-        marker = compile_marker(cache, plain_decoder, [(latents,)], kind="decoder")
-        return [unet, CompileJob(self.decoder_runner, plain_decoder, [(latents,)], marker)]
+        jobs = {
+            "UNet": CompileJob(
+                self.unet_runner, plain_unet, examples, compile_marker(cache, plain_unet, examples)
+            )
+        }
+        if decoder:
+            plain_decoder = LatentDecoder(copy.deepcopy(self.sd.vae))
+            with torch.inference_mode():  # as in _decode: compiled code guards on inference tensors
+                latents = torch.randn(1, *examples[0][0].shape[1:]).to(self.sd.vae.device, self.sd.vae.dtype)
+            marker = compile_marker(cache, plain_decoder, [(latents,)], kind="decoder")
+            jobs["decoder"] = CompileJob(self.decoder_runner, plain_decoder, [(latents,)], marker)
+        return jobs
 
     @torch.inference_mode()  # inference tensors, as in _denoise: the compiled code guards on the difference
     def _default_unet_inputs(self, batch: int, defaults) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

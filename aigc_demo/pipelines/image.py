@@ -251,10 +251,10 @@ class ImagePipeline:
                     and self.diffusion is not None
                     and generator.share_decoder(self.diffusion)
                 )
-                unet, decoder = generator.compile_jobs(plain, batches, defaults, cfg.compile_cache)
-                jobs[f"{generator.name} UNet"] = unet
-                if not shared:
-                    jobs[f"{generator.name} decoder"] = decoder
+                parts = generator.compile_jobs(
+                    plain, batches, defaults, cfg.compile_cache, decoder=not shared
+                )
+                jobs.update({f"{generator.name} {part}": job for part, job in parts.items()})
         now = [
             name
             for name, job in jobs.items()

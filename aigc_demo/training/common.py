@@ -278,11 +278,15 @@ class LossLog:
         steps = [int(r["step"]) for r in rows]
         fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3.2))
         for ax, col in zip(np.atleast_1d(axes), columns, strict=True):
-            vals = [float(r[col]) for r in rows]
-            ax.plot(steps, vals, lw=0.6, alpha=0.4)
+            # A column a run added later (a new loss term) is empty in the rows before it.
+            kept = [(s, float(r[col])) for s, r in zip(steps, rows, strict=True) if r.get(col)]
+            if not kept:
+                continue
+            col_steps, vals = [s for s, _ in kept], [v for _, v in kept]
+            ax.plot(col_steps, vals, lw=0.6, alpha=0.4)
             k = max(1, len(vals) // 50)  # moving average for readability
             smooth = np.convolve(vals, np.ones(k) / k, mode="valid")
-            ax.plot(steps[k - 1 :], smooth, lw=1.4)
+            ax.plot(col_steps[k - 1 :], smooth, lw=1.4)
             ax.set_title(col)
             ax.set_xlabel("step")
             if log_y and min(vals) > 0:

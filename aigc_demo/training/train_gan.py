@@ -459,7 +459,7 @@ def publish(gen: GANGenerator, corpus: Corpus, captions: dict, metrics: dict, ar
     real = common.to_tensor(corpus.images[rows.numpy()])
     grid = torch.cat([torch.cat([real[i : i + 8], images[i : i + 8]]) for i in range(0, 32, 8)])
     common.save_grid(grid, out / "samples.png", nrow=8)
-    losses = ["loss_d", "loss_g", "d_real", "d_fake"]
+    losses = ["loss_d", "loss_g", "d_real", "d_fake", "anchor"]
     loop.write_record(
         out, args.run_dir, metrics, model_card(metrics, corpus), losses, "emoji-gan training", log_y=False
     )
