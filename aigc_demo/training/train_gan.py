@@ -431,7 +431,8 @@ image = gen(z, sentence_embedding) * 0.5 + 0.5   # z: (B, {metrics["z_dim"]}) ~ 
 | same, real training images vs real held-out (the floor) | {metrics["real_train_vs_heldout_fd_vae"]:.2f} |
 {retrieval_rows(metrics)}{per_seed_row(metrics)}
 Odd rows: real corpus images; even rows: the GAN's image for the same caption (seed 0). Then the losses of G and D
-and their mean outputs on real (d_real) and generated (d_fake) images:
+and their mean outputs on real (d_real) and generated (d_fake) images, and the anchor's L1 distance (from the runs
+that used one):
 
 ![samples](samples.png)
 
