@@ -34,8 +34,11 @@ def make_sheet(out: Path, generator: str, seed: int, steps: int | None = None) -
     from aigc_demo.pipelines.image import ImagePipeline
     from aigc_demo.training.train_diffusion import TRAIN_PROMPTS
 
-    pipe = ImagePipeline.from_config(ImageConfig(compile="off", gan="", upscaler=""))
-    default = pipe.student.student_steps if generator == "student" else pipe.cfg.num_inference_steps
+    gan = ImageConfig.gan if generator == "gan" else ""  # loaded only when it is the one judged
+    pipe = ImagePipeline.from_config(ImageConfig(compile="off", upscaler="", gan=gan))
+    default = {"student": pipe.student.student_steps if pipe.student else 0, "gan": 1}.get(
+        generator, pipe.cfg.num_inference_steps
+    )
     steps = steps or default
     order = np.random.default_rng(seed).permutation(len(TRAIN_PROMPTS))
     sheet = Image.new("RGB", (5 * CELL, 4 * (CELL + 28)), "white")
@@ -54,7 +57,8 @@ def make_sheet(out: Path, generator: str, seed: int, steps: int | None = None) -
     (out / "subjects.txt").write_text("\n".join(sorted(set(key.values()))) + "\n")
     (out / "key.json").write_text(json.dumps({"generator": generator, "steps": steps, "key": key}, indent=1))
     print(
-        f"{out / 'sheet.png'}: {len(key)} pictures by the {generator} ({steps} steps); subjects in subjects.txt"
+        f"{out / 'sheet.png'}: {len(key)} pictures by the {generator} ({steps} step{'s' * (steps != 1)});"
+        " subjects in subjects.txt"
     )
 
 

@@ -358,6 +358,19 @@ def per_seed_row(metrics: dict) -> str:
     return f"| top-5 of each z seed (0-{len(seeds) - 1}), generated images | {' / '.join(f'{t:.3f}' for t in seeds)} |\n"
 
 
+def blind_line(metrics: dict) -> str:
+    """The blind recognition tests of these weights, once judges have made them (``bench/blind_recognition.py``)."""
+    tests = metrics.get("blind_recognition")
+    if not tests:
+        return ""
+    counts = " and ".join(f"**{t['named']} of {t['pictures']}** (seed {t['seed']})" for t in tests)
+    return (
+        f"\n**Blind test** (`python bench/blind_recognition.py --generator gan --seed N`, {tests[0]['date']}):\n"
+        f"judges who saw only a numbered sheet of the diffusion model's 20 training captions drawn by the GAN, one\n"
+        f"judge per sheet, named {counts}.\n{tests[0]['detail']}\n"
+    )
+
+
 def model_card(metrics: dict, corpus: Corpus) -> str:
     conditional_norm = metrics.get("conditional_norm", False)
     norm = (
@@ -429,7 +442,7 @@ image = gen(z, sentence_embedding) * 0.5 + 0.5   # z: (B, {metrics["z_dim"]}) ~ 
 |---|---|
 | Fréchet distance on the fixed 32-d VAE's features (`weights/vae-emoji-32d`), generated vs real held-out | {metrics["heldout_fd_vae"]:.2f} |
 | same, real training images vs real held-out (the floor) | {metrics["real_train_vs_heldout_fd_vae"]:.2f} |
-{retrieval_rows(metrics)}{per_seed_row(metrics)}
+{retrieval_rows(metrics)}{per_seed_row(metrics)}{blind_line(metrics)}
 Odd rows: real corpus images; even rows: the GAN's image for the same caption (seed 0). Then the losses of G and D
 and their mean outputs on real (d_real) and generated (d_fake) images, and the anchor's L1 distance (from the runs
 that used one):
