@@ -121,3 +121,21 @@ def test_a_gan_run_tells_the_committed_architecture_from_the_one_asked_for():
         GANGenerator(z_dim=8, text_dim=16, cond_dim=8, width=8, conditional_norm=True), args
     )
     assert not same_architecture(plain, parse_args(["--width", "8", "--latent"]))
+
+
+def test_the_pixel_anchor_reaches_the_latent_but_leaves_the_decoder_frozen():
+    import torch
+
+    from aigc_demo.training.train_gan import pixel_anchor
+    from tests.test_models import tiny_autoencoder, tiny_latent_gan
+
+    gen = tiny_latent_gan(tiny_autoencoder())
+    for module in gen.carried_decoder():
+        module.requires_grad_(False)
+    latents = torch.randn(2, 4, 16, 16, requires_grad=True)
+    pictures = gen.decode(latents).detach()
+    assert pixel_anchor(gen, latents, pictures, autocast=False) == 0, "a latent that draws the picture"
+    loss = pixel_anchor(gen, latents, pictures.flip(-1), autocast=False)
+    loss.backward()
+    assert loss > 0 and latents.grad.abs().sum() > 0
+    assert all(p.grad is None for m in gen.carried_decoder() for p in m.parameters())

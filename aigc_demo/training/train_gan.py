@@ -22,6 +22,8 @@ discriminator) from scratch in its own run folder; it publishes by the same rule
 draws the 16x16x4 latent of the diffusion model's autoencoder (``weights/autoencoder-kl-emoji``) instead of
 pixels, against a discriminator that judges latents (the corpus encoded once, cached in the run folder); the
 generator carries the autoencoder's decoder, frozen, so it still makes a 64x64 picture in one call.
+``--pixel-anchor-weight`` adds an L1 term between the decoded picture and the real one on a few images of
+each batch (decoding with its gradient costs more than the rest of the step).
 
 ``--park`` keeps a run
 (fp16 generator, its average and the discriminator) in weights/emoji-gan/parked/, published or not, where the
@@ -94,6 +96,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--anchor-size", type=int, default=16, help="side of the shrunk images the anchor term compares"
+    )
+    p.add_argument(
+        "--pixel-anchor-weight",
+        type=float,
+        default=0.0,
+        help="latent generators: weight of the L1 distance between the decoded and the real 64x64 picture",
+    )
+    p.add_argument(
+        "--pixel-anchor-images",
+        type=int,
+        default=8,
+        help="how many of each batch the pixel anchor decodes (decoding with its gradient is the costly part)",
     )
     p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids in runs/")
     loop.add_park_option(p)
@@ -199,6 +213,10 @@ def train(
         )
     if gen.draws_latents and (latents is None or args.diff_augment):
         raise SystemExit("a latent generator needs the corpus latents, and DiffAugment is for pixels")
+    if args.pixel_anchor_weight and not gen.draws_latents:
+        raise SystemExit(
+            "--pixel-anchor-weight is for latent generators (--anchor-size 64 does it for pixels)"
+        )
     seen = diff_augment if args.diff_augment else lambda x, _rng: x
     ema = start.models["ema"].eval().requires_grad_(False)
     for module in gen.carried_decoder():
@@ -256,6 +274,14 @@ def train(
         # (against the unflipped picture: the caption cannot say which way a flip went)
         anchor = F.l1_loss(shrink(fake.float(), anchor_side), shrink(target, anchor_side))
         loss_g = loss_adv + args.anchor_weight * anchor if args.anchor_weight else loss_adv
+        # The latent discriminator and anchor do not see how the decoder renders a latent slightly off the
+        # real ones (a mottle inside shapes); the pixel anchor judges the picture itself, on a few rows.
+        pixel = torch.zeros(())
+        if args.pixel_anchor_weight:
+            few = rows[: args.pixel_anchor_images]
+            pictures = common.to_tensor(corpus.images[few.numpy()]) * 2 - 1
+            pixel = pixel_anchor(gen, fake[: len(few)], pictures, autocast)
+            loss_g = loss_g + args.pixel_anchor_weight * pixel
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
@@ -281,14 +307,25 @@ def train(
             "d_fake": d_fake.mean(),
             "d_wrong": d_wrong.mean(),
             "anchor": anchor.detach(),
+            "pixel_anchor": pixel.detach(),
         }
 
     fields = ["loss_d", "loss_g", "d_real", "d_fake", "d_wrong", "anchor"]
+    fields += ["pixel_anchor"] if args.pixel_anchor_weight else []
     optimizers = {"generator": opt_g, "discriminator": opt_d}
     state = loop.train(
         args, start, optimizers, step, fields, sampler=sampler, shown=("loss_d", "loss_g"), desc="gan"
     )
     return start.models, state
+
+
+def pixel_anchor(
+    gen: GANGenerator, latents: torch.Tensor, pictures: torch.Tensor, autocast: bool
+) -> torch.Tensor:
+    """L1 between what the carried decoder draws from ``latents`` and the real pictures (in [-1, 1])."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        drawn = gen.decode(latents)
+    return F.l1_loss(drawn.float(), pictures)
 
 
 def shrink(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -391,6 +428,13 @@ def model_card(metrics: dict, corpus: Corpus) -> str:
         if metrics.get("anchor_weight")
         else ""
     )
+    pixel_anchor = (
+        f"\nOn {metrics['pixel_anchor_images']} images of each batch the decoded picture must also match the real"
+        f" one (an L1 term of\nweight {metrics['pixel_anchor_weight']:g}): the latent discriminator does not see"
+        " how the decoder renders a latent slightly off the real ones."
+        if metrics.get("pixel_anchor_weight")
+        else ""
+    )
     if metrics.get("latent"):
         kind, what = (
             "latent GAN",
@@ -422,7 +466,7 @@ def model_card(metrics: dict, corpus: Corpus) -> str:
 conditioned on the all-MiniLM-L6-v2 sentence embedding of the caption; trained with the hinge loss and
 GAN-CLS mismatched-caption negatives against a spectral-norm projection discriminator on {judged} (not shipped;
 `--park` keeps it in `parked/` for the next run); the weights that ship are an exponential moving average of
-the generator's.{augment}{anchor} It makes a 64x64 image in one call.
+the generator's.{augment}{anchor}{pixel_anchor} It makes a 64x64 image in one call.
 
 ```python
 from aigc_demo.models import GANGenerator
@@ -444,8 +488,8 @@ image = gen(z, sentence_embedding) * 0.5 + 0.5   # z: (B, {metrics["z_dim"]}) ~ 
 | same, real training images vs real held-out (the floor) | {metrics["real_train_vs_heldout_fd_vae"]:.2f} |
 {retrieval_rows(metrics)}{per_seed_row(metrics)}{blind_line(metrics)}
 Odd rows: real corpus images; even rows: the GAN's image for the same caption (seed 0). Then the losses of G and D
-and their mean outputs on real (d_real) and generated (d_fake) images, and the anchor's L1 distance (from the runs
-that used one):
+and their mean outputs on real (d_real) and generated (d_fake) images, and the anchors' L1 distances (from the runs
+that used them):
 
 ![samples](samples.png)
 
@@ -474,6 +518,7 @@ def publish(gen: GANGenerator, corpus: Corpus, captions: dict, metrics: dict, ar
     grid = torch.cat([torch.cat([real[i : i + 8], images[i : i + 8]]) for i in range(0, 32, 8)])
     common.save_grid(grid, out / "samples.png", nrow=8)
     losses = ["loss_d", "loss_g", "d_real", "d_fake", "anchor"]
+    losses += ["pixel_anchor"] if metrics.get("pixel_anchor_weight") else []
     loop.write_record(
         out, args.run_dir, metrics, model_card(metrics, corpus), losses, "emoji-gan training", log_y=False
     )
@@ -516,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
         diff_augment=args.diff_augment,
         anchor_weight=args.anchor_weight,
         anchor_size=args.anchor_size,
+        pixel_anchor_weight=args.pixel_anchor_weight,
+        pixel_anchor_images=args.pixel_anchor_images,
         **loop.run_metrics(args, state, command),
     )
     publish(gen, corpus, captions, metrics, args)
