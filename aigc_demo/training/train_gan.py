@@ -241,12 +241,16 @@ def train(
         else args.anchor_size
     )
 
+    def pictures_of(rows: torch.Tensor) -> torch.Tensor:
+        """The corpus pictures of ``rows``, unmirrored, in [-1, 1]."""
+        return common.to_tensor(corpus.images[rows.numpy()]).contiguous() * 2 - 1
+
     def real_batch(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What the discriminator sees as real (randomly mirrored) and the unmirrored target of the anchor."""
         if gen.draws_latents:
             mirrored = torch.randint(0, 2, (len(rows),), generator=rng)
             return latents[rows, mirrored], latents[rows, 0]
-        pictures = common.to_tensor(corpus.images[rows.numpy()]).contiguous() * 2 - 1
+        pictures = pictures_of(rows)
         return common.hflip_augment(pictures, rng), pictures
 
     def step(state: TrainState) -> dict[str, torch.Tensor]:
@@ -279,8 +283,7 @@ def train(
         pixel = torch.zeros(())
         if args.pixel_anchor_weight:
             few = rows[: args.pixel_anchor_images]
-            pictures = common.to_tensor(corpus.images[few.numpy()]) * 2 - 1
-            pixel = pixel_anchor(gen, fake[: len(few)], pictures, autocast)
+            pixel = pixel_anchor(gen, fake[: len(few)], pictures_of(few), autocast)
             loss_g = loss_g + args.pixel_anchor_weight * pixel
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
